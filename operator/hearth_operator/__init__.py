@@ -1,0 +1,1 @@
+"""Hearth's operator: places ModelDeployments on GPUs and writes the truth into their status."""

@@ -1,0 +1,295 @@
+"""The ModelDeployment custom resource as types: the contract between operator, router and users.
+
+Pure pydantic, no kopf and no Kubernetes client, so the router can import it as a client imports
+an API's types. The CRD YAML in deploy/crds/ is generated from these models (see crd.py).
+Field names are Python's; aliases are the CRD's camelCase.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "hearth.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md",)
+
+# Annotations the router writes on the CR (DESIGN.md: one writer per thing).
+WAKE_REQUESTED_AT = "hearth.dev/wake-requested-at"
+LAST_ACTIVITY = "hearth.dev/last-activity"
+
+# Labels a GPU node carries.
+GPU_CLASS_LABEL = "hearth.dev/gpu-class"
+GPU_VRAM_LABEL = "hearth.dev/gpu-vram-gib"
+NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"
+NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"
+
+MAX_WARMUP_SAMPLES = 20
+
+# What clients send as `model`: lowercase, DNS-label-like, dots allowed ("llama3.1-8b").
+ModelName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+]
+
+
+class Engine(enum.StrEnum):
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    OLLAMA = "ollama"
+    SIM = "sim"
+    CUSTOM = "custom"
+
+
+class GpuClass(enum.StrEnum):
+    RTX3070 = "rtx3070"
+    RTX3090 = "rtx3090"
+    ANY = "any"
+
+
+class Phase(enum.StrEnum):
+    """A model's lifecycle. Cold → Loading → Warm; Warm → Evicting → Cold when a GPU is freed;
+    Unschedulable when no GPU can take it; Failed when it cannot run as specified."""
+
+    COLD = "Cold"
+    LOADING = "Loading"
+    WARM = "Warm"
+    EVICTING = "Evicting"
+    UNSCHEDULABLE = "Unschedulable"
+    FAILED = "Failed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+class EnvVar(_Model):
+    """A container environment variable, as in a Pod spec."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None, description="As in a Pod spec (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+
+class ModelSource(_Model):
+    """Where the weights are: a PersistentVolumeClaim and a path in it, or a URI."""
+
+    pvc: str | None = Field(default=None, description="PersistentVolumeClaim holding the weights.")
+    path: str | None = Field(default=None, description="Path of the weights inside the PVC.")
+    uri: str | None = Field(
+        default=None, description="hf://org/repo, ollama://name:tag, s3://..., https://..."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if (self.pvc is None) == (self.uri is None):
+            raise ValueError("modelSource needs exactly one of `pvc` (with `path`) or `uri`")
+        if self.pvc is not None and not self.path:
+            raise ValueError("modelSource.path is required with modelSource.pvc")
+        return self
+
+
+class GpuRequest(_Model):
+    gpu_class: GpuClass = Field(
+        default=GpuClass.ANY, alias="class", description="GPU class to run on."
+    )
+    vram_gib: int = Field(
+        alias="vramGiB", ge=1, le=48, description="VRAM the model needs, in GiB; placement uses it."
+    )
+    count: int = Field(default=1, ge=1, le=8, description="GPUs per replica.")
+
+
+class Scaling(_Model):
+    min_replicas: int = Field(
+        default=0, ge=0, le=16, description="0 scales to zero when idle; 1 or more keeps it warm."
+    )
+    max_replicas: int = Field(default=1, ge=1, le=16)
+    idle_timeout_seconds: int = Field(
+        default=900, ge=0, le=7 * 24 * 3600, description="Idle time before scaling to zero."
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Scaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("scaling.minReplicas must not exceed scaling.maxReplicas")
+        return self
+
+
+class WarmupSpec(_Model):
+    expected_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="Prior estimate of a cold start until real warmups have been measured.",
+    )
+
+
+class ModelDeploymentSpec(_Model):
+    model: ModelName = Field(description="The name clients send as OpenAI `model`.")
+    aliases: list[ModelName] = Field(
+        default_factory=list, max_length=16, description="Other names that route here."
+    )
+    engine: Engine = Field(description="Model server: vllm, llamacpp, ollama, sim or custom.")
+    image: str | None = Field(default=None, description="Container image; engine default if unset.")
+    args: list[str] | None = Field(default=None, description="Container args; engine default.")
+    env: list[EnvVar] = Field(default_factory=list)
+    model_source: ModelSource | None = None
+    gpu: GpuRequest
+    scaling: Scaling = Field(default_factory=Scaling)
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec)
+    port: int = Field(default=8000, ge=1, le=65535)
+    readiness_path: str | None = Field(
+        default=None, pattern=r"^/", description="Health path; the engine's default if unset."
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Requests one replica serves at once; the router queues the rest.",
+    )
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Higher stays resident longer."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelDeploymentSpec:
+        if self.model in self.aliases:
+            raise ValueError("aliases must not repeat `model`")
+        if len(set(self.aliases)) != len(self.aliases):
+            raise ValueError("aliases must be unique")
+        if "auto" in self.aliases or self.model == "auto":
+            raise ValueError("`auto` is reserved: the router picks a warm model for it")
+        if self.engine is Engine.CUSTOM and not self.image:
+            raise ValueError("engine `custom` needs `image`")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """Every name a client may send to reach this model."""
+        return [self.model, *self.aliases]
+
+
+class EngineDefaults(BaseModel):
+    """What an engine implies when the spec leaves a field unset."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str
+    readiness_path: str
+    concurrency: int
+
+
+HEARTH_IMAGE = "ghcr.io/hearth-dev/hearth:0.1.0"
+
+ENGINE_DEFAULTS: dict[Engine, EngineDefaults] = {
+    Engine.VLLM: EngineDefaults(
+        image="vllm/vllm-openai:v0.11.0", readiness_path="/health", concurrency=64
+    ),
+    Engine.LLAMACPP: EngineDefaults(
+        image="ghcr.io/ggml-org/llama.cpp:server-cuda", readiness_path="/health", concurrency=4
+    ),
+    Engine.OLLAMA: EngineDefaults(image="ollama/ollama:0.12.6", readiness_path="/", concurrency=4),
+    Engine.SIM: EngineDefaults(image=HEARTH_IMAGE, readiness_path="/health", concurrency=16),
+    Engine.CUSTOM: EngineDefaults(image="", readiness_path="/health", concurrency=4),
+}
+
+
+def effective_concurrency(spec: ModelDeploymentSpec) -> int:
+    return spec.concurrency or ENGINE_DEFAULTS[spec.engine].concurrency
+
+
+def effective_readiness_path(spec: ModelDeploymentSpec) -> str:
+    return spec.readiness_path or ENGINE_DEFAULTS[spec.engine].readiness_path
+
+
+# --- status (written by the operator only) ---------------------------------------------------
+
+
+class ConditionType(enum.StrEnum):
+    SCHEDULED = "Scheduled"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+
+
+class Condition(_Model):
+    """A condition in the usual Kubernetes shape (metav1.Condition)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(default="", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class WarmupStatus(_Model):
+    estimate_seconds: float | None = Field(
+        default=None, ge=0, description="Best estimate of a cold start now, in seconds."
+    )
+    samples: list[float] = Field(
+        default_factory=list,
+        max_length=MAX_WARMUP_SAMPLES,
+        description="The last measured warmups in seconds, oldest first.",
+    )
+    last_seconds: float | None = Field(default=None, ge=0)
+
+
+class ModelDeploymentStatus(_Model):
+    # A newer operator may write fields this version does not know; readers keep going.
+    model_config = ConfigDict(extra="allow")
+
+    phase: Phase | None = None
+    message: str | None = None
+    node: str | None = None
+    gpu_class: str | None = None
+    endpoints: list[str] = Field(
+        default_factory=list, description="Base URLs of Ready replicas (pod IP + port)."
+    )
+    replicas: int = Field(default=0, ge=0)
+    ready_replicas: int = Field(default=0, ge=0)
+    loading_since: datetime | None = None
+    warmup: WarmupStatus = Field(default_factory=WarmupStatus)
+    last_activity: datetime | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class ModelDeployment(BaseModel):
+    """A whole object as read from the API: metadata is kept loose, spec and status are typed."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["hearth.dev/v1alpha1"] = Field(default="hearth.dev/v1alpha1", alias="apiVersion")
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", "default"))
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.metadata.get("annotations") or {})

@@ -1,0 +1,156 @@
+"""Generate the ModelDeployment CRD from the pydantic models in api.py.
+
+Kubernetes wants a *structural* OpenAPI v3 schema: every node typed, no `$ref`, no `anyOf`
+for nullability, `exclusiveMinimum` as a boolean. Pydantic emits JSON Schema 2020-12, so this
+module inlines definitions and rewrites those constructs. Pure: dicts in, dicts out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from hearth_operator import api
+
+CRD_FILENAME = f"{api.PLURAL}.{api.GROUP}.yaml"
+
+# Keywords the apiextensions.k8s.io/v1 JSONSchemaProps accepts and we pass through.
+_PASSTHROUGH = {
+    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
+    "minLength", "maxLength", "minItems", "maxItems", "required", "uniqueItems",
+}
+
+_DEFAULTED_OBJECTS = {"scaling", "warmup"}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "GPU", "type": "string", "jsonPath": ".status.gpuClass"},
+    {"name": "Node", "type": "string", "jsonPath": ".status.node"},
+    {"name": "ETA (s)", "type": "number", "jsonPath": ".status.warmup.estimateSeconds"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite one pydantic JSON-schema node into a structural Kubernetes schema node."""
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return structural(merged, defs)
+    if "anyOf" in node:
+        # Optional[X] is anyOf [X, null]: Kubernetes expresses optional as "not required".
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express anyOf with {len(options)} types structurally")
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return structural({**options[0], **rest}, defs)
+
+    out: dict[str, Any] = {k: v for k, v in node.items() if k in _PASSTHROUGH}
+    if out.get("default", ...) is None:
+        del out["default"]
+    if "const" in node:
+        out["enum"] = [node["const"]]
+        out.setdefault("type", "string")
+    for key in ("exclusiveMinimum", "exclusiveMaximum"):
+        if key in node:
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = node[key]
+            out[key] = True
+
+    if out.get("format") == "date-time":
+        out["type"] = "string"
+    if "properties" in node:
+        out["type"] = "object"
+        out["properties"] = {k: structural(v, defs) for k, v in node["properties"].items()}
+        if node.get("additionalProperties") not in (None, False):
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    elif node.get("type") == "object":
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and extra and extra.get("type") != "object":
+            out["additionalProperties"] = structural(extra, defs)
+        else:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if node.get("type") == "array":
+        out["items"] = structural(node.get("items", {}), defs)
+        if out.get("default") == []:
+            del out["default"]  # an empty list default only adds noise to every object
+    if "type" not in out:
+        raise ValueError(f"schema node has no type: {node}")
+    # Defaults of objects are filled in by their own properties' defaults.
+    if out["type"] == "object" and "default" in out:
+        del out["default"]
+    return out
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = model_schema(api.ModelDeploymentSpec)
+    # modelSource: exactly one of pvc/uri — expressible structurally as oneOf over `required`.
+    source = schema["properties"]["modelSource"]
+    source["oneOf"] = [{"required": ["pvc", "path"]}, {"required": ["uri"]}]
+    # Optional objects whose fields all have defaults default to {} so the API server fills
+    # them in (`scaling: {minReplicas: 0, ...}`) on objects that leave them out.
+    for name, prop in schema["properties"].items():
+        if prop["type"] == "object" and not prop.get("required") and name in _DEFAULTED_OBJECTS:
+            prop["default"] = {}
+    return schema
+
+
+def build_crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": list(api.SHORT_NAMES),
+                "categories": ["hearth"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A model served on a homelab GPU, warmed on demand.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": model_schema(api.ModelDeploymentStatus),
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    header = "# Generated from operator/hearth_operator/api.py by `hearth-operator crd`. Do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def crd_paths(root: Path) -> list[Path]:
+    """Where the one CRD file lives: the plain manifests and the chart."""
+    return [root / "deploy" / "crds" / CRD_FILENAME, root / "charts" / "hearth" / "crds" / CRD_FILENAME]

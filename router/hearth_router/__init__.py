@@ -1,0 +1,1 @@
+"""Hearth's router: an OpenAI-compatible endpoint that shows a cold model's warmup as it happens."""

@@ -1,0 +1,72 @@
+"""`hearth-sim`: the simulated engine and the simulated homelab."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from hearth_sim.engine import EngineSettings, Failure, serve
+
+ENV_PREFIX = "HEARTH_SIM_"
+
+
+def _env(name: str, default: Any) -> Any:
+    """Flags default to HEARTH_SIM_<NAME> so a container can be configured by env alone."""
+    return os.environ.get(ENV_PREFIX + name.upper(), default)
+
+
+def _engine_parser(sub: Any) -> None:
+    p = sub.add_parser("engine", help="run the simulated OpenAI-compatible model engine")
+    d = EngineSettings()
+    p.add_argument("--host", default=_env("host", d.host))
+    p.add_argument("--port", type=int, default=_env("port", d.port))
+    p.add_argument("--model", default=_env("model", d.model), help="served model name")
+    p.add_argument("--load-seconds", type=float, default=_env("load_seconds", d.load_seconds))
+    p.add_argument("--load-jitter", type=float, default=_env("load_jitter", d.load_jitter),
+                   help="± fraction of the load time, drawn once per start")
+    p.add_argument("--tokens-per-second", type=float,
+                   default=_env("tokens_per_second", d.tokens_per_second))
+    p.add_argument("--time-scale", type=float, default=_env("time_scale", d.time_scale),
+                   help="multiplies every delay (0.1 = ten times faster)")
+    p.add_argument("--failure", choices=[f.value for f in Failure],
+                   default=_env("failure", d.failure.value))
+    p.add_argument("--crash-after-tokens", type=int,
+                   default=_env("crash_after_tokens", d.crash_after_tokens),
+                   help="with --failure crash-after-tokens: tokens sent before the process exits")
+    p.add_argument("--seed", type=int, default=_env("seed", None))
+    p.set_defaults(func=_run_engine)
+
+
+def _run_engine(args: argparse.Namespace) -> int:
+    fields = EngineSettings.model_fields
+    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    try:
+        settings = EngineSettings.model_validate(values)
+    except ValidationError as exc:
+        print(f"hearth-sim engine: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    print(f"hearth-sim engine: serving {settings.model} on http://{settings.host}:{settings.port}"
+          f" (load {settings.load_seconds}s x{settings.time_scale}, failure={settings.failure})",
+          flush=True)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="hearth-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _engine_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""The simulated model engine: an OpenAI-compatible server that loads slowly, then streams.
+
+It stands in for vLLM / llama.cpp / Ollama in tests, in the demo and in the chart on clusters
+without a GPU. Loading takes `load_seconds` (± jitter); `/health` answers 503 until then, 200
+after. Tokens stream at `tokens_per_second`. `time_scale` multiplies every delay (0.1 runs ten
+times faster). Failure modes make the engine misbehave the way real ones do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth_sim import text
+
+log = logging.getLogger("hearth.sim.engine")
+
+
+class Failure(enum.StrEnum):
+    NONE = "none"
+    NEVER_READY = "never-ready"  # health stays 503 forever
+    FAIL_LOAD = "fail-load"  # the process exits half way through loading
+    CRASH_AFTER_TOKENS = "crash-after-tokens"  # the process exits mid-stream
+
+
+class EngineSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    model: str = "sim"
+    load_seconds: float = Field(default=5.0, ge=0)
+    load_jitter: float = Field(default=0.0, ge=0, le=1, description="± fraction of load time")
+    tokens_per_second: float = Field(default=40.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, description="multiplies every delay")
+    failure: Failure = Failure.NONE
+    crash_after_tokens: int = Field(default=3, ge=0)
+    seed: int | None = None
+
+    def load_duration(self) -> float:
+        """Real seconds this load will take, jitter drawn once per process."""
+        rng = random.Random(self.seed)
+        jitter = rng.uniform(-self.load_jitter, self.load_jitter) if self.load_jitter else 0.0
+        return self.load_seconds * (1 + jitter) * self.time_scale
+
+    @property
+    def token_interval(self) -> float:
+        return self.time_scale / self.tokens_per_second
+
+
+def _exit_now(code: int) -> None:
+    """Die like a crashed engine: no cleanup, connections dropped."""
+    logging.shutdown()
+    os._exit(code)
+
+
+class EngineState:
+    """What the engine is doing: loading, or loaded. One per process."""
+
+    def __init__(self, settings: EngineSettings, exit_fn: Callable[[int], None]) -> None:
+        self.settings = settings
+        self.loaded = asyncio.Event()
+        self.started = time.monotonic()
+        self.exit = exit_fn
+
+    async def load(self) -> None:
+        duration = self.settings.load_duration()
+        log.info("loading %s for %.2fs", self.settings.model, duration)
+        if self.settings.failure is Failure.FAIL_LOAD:
+            await asyncio.sleep(duration / 2)
+            log.error("loading %s failed: out of memory (simulated)", self.settings.model)
+            self.exit(3)
+            return
+        if self.settings.failure is Failure.NEVER_READY:
+            return
+        await asyncio.sleep(duration)
+        self.loaded.set()
+        log.info("loaded %s", self.settings.model)
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "code": code, "param": None}},
+        status_code=status,
+    )
+
+
+def _sse(obj: dict[str, Any] | str) -> bytes:
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+class _Generation:
+    """One request's answer: its tokens, timing and chunk shapes."""
+
+    def __init__(self, state: EngineState, body: dict[str, Any], prompt: str, chat: bool) -> None:
+        self.state = state
+        self.chat = chat
+        self.model = str(body.get("model") or state.settings.model)
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        self.tokens = text.reply_tokens(prompt, max_tokens if isinstance(max_tokens, int) else None)
+        cut = isinstance(max_tokens, int) and max_tokens < text.REPLY_TOKENS
+        self.finish_reason = "length" if cut else "stop"
+        self.usage = {
+            "prompt_tokens": text.count_tokens(prompt),
+            "completion_tokens": len(self.tokens),
+            "total_tokens": text.count_tokens(prompt) + len(self.tokens),
+        }
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-sim-{uuid.uuid4().hex[:16]}"
+        self.created = int(time.time())
+        options = body.get("stream_options") or {}
+        self.include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+
+    async def paced(self) -> AsyncIterator[tuple[int, str]]:
+        """Yield (index, token) at the configured rate, against absolute deadlines so the rate
+        holds however long each write takes."""
+        interval = self.state.settings.token_interval
+        start = time.monotonic()
+        crash_at = (
+            self.state.settings.crash_after_tokens
+            if self.state.settings.failure is Failure.CRASH_AFTER_TOKENS
+            else None
+        )
+        for i, token in enumerate(self.tokens):
+            if crash_at is not None and i >= crash_at:
+                log.error("engine crashed after %d tokens (simulated)", i)
+                self.state.exit(1)
+            delay = start + (i + 1) * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield i, token
+
+    def chunk(self, delta_or_text: str | None, finish: str | None = None) -> dict[str, Any]:
+        choice: dict[str, Any]
+        if self.chat:
+            delta: dict[str, Any] = {} if delta_or_text is None else {"content": delta_or_text}
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": delta_or_text or "", "logprobs": None,
+                      "finish_reason": finish}
+            obj = "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "choices": [choice]}
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        if self.chat:
+            first = self.chunk(None)
+            first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+            yield _sse(first)
+        async for _, token in self.paced():
+            yield _sse(self.chunk(token))
+        yield _sse(self.chunk(None if self.chat else "", self.finish_reason))
+        if self.include_usage:
+            yield _sse({**self.chunk(None), "choices": [], "usage": self.usage})
+        yield _sse("[DONE]")
+
+    async def whole(self) -> dict[str, Any]:
+        content = "".join([token async for _, token in self.paced()])
+        choice: dict[str, Any]
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": content},
+                      "logprobs": None, "finish_reason": self.finish_reason}
+        else:
+            choice = {"index": 0, "text": content, "logprobs": None,
+                      "finish_reason": self.finish_reason}
+        return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
+                "created": self.created, "model": self.model, "choices": [choice],
+                "usage": self.usage}
+
+
+def create_app(
+    settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_now
+) -> FastAPI:
+    state = EngineState(settings, exit_fn)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(state.load())
+        yield
+        task.cancel()
+
+    app = FastAPI(title=f"hearth sim engine ({settings.model})", lifespan=lifespan)
+    app.state.engine = state
+
+    async def body_or_error(request: Request) -> dict[str, Any] | JSONResponse:
+        if not state.loaded.is_set():
+            return _error(503, f"model {settings.model} is still loading", "service_unavailable")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not valid JSON", "invalid_request_error")
+        if not isinstance(body, dict):
+            return _error(400, "request body must be a JSON object", "invalid_request_error")
+        return body
+
+    async def generate(request: Request, chat: bool) -> Response:
+        body = await body_or_error(request)
+        if isinstance(body, JSONResponse):
+            return body
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return _error(400, "`messages` must be a non-empty list", "invalid_request_error")
+            prompt = text.prompt_text(messages)
+        else:
+            raw = body.get("prompt", "")
+            prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
+        gen = _Generation(state, body, prompt, chat)
+        if body.get("stream"):
+            return StreamingResponse(gen.stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return JSONResponse(await gen.whole())
+
+    @app.get("/health")
+    async def health() -> Response:
+        if state.loaded.is_set():
+            return JSONResponse({"status": "ok", "model": settings.model})
+        return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": settings.model, "object": "model",
+                                            "created": int(state.started), "owned_by": "hearth-sim"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await generate(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await generate(request, chat=False)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = await body_or_error(request)
+        if isinstance(body, JSONResponse):
+            return body
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(inputs, list) or not inputs:
+            return _error(400, "`input` must be a string or a non-empty list", "invalid_request_error")
+        data = [{"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
+                for i, item in enumerate(inputs)]
+        used = sum(text.count_tokens(str(item)) for item in inputs)
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model", settings.model),
+                             "usage": {"prompt_tokens": used, "total_tokens": used}})
+
+    return app
+
+
+async def serve(settings: EngineSettings) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level="warning", access_log=False)
+    await uvicorn.Server(config).serve()

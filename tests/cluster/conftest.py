@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class EngineProc:
+    proc: subprocess.Popen[bytes]
+    url: str
+    started: float
+
+    def health(self) -> int:
+        return httpx.get(f"{self.url}/health", timeout=2).status_code
+
+    def wait_listening(self, deadline: float = 10.0) -> None:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            try:
+                self.health()
+                return
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"engine exited with {self.proc.returncode}") from None
+                time.sleep(0.02)
+        raise TimeoutError("engine did not listen")
+
+    def wait_healthy(self, deadline: float = 10.0) -> float:
+        """Poll /health until 200; return seconds since the process started."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if self.health() == 200:
+                return time.monotonic() - self.started
+            time.sleep(0.02)
+        raise TimeoutError("engine did not become healthy")
+
+
+@pytest.fixture
+def start_engine() -> Iterator[Callable[..., EngineProc]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, host: str = "127.0.0.1") -> EngineProc:
+        port = free_port(host)
+        cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host,
+               "--port", str(port), *args]
+        proc = subprocess.Popen(cmd, env={**os.environ, "HEARTH_LOG_LEVEL": "WARNING"})
+        procs.append(proc)
+        engine = EngineProc(proc, f"http://{host}:{port}", time.monotonic())
+        engine.wait_listening()
+        return engine
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
