@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hearth-sim engine --model small --load-seconds 5 --port 8000
+	$(BIN)/hearth-sim up
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -105,9 +105,7 @@ class ModelSource(_Model):
 
 
 class GpuRequest(_Model):
-    gpu_class: GpuClass = Field(
-        default=GpuClass.ANY, alias="class", description="GPU class to run on."
-    )
+    gpu_class: GpuClass = Field(default=GpuClass.ANY, alias="class", description="GPU class to run on.")
     vram_gib: int = Field(
         alias="vramGiB", ge=1, le=48, description="VRAM the model needs, in GiB; placement uses it."
     )
@@ -162,9 +160,7 @@ class ModelDeploymentSpec(_Model):
         le=1024,
         description="Requests one replica serves at once; the router queues the rest.",
     )
-    priority: int = Field(
-        default=0, ge=-1000, le=1000, description="Higher stays resident longer."
-    )
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher stays resident longer.")
 
     @model_validator(mode="after")
     def _check(self) -> ModelDeploymentSpec:
@@ -197,9 +193,7 @@ class EngineDefaults(BaseModel):
 HEARTH_IMAGE = "ghcr.io/hearth-dev/hearth:0.1.0"
 
 ENGINE_DEFAULTS: dict[Engine, EngineDefaults] = {
-    Engine.VLLM: EngineDefaults(
-        image="vllm/vllm-openai:v0.11.0", readiness_path="/health", concurrency=64
-    ),
+    Engine.VLLM: EngineDefaults(image="vllm/vllm-openai:v0.11.0", readiness_path="/health", concurrency=64),
     Engine.LLAMACPP: EngineDefaults(
         image="ghcr.io/ggml-org/llama.cpp:server-cuda", readiness_path="/health", concurrency=4
     ),

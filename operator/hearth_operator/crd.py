@@ -19,8 +19,20 @@ CRD_FILENAME = f"{api.PLURAL}.{api.GROUP}.yaml"
 
 # Keywords the apiextensions.k8s.io/v1 JSONSchemaProps accepts and we pass through.
 _PASSTHROUGH = {
-    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum",
-    "minLength", "maxLength", "minItems", "maxItems", "required", "uniqueItems",
+    "type",
+    "description",
+    "default",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "required",
+    "uniqueItems",
 }
 
 _DEFAULTED_OBJECTS = {"scaling", "warmup"}

@@ -7,11 +7,14 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from hearth_sim.engine import EngineSettings, Failure, serve
+from hearth_sim.homelab import Homelab, serve_until_signalled
+from hearth_sim.nodes import load_nodes
 
 ENV_PREFIX = "HEARTH_SIM_"
 
@@ -28,17 +31,26 @@ def _engine_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, default=_env("port", d.port))
     p.add_argument("--model", default=_env("model", d.model), help="served model name")
     p.add_argument("--load-seconds", type=float, default=_env("load_seconds", d.load_seconds))
-    p.add_argument("--load-jitter", type=float, default=_env("load_jitter", d.load_jitter),
-                   help="± fraction of the load time, drawn once per start")
-    p.add_argument("--tokens-per-second", type=float,
-                   default=_env("tokens_per_second", d.tokens_per_second))
-    p.add_argument("--time-scale", type=float, default=_env("time_scale", d.time_scale),
-                   help="multiplies every delay (0.1 = ten times faster)")
-    p.add_argument("--failure", choices=[f.value for f in Failure],
-                   default=_env("failure", d.failure.value))
-    p.add_argument("--crash-after-tokens", type=int,
-                   default=_env("crash_after_tokens", d.crash_after_tokens),
-                   help="with --failure crash-after-tokens: tokens sent before the process exits")
+    p.add_argument(
+        "--load-jitter",
+        type=float,
+        default=_env("load_jitter", d.load_jitter),
+        help="± fraction of the load time, drawn once per start",
+    )
+    p.add_argument("--tokens-per-second", type=float, default=_env("tokens_per_second", d.tokens_per_second))
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=_env("time_scale", d.time_scale),
+        help="multiplies every delay (0.1 = ten times faster)",
+    )
+    p.add_argument("--failure", choices=[f.value for f in Failure], default=_env("failure", d.failure.value))
+    p.add_argument(
+        "--crash-after-tokens",
+        type=int,
+        default=_env("crash_after_tokens", d.crash_after_tokens),
+        help="with --failure crash-after-tokens: tokens sent before the process exits",
+    )
     p.add_argument("--seed", type=int, default=_env("seed", None))
     p.set_defaults(func=_run_engine)
 
@@ -51,19 +63,51 @@ def _run_engine(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"hearth-sim engine: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    print(f"hearth-sim engine: serving {settings.model} on http://{settings.host}:{settings.port}"
-          f" (load {settings.load_seconds}s x{settings.time_scale}, failure={settings.failure})",
-          flush=True)
+    print(
+        f"hearth-sim engine: serving {settings.model} on http://{settings.host}:{settings.port}"
+        f" (load {settings.load_seconds}s x{settings.time_scale}, failure={settings.failure})",
+        flush=True,
+    )
     asyncio.run(serve(settings))
     return 0
 
 
+def _up_parser(sub: Any) -> None:
+    p = sub.add_parser("up", help="run the simulated homelab: API server, kubelet, GPU nodes, examples")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6443, help="API server port (plain HTTP)")
+    p.add_argument("--state-dir", type=Path, default=Path(".hearth"), help="kubeconfig and pod logs")
+    p.add_argument("--nodes", type=Path, default=None, help="YAML list of nodes (default: 3070, 3090, cpu)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiplies the sim engines' delays")
+    p.add_argument("--no-examples", action="store_true", help="do not apply deploy/examples/sim-*.yaml")
+    p.set_defaults(func=_run_up)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    homelab = Homelab(
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+        nodes=load_nodes(args.nodes),
+        time_scale=args.time_scale,
+        examples=not args.no_examples,
+    )
+
+    asyncio.run(serve_until_signalled(homelab))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aiohttp.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="hearth-sim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _engine_parser(sub)
+    _up_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

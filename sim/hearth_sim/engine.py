@@ -73,7 +73,7 @@ class EngineState:
     def __init__(self, settings: EngineSettings, exit_fn: Callable[[int], None]) -> None:
         self.settings = settings
         self.loaded = asyncio.Event()
-        self.started = time.monotonic()
+        self.started = time.time()
         self.exit = exit_fn
 
     async def load(self) -> None:
@@ -150,11 +150,15 @@ class _Generation:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             obj = "chat.completion.chunk"
         else:
-            choice = {"index": 0, "text": delta_or_text or "", "logprobs": None,
-                      "finish_reason": finish}
+            choice = {"index": 0, "text": delta_or_text or "", "logprobs": None, "finish_reason": finish}
             obj = "text_completion"
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "choices": [choice]}
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        }
 
     async def stream(self) -> AsyncIterator[bytes]:
         if self.chat:
@@ -172,19 +176,25 @@ class _Generation:
         content = "".join([token async for _, token in self.paced()])
         choice: dict[str, Any]
         if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": content},
-                      "logprobs": None, "finish_reason": self.finish_reason}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": self.finish_reason,
+            }
         else:
-            choice = {"index": 0, "text": content, "logprobs": None,
-                      "finish_reason": self.finish_reason}
-        return {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
-                "created": self.created, "model": self.model, "choices": [choice],
-                "usage": self.usage}
+            choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": self.finish_reason}
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": self.usage,
+        }
 
 
-def create_app(
-    settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_now
-) -> FastAPI:
+def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_now) -> FastAPI:
     state = EngineState(settings, exit_fn)
 
     @asynccontextmanager
@@ -221,8 +231,9 @@ def create_app(
             prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
         gen = _Generation(state, body, prompt, chat)
         if body.get("stream"):
-            return StreamingResponse(gen.stream(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                gen.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
         return JSONResponse(await gen.whole())
 
     @app.get("/health")
@@ -233,8 +244,17 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": settings.model, "object": "model",
-                                            "created": int(state.started), "owned_by": "hearth-sim"}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": settings.model,
+                    "object": "model",
+                    "created": int(state.started),
+                    "owned_by": "hearth-sim",
+                }
+            ],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -253,11 +273,19 @@ def create_app(
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not inputs:
             return _error(400, "`input` must be a string or a non-empty list", "invalid_request_error")
-        data = [{"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
-                for i, item in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
+            for i, item in enumerate(inputs)
+        ]
         used = sum(text.count_tokens(str(item)) for item in inputs)
-        return JSONResponse({"object": "list", "data": data, "model": body.get("model", settings.model),
-                             "usage": {"prompt_tokens": used, "total_tokens": used}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", settings.model),
+                "usage": {"prompt_tokens": used, "total_tokens": used},
+            }
+        )
 
     return app
 
@@ -265,6 +293,7 @@ def create_app(
 async def serve(settings: EngineSettings) -> None:
     import uvicorn
 
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
     await uvicorn.Server(config).serve()

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import pytest
+
+from hearth_sim.homelab import Homelab, HomelabThread
+
+T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,8 +62,7 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
 
     def start(*args: str, host: str = "127.0.0.1") -> EngineProc:
         port = free_port(host)
-        cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host,
-               "--port", str(port), *args]
+        cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host, "--port", str(port), *args]
         proc = subprocess.Popen(cmd, env={**os.environ, "HEARTH_LOG_LEVEL": "WARNING"})
         procs.append(proc)
         engine = EngineProc(proc, f"http://{host}:{port}", time.monotonic())
@@ -72,3 +78,41 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --- the simulated homelab ----------------------------------------------------------------------
+
+TIME_SCALE = 0.05
+
+
+@pytest.fixture(scope="module")
+def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]:
+    """API server + kubelet simulator + GPU nodes on loopback, for one test module. Sim engines
+    run at TIME_SCALE, so a 20 s load takes 1 s."""
+    lab = Homelab(
+        state_dir=tmp_path_factory.mktemp("homelab"),
+        time_scale=TIME_SCALE,
+        backoff_base=0.2,
+        ip_prefix=f"127.{random.randint(20, 250)}",
+    )
+    thread = HomelabThread(lab)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    deadline: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll `check` until it returns something truthy, or fail after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        await asyncio.sleep(interval)

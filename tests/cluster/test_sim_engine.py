@@ -50,7 +50,9 @@ def test_sync_sdk_streaming_and_not(start_engine: StartEngine) -> None:
     assert text and len(text.split()) == 32
     assert whole.usage is not None and whole.usage.completion_tokens == 32
     stream = client.chat.completions.create(
-        model="small", messages=MESSAGES, stream=True,  # type: ignore[arg-type]
+        model="small",
+        messages=MESSAGES,
+        stream=True,  # type: ignore[arg-type]
         stream_options={"include_usage": True},
     )
     parts, usage = [], None
@@ -71,8 +73,12 @@ async def test_async_sdk_streaming_and_not(start_engine: StartEngine) -> None:
     client = openai.AsyncOpenAI(base_url=f"{engine.url}/v1", api_key="unused", max_retries=0)
     whole = await client.chat.completions.create(model="sim", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
     assert whole.choices[0].finish_reason == "length"
-    stream = await client.chat.completions.create(model="sim", messages=MESSAGES, max_tokens=5,  # type: ignore[arg-type]
-                                                  stream=True)
+    stream = await client.chat.completions.create(
+        model="sim",
+        messages=MESSAGES,
+        max_tokens=5,  # type: ignore[arg-type]
+        stream=True,
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == whole.choices[0].message.content
     async with client.chat.completions.stream(model="sim", messages=MESSAGES) as s:  # type: ignore[arg-type]
@@ -90,7 +96,10 @@ def test_tokens_arrive_at_the_set_rate(start_engine: StartEngine) -> None:
     engine = start_engine("--load-seconds", "0", "--tokens-per-second", "20")
     engine.wait_healthy()
     stream = _client(engine).chat.completions.create(
-        model="sim", messages=MESSAGES, max_tokens=21, stream=True  # type: ignore[arg-type]
+        model="sim",
+        messages=MESSAGES,
+        max_tokens=21,
+        stream=True,  # type: ignore[arg-type]
     )
     arrivals = [time.monotonic() for c in stream if c.choices and c.choices[0].delta.content]
     assert len(arrivals) == 21
@@ -108,13 +117,24 @@ def test_time_scale_shrinks_load_and_token_delays(start_engine: StartEngine) -> 
 
 
 def test_crash_mode_ends_the_stream_early(start_engine: StartEngine) -> None:
-    engine = start_engine("--load-seconds", "0", "--tokens-per-second", "200",
-                          "--failure", "crash-after-tokens", "--crash-after-tokens", "3")
+    engine = start_engine(
+        "--load-seconds",
+        "0",
+        "--tokens-per-second",
+        "200",
+        "--failure",
+        "crash-after-tokens",
+        "--crash-after-tokens",
+        "3",
+    )
     engine.wait_healthy()
     received: list[str] = []
     with pytest.raises((openai.APIError, httpx.TransportError)):
         stream = _client(engine).chat.completions.create(
-            model="sim", messages=MESSAGES, max_tokens=20, stream=True  # type: ignore[arg-type]
+            model="sim",
+            messages=MESSAGES,
+            max_tokens=20,
+            stream=True,  # type: ignore[arg-type]
         )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:

@@ -34,8 +34,14 @@ def test_every_example_validates(path: Path) -> None:
 
 def test_sim_examples_match_the_seed_sizes() -> None:
     by_name = {p.stem: api.ModelDeployment.model_validate(yaml.safe_load(p.read_text())) for p in EXAMPLES}
-    sizes = {n: (by_name[f"sim-{n}"].spec.gpu.gpu_class, by_name[f"sim-{n}"].spec.gpu.vram_gib,
-                 by_name[f"sim-{n}"].spec.warmup.expected_seconds) for n in ("small", "medium", "big")}
+    sizes = {
+        n: (
+            by_name[f"sim-{n}"].spec.gpu.gpu_class,
+            by_name[f"sim-{n}"].spec.gpu.vram_gib,
+            by_name[f"sim-{n}"].spec.warmup.expected_seconds,
+        )
+        for n in ("small", "medium", "big")
+    }
     assert sizes == {
         "small": (api.GpuClass.RTX3070, 6, 5),
         "medium": (api.GpuClass.RTX3090, 14, 15),
@@ -92,12 +98,23 @@ def test_missing_model_is_rejected_naming_the_field() -> None:
 
 def test_status_round_trips_in_camel_case() -> None:
     raw = {
-        "phase": "Warm", "node": "gpu-3090", "gpuClass": "rtx3090",
-        "endpoints": ["http://127.0.0.5:8000"], "readyReplicas": 1, "replicas": 1,
+        "phase": "Warm",
+        "node": "gpu-3090",
+        "gpuClass": "rtx3090",
+        "endpoints": ["http://127.0.0.5:8000"],
+        "readyReplicas": 1,
+        "replicas": 1,
         "loadingSince": "2026-11-25T10:00:00Z",
         "warmup": {"estimateSeconds": 14.5, "samples": [14.0, 15.0], "lastSeconds": 15.0},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Warm", "message": "",
-                        "lastTransitionTime": "2026-11-25T10:00:15Z"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Warm",
+                "message": "",
+                "lastTransitionTime": "2026-11-25T10:00:15Z",
+            }
+        ],
         "observedGeneration": 2,
     }
     status = api.ModelDeploymentStatus.model_validate(raw)

@@ -85,8 +85,12 @@ def test_examples_validate_against_the_crd_schema(path: Path) -> None:
     ],
 )
 def test_the_crd_schema_rejects_bad_specs(spec: dict[str, Any], needle: str) -> None:
-    doc = {"apiVersion": "hearth.dev/v1alpha1", "kind": "ModelDeployment",
-           "metadata": {"name": "x"}, "spec": spec}
+    doc = {
+        "apiVersion": "hearth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "x"},
+        "spec": spec,
+    }
     with pytest.raises(jsonschema.ValidationError) as info:
         jsonschema.Draft4Validator(_schema()).validate(doc)
     assert needle in str(info.value.message), json.dumps(info.value.message)

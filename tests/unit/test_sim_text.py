@@ -21,8 +21,10 @@ def test_max_tokens_cuts_the_answer() -> None:
 
 
 def test_prompt_text_reads_string_and_multipart_content() -> None:
-    messages = [{"role": "system", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url"}]}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url"}]},
+    ]
     assert text.prompt_text(messages) == "be brief\nhi\n"
 
 
@@ -33,8 +35,7 @@ def test_embeddings_are_unit_vectors() -> None:
 
 
 def test_load_duration_honours_jitter_and_time_scale() -> None:
-    durations = {EngineSettings(load_seconds=10, load_jitter=0.1, seed=s).load_duration()
-                 for s in range(50)}
+    durations = {EngineSettings(load_seconds=10, load_jitter=0.1, seed=s).load_duration() for s in range(50)}
     assert all(9.0 <= d <= 11.0 for d in durations)
     assert len(durations) > 40
     assert EngineSettings(load_seconds=10, time_scale=0.1).load_duration() == 1.0

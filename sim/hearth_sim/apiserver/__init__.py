@@ -1,0 +1,8 @@
+"""A Kubernetes API server on loopback: kmock's emulator made to behave like kube-apiserver
+where kopf, the kubernetes clients, kubectl and Helm rely on it."""
+
+from hearth_sim.apiserver.errors import ApiError
+from hearth_sim.apiserver.server import HearthApiServer, serve_api
+from hearth_sim.apiserver.store import ResourceType, Store
+
+__all__ = ["ApiError", "HearthApiServer", "ResourceType", "Store", "serve_api"]

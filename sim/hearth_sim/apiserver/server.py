@@ -1,0 +1,464 @@
+"""HTTP face of the API server: kmock's KubernetesEmulator with the Kubernetes semantics of
+store.py behind it.
+
+kmock gives the aiohttp server, request parsing and the request log (`emulator.requests`);
+this subclass answers every request itself: discovery that kubectl's REST mapper accepts,
+CRUD/patch/watch over the store, server-side Tables for `kubectl get`. Stock emulator gaps it
+fixes are listed in ../shared/notes/kmock.md and each has a test in tests/cluster/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+import yaml
+
+from hearth_sim.apiserver import errors, patching, tables
+from hearth_sim.apiserver.store import ResourceType, Store
+
+log = logging.getLogger("hearth.sim.apiserver")
+
+REQUEST_LOG_LIMIT = 2000
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-hearth-sim",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+# Groups from kmock's bundled k3s discovery that this server actually serves.
+_SERVED_GROUPS = {
+    "",
+    "apps",
+    "apiextensions.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "batch",
+    "discovery.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "node.k8s.io",
+    "admissionregistration.k8s.io",
+    "autoscaling",
+}
+
+
+def builtin_types() -> list[ResourceType]:
+    """Built-in resources, described from kmock's bundled discovery snapshot."""
+    bundle = kmock.KubernetesEmulator()
+    bundle.resources.load_bundled()
+    out = []
+    for ref in bundle.resources:
+        info = bundle.resources[ref]
+        if ref.group not in _SERVED_GROUPS or "list" not in info.verbs:
+            continue
+        out.append(
+            ResourceType(
+                group=ref.group,
+                version=str(ref.version),
+                plural=str(ref.plural),
+                kind=str(info.kind),
+                namespaced=bool(info.namespaced),
+                singular=info.singular or "",
+                shortnames=tuple(sorted(info.shortnames)),
+                verbs=tuple(sorted(info.verbs)),
+                categories=tuple(sorted(info.categories)),
+                subresources=tuple(sorted(s for s in info.subresources if s in ("status", "scale"))),
+            )
+        )
+    return out
+
+
+@attrs.frozen
+class Target:
+    """A parsed resource URL."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_resource_path(path: str) -> Target | None:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if rest[:1] == ["watch"]:
+        rest = rest[1:]
+    if not rest:
+        return None
+    namespace = None
+    # /namespaces/NS/<plural>/... is namespaced; /namespaces[/NAME[/status]] is the namespace itself.
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    sub = "/".join(rest[2:]) or None
+    return Target(group, version, plural, namespace, name, sub)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1")
+
+
+def _action(method: str, target: Target | None, params: dict[str, str]) -> kmock.action | None:
+    """The Kubernetes verb of a request, for the request log."""
+    if target is None:
+        return None
+    if method == "GET":
+        if _truthy(params.get("watch")):
+            return kmock.action.WATCH
+        return kmock.action.FETCH if target.name else kmock.action.LIST
+    return {
+        "POST": kmock.action.CREATE,
+        "PATCH": kmock.action.UPDATE,
+        "PUT": kmock.action.UPDATE,
+        "DELETE": kmock.action.DELETE,
+    }.get(method)
+
+
+@attrs.define(kw_only=True)
+class HearthApiServer(kmock.KubernetesEmulator):
+    store: Store = attrs.field(factory=Store)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for rtype in builtin_types():
+            self.store.register(rtype)
+        for ns in ("default", "kube-system", "kube-public"):
+            self.store.create(
+                self.store.resolve("", "v1", "namespaces"),
+                None,
+                {"metadata": {"name": ns}, "status": {"phase": "Active"}},
+            )
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """Record the request in kmock's log (kept bounded: a long-running server must not
+        grow without end) and answer it. kmock's own path parser is bypassed: it crashes on
+        `/api/v1/namespaces` and mis-routes `/api/v1/namespaces/NAME`."""
+        body = await raw_request.read()
+        target = parse_resource_path(raw_request.path)
+        method = raw_request.method.upper()
+        request = kmock.Request(
+            id=len(self._requests),
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            text=body.decode(errors="replace"),
+            action=_action(method, target, dict(raw_request.query)),
+            resource=None if target is None else kmock.resource(target.group, target.version, target.plural),
+            namespace=None if target is None else target.namespace,
+            name=None if target is None else target.name,
+            subresource=None if target is None else target.subresource,
+        )
+        self._requests.append(request)
+        if len(self._requests) > REQUEST_LOG_LIMIT:
+            del self._requests[: len(self._requests) - REQUEST_LOG_LIMIT // 2]
+        try:
+            return await self._handle(request)
+        except Exception as exc:  # a bug here must reach the client as a Status, not a hang
+            log.exception("api server failed on %s %s", method, raw_request.path_qs)
+            return aiohttp.web.json_response(
+                errors.ApiError(500, "InternalError", repr(exc)).status(), status=500
+            )
+
+    @property
+    def requests(self) -> list[Any]:
+        return list(self._requests)
+
+    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        try:
+            return await self._route(request)
+        except errors.ApiError as exc:
+            return aiohttp.web.json_response(exc.status(), status=exc.code)
+
+    # --- routing -----------------------------------------------------------------------------
+
+    async def _route(self, request: Any) -> aiohttp.web.StreamResponse:
+        path: str = request.url.path.rstrip("/") or "/"
+        method = str(request.method.value).upper()
+        params: dict[str, str] = dict(request.params)
+        if method == "GET":
+            doc = self._discovery(path)
+            if doc is not None:
+                return aiohttp.web.json_response(doc)
+            if path == "/openapi/v2":
+                # An empty protobuf document: kubectl then skips client-side validation.
+                return aiohttp.web.Response(
+                    body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+                )
+            if path in ("/healthz", "/livez", "/readyz"):
+                return aiohttp.web.Response(text="ok")
+        target = parse_resource_path(path)
+        if target is None:
+            raise errors.ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({path})"
+            )
+        rtype = self.store.resolve(target.group, target.version, target.plural)
+        accept = request.headers.get("Accept", "")
+        watching = "/watch/" in path or _truthy(params.get("watch"))
+
+        if method == "GET" and watching:
+            return await self._stream_watch(request, rtype, target, params, accept)
+        if target.subresource == "scale" and target.name:
+            return aiohttp.web.json_response(await self._serve_scale(request, rtype, target, method))
+        if method == "GET" and target.name:
+            obj = self.store.get(rtype, target.namespace, target.name)
+            return self._reply(rtype, [obj], accept, single=True)
+        if method == "GET":
+            items = self.store.list_objects(
+                rtype, target.namespace, params.get("labelSelector"), params.get("fieldSelector")
+            )
+            return self._reply(rtype, items, accept, single=False)
+        body = self._body(request)
+        if method == "POST" and not target.name:
+            return aiohttp.web.json_response(self.store.create(rtype, target.namespace, body), status=201)
+        if method == "PUT" and target.name:
+            return aiohttp.web.json_response(
+                self.store.replace(rtype, target.namespace, target.name, body, target.subresource)
+            )
+        if method == "PATCH" and target.name:
+            ctype = request.headers.get("Content-Type", patching.MERGE)
+            return aiohttp.web.json_response(
+                self.store.patch(rtype, target.namespace, target.name, ctype, body, target.subresource)
+            )
+        if method == "DELETE" and target.name:
+            return aiohttp.web.json_response(self.store.delete(rtype, target.namespace, target.name))
+        if method == "DELETE":
+            gone = self.store.delete_collection(
+                rtype, target.namespace, params.get("labelSelector"), params.get("fieldSelector")
+            )
+            return aiohttp.web.json_response(self._list_doc(rtype, gone))
+        raise errors.ApiError(405, "MethodNotAllowed", f"{method} is not supported on {path}")
+
+    async def _serve_scale(
+        self, request: Any, rtype: ResourceType, target: Target, method: str
+    ) -> dict[str, Any]:
+        """The scale subresource speaks autoscaling/v1 Scale (kubectl scale)."""
+        assert target.name is not None
+        if method in ("PATCH", "PUT"):
+            body = self._body(request)
+            replicas = (body.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise errors.invalid("Scale", target.name, "spec.replicas: must be a non-negative integer")
+            self.store.patch(
+                rtype, target.namespace, target.name, patching.MERGE, {"spec": {"replicas": replicas}}
+            )
+        obj = self.store.get(rtype, target.namespace, target.name)
+        meta = obj["metadata"]
+        labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+            "status": {
+                "replicas": (obj.get("status") or {}).get("replicas", 0),
+                "selector": ",".join(f"{k}={v}" for k, v in labels.items()),
+            },
+        }
+
+    def _body(self, request: Any) -> Any:
+        raw: bytes = request.body
+        ctype = request.headers.get("Content-Type", "")
+        if not raw:
+            return {}
+        if "protobuf" in ctype:
+            raise errors.ApiError(
+                415,
+                "UnsupportedMediaType",
+                "protobuf bodies are not supported; "
+                "send JSON (e.g. KUBE_FEATURE_WatchListClient=false, --content-type)",
+            )
+        try:
+            return yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"the request body is not valid: {exc}") from None
+
+    def _list_doc(self, rtype: ResourceType, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "apiVersion": rtype.api_version,
+            "kind": f"{rtype.kind}List",
+            "metadata": {"resourceVersion": self.store.resource_version},
+            "items": items,
+        }
+
+    def _reply(
+        self, rtype: ResourceType, items: list[dict[str, Any]], accept: str, single: bool
+    ) -> aiohttp.web.Response:
+        if tables.wants_table(accept):
+            return aiohttp.web.json_response(
+                tables.table(rtype.kind, rtype.printer_columns, items, self.store.resource_version)
+            )
+        return aiohttp.web.json_response(items[0] if single else self._list_doc(rtype, items))
+
+    async def _stream_watch(
+        self, request: Any, rtype: ResourceType, target: Target, params: dict[str, str], accept: str
+    ) -> aiohttp.web.StreamResponse:
+        field_selector = params.get("fieldSelector")
+        watch = self.store.watch(
+            rtype,
+            target.namespace,
+            target.name,
+            params.get("labelSelector"),
+            field_selector,
+            params.get("resourceVersion"),
+            _truthy(params.get("sendInitialEvents")),
+        )
+        as_table = tables.wants_table(accept)
+        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        # aiohttp's default streaming type (octet-stream) breaks kubectl's watch decoder.
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(watch.queue.get(), remaining)
+                except TimeoutError:
+                    break
+                if as_table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    event = {
+                        "type": event["type"],
+                        "object": tables.table(
+                            rtype.kind,
+                            rtype.printer_columns,
+                            [event["object"]],
+                            event["object"]["metadata"].get("resourceVersion", ""),
+                        ),
+                    }
+                await response.write(json.dumps(event).encode() + b"\n")
+                if event["type"] == "ERROR":
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.store.unwatch(watch)
+            raise
+        self.store.unwatch(watch)
+        await response.write_eof()
+        return response
+
+    # --- discovery ---------------------------------------------------------------------------
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        if path == "/version":
+            return SERVER_VERSION
+        if path == "/api":
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+            }
+        if path == "/apis":
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group_doc(g) for g in self._groups() if g],
+            }
+        if path == "/":
+            gvs = {t.api_version for t in self.store.types.values()}
+            return {
+                "paths": sorted(
+                    {"/api", "/api/v1", "/apis", "/version"}
+                    | {f"/apis/{gv}" for gv in gvs if "/" in gv}
+                    | {f"/apis/{gv.split('/')[0]}" for gv in gvs if "/" in gv}
+                )
+            }
+        parts = [p for p in path.split("/") if p]
+        if parts == ["api", "v1"]:
+            return self._resource_list("", "v1")
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in self._groups():
+            return {"kind": "APIGroup", "apiVersion": "v1", **self._group_doc(parts[1])}
+        if len(parts) == 3 and parts[0] == "apis" and parts[1] in self._groups():
+            if parts[2] in self._groups()[parts[1]]:
+                return self._resource_list(parts[1], parts[2])
+        return None
+
+    def _groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for t in self.store.types.values():
+            versions = groups.setdefault(t.group, [])
+            if t.version not in versions:
+                versions.append(t.version)
+        return groups
+
+    def _group_doc(self, group: str) -> dict[str, Any]:
+        versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in self._groups()[group]]
+        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for t in sorted(self.store.types.values(), key=lambda t: t.plural):
+            if t.group != group or t.version != version:
+                continue
+            resources.append(
+                {
+                    "name": t.plural,
+                    "singularName": t.singular,
+                    "namespaced": t.namespaced,
+                    "kind": t.kind,
+                    "verbs": list(t.verbs),
+                    "shortNames": list(t.shortnames),
+                    "categories": list(t.categories),
+                }
+            )
+            for sub in t.subresources:
+                # Subresources carry no short names, or kubectl finds `md` ambiguous.
+                resources.append(
+                    {
+                        "name": f"{t.plural}/{sub}",
+                        "singularName": "",
+                        "namespaced": t.namespaced,
+                        "kind": "Scale" if sub == "scale" else t.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        # The core group's groupVersion is "v1", not "/v1", or kubectl's REST mapper loses it.
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+
+@asynccontextmanager
+async def serve_api(
+    host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
+) -> AsyncIterator[tuple[HearthApiServer, str]]:
+    """Serve the API on host:port (0 picks a free port); yields the server and its URL."""
+    api = server or HearthApiServer()
+    async with api, kmock.Server(api, host=host, port=port or None) as http:
+        yield api, f"http://{host}:{http.port}"

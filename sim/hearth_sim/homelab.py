@@ -1,0 +1,200 @@
+"""The simulated homelab as one unit: API server + kubelet simulator + nodes + kubeconfig.
+
+Used by `hearth-sim up` (the demo) and by the tests' cluster fixture, so both run the same
+thing. `Homelab` is an async context manager; `HomelabThread` runs one on its own event loop in
+a background thread, for synchronous test code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hearth_sim.apiserver import HearthApiServer, serve_api
+from hearth_sim.kube import ApiError, Kube
+from hearth_sim.kubelet import Kubelet, KubeletConfig
+from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def kubeconfig(server: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": "hearth-sim", "cluster": {"server": server}}],
+        "users": [{"name": "hearth-sim", "user": {"token": "hearth-sim"}}],
+        "contexts": [
+            {
+                "name": "hearth-sim",
+                "context": {"cluster": "hearth-sim", "user": "hearth-sim", "namespace": namespace},
+            }
+        ],
+        "current-context": "hearth-sim",
+    }
+
+
+def manifests(paths: list[Path]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        for f in files:
+            docs.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    return docs
+
+
+def sim_examples(root: Path = REPO_ROOT) -> list[dict[str, Any]]:
+    """The example ModelDeployments that run here (engine `sim`)."""
+    return [
+        d
+        for d in manifests([root / "deploy" / "examples"])
+        if d.get("kind") == "ModelDeployment" and d["spec"].get("engine") == "sim"
+    ]
+
+
+_PLURALS = {
+    "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "customresourcedefinitions"),
+    "ModelDeployment": ("hearth.dev/v1alpha1", "modeldeployments"),
+}
+
+
+async def apply(kube: Kube, docs: list[dict[str, Any]], namespace: str = "default") -> None:
+    """Create each document, or leave it as it is when it already exists."""
+    for doc in docs:
+        api_version, plural = _PLURALS[doc["kind"]]
+        ns = None if doc["kind"] == "CustomResourceDefinition" else namespace
+        with contextlib.suppress(ApiError):
+            await kube.create(api_version, plural, ns, doc)
+
+
+@dataclass
+class Homelab:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    nodes: list[NodeSpec] = field(default_factory=lambda: list(DEFAULT_NODES))
+    time_scale: float = 1.0
+    backoff_base: float = 10.0
+    ip_prefix: str = "127.10"  # pods get <prefix>.x.y; tests running side by side pick their own
+    install_crd: bool = True
+    examples: bool = False
+
+    api: HearthApiServer | None = None
+    url: str = ""
+    kubelet: Kubelet | None = None
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Homelab]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        async with serve_api(self.host, self.port) as (api, url):
+            self.api, self.url = api, url
+            self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
+            kube = Kube(url)
+            config = KubeletConfig(
+                nodes=self.nodes,
+                log_dir=self.state_dir / "logs",
+                time_scale=self.time_scale,
+                backoff_base=self.backoff_base,
+            )
+            self.kubelet = Kubelet(kube, config)
+            if self.install_crd:
+                await apply(kube, manifests([REPO_ROOT / "deploy" / "crds"]))
+            task = asyncio.create_task(self.kubelet.run(), name="kubelet")
+            try:
+                if self.examples:
+                    await apply(kube, sim_examples())
+                yield self
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await self.kubelet.shutdown()
+                await kube.close()
+
+
+class HomelabThread:
+    """A Homelab on its own event loop in a daemon thread; `start()` returns once it serves."""
+
+    def __init__(self, homelab: Homelab) -> None:
+        self.homelab = homelab
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="homelab", daemon=True)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as exc:  # surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with self.homelab.running():
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self, timeout: float = 30) -> Homelab:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error:
+            raise RuntimeError("the simulated homelab did not start") from self._error
+        return self.homelab
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the homelab's loop (e.g. to read the store) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+BANNER = """
+Hearth's simulated homelab is up.
+  API server   {url}   (kubeconfig: {kubeconfig})
+  GPU nodes    {nodes}
+
+Try:
+  export KUBECONFIG={kubeconfig}
+  kubectl get nodes -L hearth.dev/gpu-class
+  kubectl get md                      # the sim models from deploy/examples/
+  kubectl get md -w                   # watch their phases change
+
+Ctrl-C stops everything (every simulated pod's process included).
+"""
+
+
+async def serve_until_signalled(homelab: Homelab) -> None:
+    """Run the homelab until SIGINT or SIGTERM, then stop every process it started."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with homelab.running():
+        print(
+            BANNER.format(
+                url=homelab.url,
+                kubeconfig=homelab.kubeconfig_path.resolve(),
+                nodes=", ".join(n.name for n in homelab.nodes),
+            ),
+            flush=True,
+        )
+        await stop.wait()
+        print("stopping the simulated homelab...", flush=True)

@@ -1,0 +1,466 @@
+"""The kubelet simulator: Deployments become Pods, Pods become local processes.
+
+It plays the Deployment controller, the scheduler and the kubelet in one, through the API
+like the real ones: it watches Deployments and Pods, creates Pods (owner reference, labels,
+node chosen by nodeSelector/affinity and free `nvidia.com/gpu`), gives each its own loopback IP,
+runs the container's command as a process bound to it, probes readiness, restarts crashed
+processes with back-off, writes Pod and Deployment status and Events, and kills processes when
+their Pods go. Containers of Hearth's own image run as the matching local console script;
+other images cannot run here, so such Pods stay waiting with `ErrImagePull` and an Event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hearth_operator.api import HEARTH_IMAGE
+from hearth_sim import scheduling
+from hearth_sim.apiserver.store import now_rfc3339
+from hearth_sim.kube import ApiError, Kube
+from hearth_sim.nodes import NodeSpec
+
+log = logging.getLogger("hearth.sim.kubelet")
+Obj = dict[str, Any]
+HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
+LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router")
+
+
+@dataclass
+class KubeletConfig:
+    nodes: list[NodeSpec]
+    log_dir: Path
+    time_scale: float = 1.0  # handed to sim engines that do not set their own
+    probe_interval: float = 0.05  # faster than a real kubelet, so status follows within ms
+    backoff_base: float = 10.0  # crash-loop back-off: base * 2^restarts, capped at 300 s
+    grace_seconds: float = 2.0
+    ip_prefix: str = "127.10"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def local_command(container: Obj) -> list[str] | None:
+    """The process a container runs here, or None when its image cannot run locally."""
+    image = str(container.get("image", ""))
+    if image.split(":")[0] != HEARTH_IMAGE_REPO:
+        return None
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if not argv or argv[0] not in LOCAL_COMMANDS:
+        return None
+    script = Path(sys.executable).parent / argv[0]
+    return [str(script), *argv[1:]]
+
+
+class PodRunner:
+    """One Pod's container: start, probe, restart with back-off, stop."""
+
+    def __init__(self, kubelet: Kubelet, pod: Obj, ip: str) -> None:
+        self.kubelet = kubelet
+        self.pod = pod
+        self.ip = ip
+        self.ns = pod["metadata"]["namespace"]
+        self.name = pod["metadata"]["name"]
+        self.container = (pod["spec"].get("containers") or [{}])[0]
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.ready = False
+        self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.returncode is None else None
+
+    async def _status(self, state: Obj, ready: bool, phase: str = "Running", last: Obj | None = None) -> None:
+        stamp = now_rfc3339()
+        cond = "True" if ready else "False"
+        status = {
+            "phase": phase,
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "hostIP": self.ip,
+            "startTime": self.pod["metadata"].get("creationTimestamp", stamp),
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": cond},
+                {"type": "Ready", "status": cond, "lastTransitionTime": stamp},
+            ],
+            "containerStatuses": [
+                {
+                    "name": self.container.get("name", "main"),
+                    "image": self.container.get("image", ""),
+                    "ready": ready,
+                    "started": "running" in state,
+                    "restartCount": self.restarts,
+                    "state": state,
+                    "lastState": last or {},
+                }
+            ],
+        }
+        await self.kubelet.patch_pod_status(self.ns, self.name, status)
+
+    async def _run(self) -> None:
+        k = self.kubelet
+        await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
+        argv = local_command(self.container)
+        if argv is None:
+            msg = (
+                f"image {self.container.get('image')!r} cannot run in the simulated homelab: only "
+                f"{HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) runs here"
+            )
+            await k.event(self.pod, "Warning", "Failed", msg)
+            await self._status({"waiting": {"reason": "ErrImagePull", "message": msg}}, False, "Pending")
+            return
+        await k.event(self.pod, "Normal", "Pulled", "Container image is present on the node")
+        last: Obj = {}
+        while True:
+            await self._start(argv)
+            await k.event(self.pod, "Normal", "Started", f"Started container {self.container.get('name')}")
+            await self._status({"running": {"startedAt": now_rfc3339()}}, False, last=last)
+            assert self.proc is not None
+            probe = asyncio.create_task(self._probe())
+            try:
+                code = await self.proc.wait()
+            finally:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+            self.ready = False
+            self.restarts += 1
+            last = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Error" if code else "Completed",
+                    "finishedAt": now_rfc3339(),
+                }
+            }
+            delay = min(k.config.backoff_base * 2 ** (self.restarts - 1), 300.0)
+            await k.event(
+                self.pod,
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {self.container.get('name')} "
+                f"(exit code {code}, restarting in {delay:g}s)",
+            )
+            await self._status(
+                {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {delay:g}s restarting failed container",
+                    }
+                },
+                False,
+                last=last,
+            )
+            await asyncio.sleep(delay)
+
+    async def _start(self, argv: list[str]) -> None:
+        port = next((p.get("containerPort") for p in self.container.get("ports") or []), 8000)
+        env = {
+            **os.environ,
+            **self.kubelet.config.extra_env,
+            "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
+            "HEARTH_SIM_HOST": self.ip,
+            "HEARTH_SIM_PORT": str(port),
+            "POD_IP": self.ip,
+            "POD_NAME": self.name,
+            "POD_NAMESPACE": self.ns,
+            "NODE_NAME": self.pod["spec"].get("nodeName", ""),
+        }
+        for item in self.container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+        logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        with logfile.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+            )
+        self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+
+    async def _probe(self) -> None:
+        probe = (self.container.get("readinessProbe") or {}).get("httpGet")
+        if probe is None:
+            self.ready = True
+            await self._status({"running": {"startedAt": now_rfc3339()}}, True)
+            return
+        url = f"http://{self.ip}:{probe.get('port', 8000)}{probe.get('path', '/')}"
+        failures = 0
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while True:
+                try:
+                    ok = (await http.get(url)).status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                if ok != self.ready:
+                    self.ready = ok
+                    await self._status({"running": {"startedAt": now_rfc3339()}}, ok)
+                if not ok:
+                    failures += 1
+                    if failures == int(5 / self.kubelet.config.probe_interval):  # once, after ~5 s
+                        await self.kubelet.event(
+                            self.pod, "Warning", "Unhealthy", f"Readiness probe failed: {url} not ready yet"
+                        )
+                await asyncio.sleep(self.kubelet.config.probe_interval)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), self.kubelet.config.grace_seconds)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
+
+
+class Kubelet:
+    def __init__(self, kube: Kube, config: KubeletConfig) -> None:
+        self.kube = kube
+        self.config = config
+        self.deployments: dict[tuple[str, str], Obj] = {}
+        self.pods: dict[str, Obj] = {}  # uid → pod as last seen
+        self.runners: dict[str, PodRunner] = {}
+        self.pids: dict[str, int] = {}  # uid → pid of the running container process
+        self._ips: dict[str, str] = {}
+        self._next_ip = 2
+        self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        for node in self.config.nodes:
+            try:
+                await self.kube.create("v1", "nodes", None, node.manifest())
+            except ApiError as exc:
+                if exc.code != 409:
+                    raise
+        tasks = [
+            asyncio.create_task(self._watch_deployments()),
+            asyncio.create_task(self._watch_pods()),
+            asyncio.create_task(self._reconcile_loop()),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(r.stop() for r in list(self.runners.values())), return_exceptions=True)
+        self.runners.clear()
+
+    # --- watches -----------------------------------------------------------------------------
+
+    async def _watch_deployments(self) -> None:
+        async for kind, obj in self.kube.watch("apps/v1", "deployments"):
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if kind == "DELETED":
+                self.deployments.pop(key, None)
+            else:
+                self.deployments[key] = obj
+            self._dirty.put_nowait(key)
+
+    async def _watch_pods(self) -> None:
+        async for kind, pod in self.kube.watch("v1", "pods"):
+            uid = pod["metadata"]["uid"]
+            if kind == "DELETED":
+                self.pods.pop(uid, None)
+                runner = self.runners.pop(uid, None)
+                if runner:
+                    await self.event(
+                        pod, "Normal", "Killing", f"Stopping container {runner.container.get('name')}"
+                    )
+                    await runner.stop()
+                self._ips.pop(uid, None)
+                # Its GPU is free now: pods waiting for one get another chance.
+                for waiting in list(self.pods.values()):
+                    owner = self._owner(waiting) if not waiting["spec"].get("nodeName") else None
+                    if owner:
+                        self._dirty.put_nowait(owner)
+            else:
+                self.pods[uid] = pod
+                if uid not in self.runners and pod["spec"].get("nodeName"):
+                    ip = self._ips.setdefault(uid, self._allocate_ip())
+                    self.runners[uid] = PodRunner(self, pod, ip)
+            owner = self._owner(pod)
+            if owner:
+                self._dirty.put_nowait(owner)
+
+    def _allocate_ip(self) -> str:
+        """The next loopback address whose port 8000 is free (another homelab may share 127/8)."""
+        while True:
+            n = self._next_ip
+            self._next_ip += 1
+            ip = f"{self.config.ip_prefix}.{n // 250}.{n % 250 + 2}"
+            with socket.socket() as probe:
+                try:
+                    probe.bind((ip, 8000))
+                except OSError:
+                    continue
+            return ip
+
+    def _owner(self, pod: Obj) -> tuple[str, str] | None:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                return pod["metadata"]["namespace"], ref["name"]
+        return None
+
+    # --- the Deployment controller and scheduler ---------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            key = await self._dirty.get()
+            try:
+                async with self._lock:
+                    await self._reconcile(key)
+            except (ApiError, httpx.HTTPError) as exc:
+                log.warning("reconciling deployment %s/%s failed: %s", *key, exc)
+
+    async def _reconcile(self, key: tuple[str, str]) -> None:
+        deployment = self.deployments.get(key)
+        if deployment is None:
+            return  # its pods go with it (owner references)
+        ns, name = key
+        uid = deployment["metadata"]["uid"]
+        owned = [
+            p
+            for p in self.pods.values()
+            if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        current = scheduling.template_hash(deployment)
+        stale = [p for p in owned if (p["metadata"].get("labels") or {}).get("pod-template-hash") != current]
+        fresh = [p for p in owned if p not in stale]
+        desired = int((deployment.get("spec") or {}).get("replicas", 1))
+        # Recreate strategy: a GPU cannot hold the old and the new replica at once.
+        doomed = stale + sorted(fresh, key=lambda p: p["metadata"]["creationTimestamp"])[desired:]
+        for pod in doomed:
+            with contextlib.suppress(ApiError):
+                await self.kube.delete("v1", "pods", ns, pod["metadata"]["name"])
+                self.pods.pop(pod["metadata"]["uid"], None)
+        for _ in range(desired - len(fresh)):
+            await self._create_pod(deployment, current)
+        await self._schedule_pending()
+        pods = [
+            p
+            for p in self.pods.values()
+            if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+        ]
+        status = scheduling.deployment_status(deployment, pods)
+        if status != deployment.get("status"):
+            with contextlib.suppress(ApiError):
+                await self.kube.patch("apps/v1", "deployments", ns, name, {"status": status}, sub="status")
+
+    async def _create_pod(self, deployment: Obj, template_hash: str) -> None:
+        meta, spec = deployment["metadata"], deployment["spec"]
+        template = spec.get("template") or {}
+        labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": template_hash}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{meta['name']}-{template_hash}-{secrets.token_hex(3)[:5]}",
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "annotations": (template.get("metadata") or {}).get("annotations", {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": dict(template.get("spec") or {}),
+            "status": {"phase": "Pending"},
+        }
+        created = await self.kube.create("v1", "pods", meta["namespace"], pod)
+        self.pods[created["metadata"]["uid"]] = created
+
+    async def _schedule_pending(self) -> None:
+        pending = [
+            p
+            for p in self.pods.values()
+            if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+        ]
+        if not pending:
+            return
+        nodes = (await self.kube.list("v1", "nodes")).get("items", [])
+        used: dict[str, int] = {}
+        for p in self.pods.values():
+            if p["spec"].get("nodeName"):
+                used[p["spec"]["nodeName"]] = used.get(p["spec"]["nodeName"], 0) + scheduling.gpu_request(
+                    p["spec"]
+                )
+        for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
+            node, reason = scheduling.choose_node(pod["spec"], nodes, used)
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            if node is None:
+                conds = [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": reason}
+                ]
+                if (pod.get("status") or {}).get("conditions") != conds:
+                    await self.event(pod, "Warning", "FailedScheduling", reason)
+                    pod["status"] = {"phase": "Pending", "conditions": conds}
+                    await self.patch_pod_status(ns, name, pod["status"])
+                continue
+            used[node] = used.get(node, 0) + scheduling.gpu_request(pod["spec"])
+            bound = await self.kube.patch("v1", "pods", ns, name, {"spec": {"nodeName": node}})
+            self.pods[bound["metadata"]["uid"]] = bound
+            await self.event(bound, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+            uid = bound["metadata"]["uid"]
+            if uid not in self.runners:
+                self.runners[uid] = PodRunner(self, bound, self._ips.setdefault(uid, self._allocate_ip()))
+
+    # --- API helpers -------------------------------------------------------------------------
+
+    async def patch_pod_status(self, ns: str, name: str, status: Obj) -> None:
+        try:
+            await self.kube.patch("v1", "pods", ns, name, {"status": status}, sub="status")
+        except ApiError as exc:
+            if exc.code != 404:  # a pod deleted meanwhile needs no status
+                raise
+
+    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        meta = obj["metadata"]
+        stamp = now_rfc3339()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", "v1"),
+                "kind": obj.get("kind", "Pod"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "kubelet", "host": obj.get("spec", {}).get("nodeName", "")},
+        }
+        try:
+            await self.kube.create("v1", "events", meta.get("namespace", "default"), body)
+        except (ApiError, httpx.HTTPError) as exc:
+            log.debug("event %s for %s not recorded: %s", reason, meta["name"], exc)

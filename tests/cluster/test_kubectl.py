@@ -1,0 +1,110 @@
+"""A real kubectl against the simulated homelab's API server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hearth_sim.homelab import HomelabThread
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+
+
+def kubectl(homelab: HomelabThread, *args: str, check: bool = True) -> str:
+    assert KUBECTL is not None
+    cmd = [KUBECTL, "--kubeconfig", str(homelab.homelab.kubeconfig_path), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if check:
+        assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_apply_get_describe_delete(homelab: HomelabThread) -> None:
+    out = kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples"))
+    assert "modeldeployment.hearth.dev/medium created" in out
+    assert "unchanged" in kubectl(
+        homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-medium.yaml")
+    )
+
+    kubectl(
+        homelab,
+        "patch",
+        "md",
+        "medium",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "phase": "Warm",
+                    "gpuClass": "rtx3090",
+                    "node": "gpu-3090",
+                    "warmup": {"estimateSeconds": 14.5},
+                }
+            }
+        ),
+    )
+    table = kubectl(homelab, "get", "md")
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "MODEL", "PHASE", "GPU", "NODE", "ETA", "(S)", "AGE"]
+    medium = next(line.split() for line in table.splitlines() if line.startswith("medium "))
+    assert medium[:6] == ["medium", "medium", "Warm", "rtx3090", "gpu-3090", "14.5"]
+
+    described = kubectl(homelab, "describe", "md", "medium")
+    assert "Vram Gi B:" in described and "Phase:" in described and "Warm" in described
+
+    assert "deleted" in kubectl(homelab, "delete", "md", "medium")
+    assert "NotFound" in kubectl(homelab, "get", "md", "medium", check=False)
+
+
+def test_get_watch_prints_status_changes(homelab: HomelabThread) -> None:
+    kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-big.yaml"))
+    assert KUBECTL is not None
+    watch = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(homelab.homelab.kubeconfig_path), "get", "md", "big", "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()
+        assert first.split()[0] == "NAME"
+        assert watch.stdout.readline().split()[0] == "big"
+        kubectl(
+            homelab,
+            "patch",
+            "md",
+            "big",
+            "--subresource",
+            "status",
+            "--type",
+            "merge",
+            "-p",
+            '{"status": {"phase": "Loading"}}',
+        )
+        began = time.monotonic()
+        row = watch.stdout.readline().split()
+        assert row[:3] == ["big", "big", "Loading"], row
+        assert time.monotonic() - began < 5
+    finally:
+        watch.kill()
+        watch.wait()
+
+
+def test_get_nodes_pods_and_discovery(homelab: HomelabThread) -> None:
+    nodes = kubectl(homelab, "get", "nodes")
+    assert "gpu-3090" in nodes and "rtx3090" in nodes
+    resources = kubectl(homelab, "api-resources")
+    assert "modeldeployments" in resources and " md " in resources
+    assert "Warning" not in kubectl(homelab, "get", "md")  # no ambiguous short name warnings

@@ -1,0 +1,90 @@
+"""`hearth-sim up`, the demo's command, as a user runs it: start, use with kubectl, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .conftest import free_port
+
+
+def engine_pids(model: str) -> list[int]:
+    """Processes running the sim engine for `model` (by command line, so nothing is missed)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"engine" in argv and model.encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "HEARTH_LOG_LEVEL": "WARNING"}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "hearth_sim.cli", "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        banner = ""
+        while "Ctrl-C" not in banner:
+            line = up.stdout.readline()
+            assert line, f"hearth-sim up exited early: {banner}"
+            banner += line
+        assert str(tmp_path / "kubeconfig") in banner
+        url = f"http://127.0.0.1:{port}"
+        names = {
+            o["metadata"]["name"]
+            for o in httpx.get(f"{url}/apis/hearth.dev/v1alpha1/namespaces/default/modeldeployments").json()[
+                "items"
+            ]
+        }
+        assert names == {"small", "medium", "big"}
+
+        model = f"upcheck-{port}"
+        dep = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "upcheck"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "upcheck"}},
+                "template": {
+                    "metadata": {"labels": {"app": "upcheck"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "engine",
+                                "image": "ghcr.io/hearth-dev/hearth:0.1.0",
+                                "command": ["hearth-sim", "engine"],
+                                "args": ["--model", model],
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+        httpx.post(f"{url}/apis/apps/v1/namespaces/default/deployments", json=dep).raise_for_status()
+        deadline = time.monotonic() + 15
+        while not engine_pids(model):
+            assert time.monotonic() < deadline, "the engine process never started"
+            time.sleep(0.05)
+        pids = engine_pids(model)
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(20) == 0
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "an engine outlived hearth-sim up"
