@@ -90,7 +90,9 @@ class ModelSource(_Model):
     """Where the weights are: a PersistentVolumeClaim and a path in it, or a URI."""
 
     pvc: str | None = Field(default=None, description="PersistentVolumeClaim holding the weights.")
-    path: str | None = Field(default=None, description="Path of the weights inside the PVC.")
+    path: str | None = Field(
+        default=None, description="Path of the weights inside the PVC (mounted at /models)."
+    )
     uri: str | None = Field(
         default=None, description="hf://org/repo, ollama://name:tag, s3://..., https://..."
     )
@@ -243,6 +245,10 @@ class WarmupStatus(_Model):
         description="The last measured warmups in seconds, oldest first.",
     )
     last_seconds: float | None = Field(default=None, ge=0)
+    by_gpu_class: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="The last measured warmups per GPU class, for models that move between classes.",
+    )
 
 
 class ModelDeploymentStatus(_Model):
@@ -261,6 +267,10 @@ class ModelDeploymentStatus(_Model):
     loading_since: datetime | None = None
     warmup: WarmupStatus = Field(default_factory=WarmupStatus)
     last_activity: datetime | None = None
+    evicted_at: datetime | None = Field(
+        default=None,
+        description="When the model was last unloaded to free its GPU; older wakes do not bring it back.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = Field(default=None, ge=0)
 

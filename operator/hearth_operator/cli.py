@@ -1,8 +1,11 @@
-"""`hearth-operator`: run the operator, or generate its CRD."""
+"""`hearth-operator`: run the operator (`run`), or generate its CRD (`crd`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +24,29 @@ def _write_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from hearth_operator import handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(
+        level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kopf.objects", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    namespaces = args.namespace or [n for n in os.environ.get("HEARTH_NAMESPACES", "").split(",") if n]
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hearth-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--root", default=".", help="repository root (default: .)")
     gen.add_argument("--stdout", action="store_true", help="print instead of writing files")
     gen.set_defaults(func=_write_crd)
+    run = sub.add_parser("run", help="run the operator against the cluster of the kubeconfig or pod")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all, or $HEARTH_NAMESPACES)",
+    )
+    run.add_argument(
+        "--liveness",
+        default=os.environ.get("HEARTH_OPERATOR_LIVENESS"),
+        help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz",
+    )
+    run.set_defaults(func=_run)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -170,16 +170,21 @@ class PodRunner:
             **os.environ,
             **self.kubelet.config.extra_env,
             "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
-            "HEARTH_SIM_HOST": self.ip,
-            "HEARTH_SIM_PORT": str(port),
-            "POD_IP": self.ip,
-            "POD_NAME": self.name,
-            "POD_NAMESPACE": self.ns,
-            "NODE_NAME": self.pod["spec"].get("nodeName", ""),
         }
         for item in self.container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = str(item["value"])
+        # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
+        env.update(
+            {
+                "HEARTH_SIM_HOST": self.ip,
+                "HEARTH_SIM_PORT": str(port),
+                "POD_IP": self.ip,
+                "POD_NAME": self.name,
+                "POD_NAMESPACE": self.ns,
+                "NODE_NAME": self.pod["spec"].get("nodeName", ""),
+            }
+        )
         logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with logfile.open("ab") as out:

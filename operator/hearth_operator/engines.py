@@ -1,0 +1,100 @@
+"""What each engine runs: image, command, args and env, from a ModelDeployment spec. Pure."""
+
+from __future__ import annotations
+
+from hearth_operator.api import ENGINE_DEFAULTS, Engine, EnvVar, ModelDeploymentSpec
+
+MODELS_MOUNT = "/models"
+
+
+def weights(spec: ModelDeploymentSpec) -> str:
+    """Where the engine finds the weights: a file/dir under the PVC mount, or the URI's target
+    (`hf://org/repo` → `org/repo`, `ollama://mistral:7b` → `mistral:7b`)."""
+    source = spec.model_source
+    if source is None:
+        return spec.model
+    if source.pvc is not None:
+        return f"{MODELS_MOUNT}/{(source.path or '').lstrip('/')}"
+    uri = source.uri or ""
+    for scheme in ("hf://", "ollama://"):
+        if uri.startswith(scheme):
+            return uri[len(scheme) :]
+    return uri
+
+
+def gpu_memory_fraction(vram_gib: int, node_vram_gib: int | None) -> float:
+    """vLLM's --gpu-memory-utilization: the model's share of the card, with headroom, so two
+    models can share a card when the node allows it."""
+    if not node_vram_gib:
+        return 0.9
+    return round(min(0.95, max(0.1, vram_gib / node_vram_gib)), 2)
+
+
+def image(spec: ModelDeploymentSpec) -> str:
+    return spec.image or ENGINE_DEFAULTS[spec.engine].image
+
+
+def command(spec: ModelDeploymentSpec) -> list[str] | None:
+    if spec.engine is Engine.SIM:
+        return ["hearth-sim", "engine"]
+    return None  # the image's entrypoint
+
+
+def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[str]:
+    if spec.args is not None:
+        return list(spec.args)
+    port = str(spec.port)
+    match spec.engine:
+        case Engine.VLLM:
+            names = [spec.model, *spec.aliases]
+            return [
+                "--model",
+                weights(spec),
+                "--served-model-name",
+                *names,
+                "--port",
+                port,
+                "--gpu-memory-utilization",
+                f"{gpu_memory_fraction(spec.gpu.vram_gib, node_vram_gib):.2f}",
+                "--max-num-seqs",
+                str(spec.concurrency or ENGINE_DEFAULTS[Engine.VLLM].concurrency),
+            ]
+        case Engine.LLAMACPP:
+            return [
+                "-m",
+                weights(spec),
+                "--host",
+                "0.0.0.0",
+                "--port",
+                port,
+                "-ngl",
+                "99",
+                "--alias",
+                spec.model,
+                "--parallel",
+                str(spec.concurrency or ENGINE_DEFAULTS[Engine.LLAMACPP].concurrency),
+            ]
+        case Engine.SIM:
+            return ["--model", spec.model, "--port", port]
+        case _:
+            return []  # Ollama is configured by env; custom images bring their own
+
+
+def env(spec: ModelDeploymentSpec) -> list[dict[str, object]]:
+    defaults: list[EnvVar] = [EnvVar(name="HOME", value="/tmp")]
+    match spec.engine:
+        case Engine.VLLM:
+            defaults.append(EnvVar(name="HF_HOME", value="/tmp/hf"))
+        case Engine.OLLAMA:
+            defaults += [
+                EnvVar(name="OLLAMA_HOST", value=f"0.0.0.0:{spec.port}"),
+                EnvVar(name="OLLAMA_KEEP_ALIVE", value="-1"),
+                EnvVar(name="OLLAMA_MODELS", value="/tmp/ollama"),
+            ]
+        case Engine.SIM:
+            defaults.append(EnvVar(name="HEARTH_SIM_HOST", value="0.0.0.0"))
+        case _:
+            pass
+    given = {e.name for e in spec.env}
+    merged = [e for e in defaults if e.name not in given] + list(spec.env)
+    return [e.model_dump(by_alias=True, exclude_none=True) for e in merged]

@@ -1,0 +1,104 @@
+"""kopf handlers: thin. They keep kopf's indexes of the world and kick the reconciler.
+
+Only raw watch events (`on.event`) and indexes are used — no `on.create/update` — so kopf keeps no
+annotations or finalizers of its own on ModelDeployments: users own spec and metadata, the router
+owns its two annotations, the operator owns status (DESIGN.md: one writer per thing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from hearth_operator import placement
+from hearth_operator.api import GROUP, PLURAL, VERSION
+from hearth_operator.children import MD_LABEL
+from hearth_operator.kube import Writer, api_client
+from hearth_operator.metrics import OperatorMetrics
+from hearth_operator.reconciler import Indexes, Reconciler, key_of
+
+log = logging.getLogger("hearth.operator")
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if SERVICE_ACCOUNT_TOKEN.exists():
+        return kopf.login_with_service_account(**kwargs)
+    return kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.peering.standalone = True  # one replica (Recreate); no peering CRDs needed
+    settings.scanning.disabled = True  # no cluster-wide discovery: least privilege
+    settings.posting.level = logging.WARNING  # kopf's own log lines are not Events; ours are
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    metrics = OperatorMetrics()
+    port = int(os.environ.get("HEARTH_OPERATOR_METRICS_PORT", "8080"))
+    if port:
+        start_http_server(
+            port, addr=os.environ.get("HEARTH_OPERATOR_METRICS_HOST", "0.0.0.0"), registry=metrics.registry
+        )
+    memo.reconciler = Reconciler(writer=Writer(await api_client()), metrics=metrics)
+    memo.deadlines = asyncio.create_task(memo.reconciler.run_deadlines(), name="idle deadlines")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    memo.deadlines.cancel()
+
+
+def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
+    reconciler: Reconciler = memo.reconciler
+    if reconciler.indexes.models is None:
+        reconciler.indexes = Indexes(
+            nodes=kwargs["gpu_nodes"], models=kwargs["model_bodies"], pods=kwargs["model_pods"]
+        )
+    return reconciler
+
+
+# --- indexes: kopf fills them from its watches before any handler runs ------------------------
+
+
+@kopf.index("", "v1", "nodes")
+def gpu_nodes(body: kopf.Body, name: str, **_: Any) -> dict[str, placement.GpuNode] | None:
+    node = placement.gpu_node(dict(body))
+    return {name: node} if node else None
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def model_bodies(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[str, dict[str, Any]]:
+    return {key_of(namespace or "default", name): dict(body)}
+
+
+@kopf.index("", "v1", "pods", labels={MD_LABEL: kopf.PRESENT})
+def model_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[str, dict[str, Any]]:
+    return {key_of(namespace or "default", labels[MD_LABEL]): dict(body)}
+
+
+# --- triggers ---------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    _bind(memo, kwargs).kick(key_of(namespace or "default", name))
+
+
+@kopf.on.event("", "v1", "pods", labels={MD_LABEL: kopf.PRESENT})
+async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
+    _bind(memo, kwargs).kick(key_of(namespace or "default", labels[MD_LABEL]))
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_changed(memo: Any, **kwargs: Any) -> None:
+    _bind(memo, kwargs).kick_waiting()

@@ -1,0 +1,91 @@
+"""The operator's writes to the API: children (create or patch), CR status. Thin I/O."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from hearth_operator.api import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("hearth.operator.kube")
+MERGE = "application/merge-patch+json"
+
+
+async def api_client() -> client.ApiClient:
+    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+def owner_reference(md_body: dict[str, Any]) -> dict[str, Any]:
+    meta = md_body["metadata"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+class Writer:
+    def __init__(self, api: client.ApiClient) -> None:
+        # Typed as Any: the generated client takes plain dicts at run time, though its stubs
+        # name only its model classes; manifests here are dicts built by children.py.
+        self.apps: Any = client.AppsV1Api(api)
+        self.core: Any = client.CoreV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    async def ensure_service(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
+        manifest["metadata"]["ownerReferences"] = [owner]
+        meta = manifest["metadata"]
+        try:
+            await self.core.create_namespaced_service(meta["namespace"], manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def ensure_deployment(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Create the Deployment, or bring its spec to the manifest's (a patch only when it differs)."""
+        manifest["metadata"]["ownerReferences"] = [owner]
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        # Raw JSON, not the client's model objects, so it compares with the dict manifest.
+        current = await self.apps.read_namespaced_deployment(name, ns, _preload_content=False)
+        body = await current.json()
+        if current.status == 404:
+            await self.apps.create_namespaced_deployment(ns, manifest)
+            return
+        if current.status >= 400:
+            raise ApiException(status=current.status, reason=str(body.get("message")))
+        if _differs(manifest["spec"], body.get("spec") or {}) or _differs(
+            manifest["metadata"]["labels"], body["metadata"].get("labels") or {}
+        ):
+            # A full replace, so what the manifest drops (a nodeSelector, an env var) goes too;
+            # a concurrent change makes it 409 and the reconcile runs again.
+            manifest["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
+            await self.apps.replace_namespaced_deployment(name, ns, manifest)
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
+        )
+
+
+def _differs(wanted: Any, actual: Any) -> bool:
+    """True when `actual` lacks or contradicts anything in `wanted` (server defaults may add more)."""
+    if isinstance(wanted, dict):
+        return not isinstance(actual, dict) or any(_differs(v, actual.get(k)) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            not isinstance(actual, list)
+            or len(wanted) != len(actual)
+            or any(_differs(w, a) for w, a in zip(wanted, actual, strict=True))
+        )
+    return bool(wanted != actual)

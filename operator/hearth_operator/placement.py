@@ -1,0 +1,214 @@
+"""Where a model runs: GPU nodes, free VRAM and device slots, and whom to evict. Pure.
+
+Free VRAM on a node is its capacity minus the VRAM of models Loading, Warm or Evicting there;
+free device slots are its `nvidia.com/gpu` capacity minus the GPUs those models hold (a card
+shared by time-slicing advertises several). A model fits where both suffice.
+
+Eviction rule, when nothing fits: on a node of the right class, unload Warm models (never one
+that is Loading) in this order — lowest `priority` first, then longest idle, then the one
+cheapest to bring back (smallest warmup estimate) — until the newcomer fits. A model whose
+`hearth.dev/last-activity` lies within its own `idleTimeoutSeconds` is busy (the router renews it
+while requests wait or stream) and is only evicted for a newcomer of strictly higher priority.
+When no node can be freed, the model is Unschedulable, with a message naming what occupies the
+GPUs it could use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hearth_operator.api import (
+    GPU_CLASS_LABEL,
+    GPU_VRAM_LABEL,
+    NVIDIA_GPU_RESOURCE,
+    NVIDIA_PRODUCT_LABEL,
+    GpuClass,
+    Phase,
+)
+
+# NVIDIA GPU feature discovery's product label → (class, VRAM), for nodes without Hearth's labels.
+PRODUCTS: dict[str, tuple[str, int]] = {
+    "NVIDIA-GeForce-RTX-3070": ("rtx3070", 8),
+    "NVIDIA-GeForce-RTX-3070-Ti": ("rtx3070", 8),
+    "NVIDIA-GeForce-RTX-3090": ("rtx3090", 24),
+    "NVIDIA-GeForce-RTX-3090-Ti": ("rtx3090", 24),
+}
+
+OCCUPYING = (Phase.LOADING, Phase.WARM, Phase.EVICTING)
+
+
+@dataclass(frozen=True)
+class GpuNode:
+    name: str
+    gpu_class: str
+    vram_gib: int
+    slots: int = 1
+
+    @property
+    def short(self) -> str:
+        """`3090` for `rtx3090`: what users call the card."""
+        return self.gpu_class.removeprefix("rtx")
+
+
+def gpu_node(node: dict[str, Any]) -> GpuNode | None:
+    """A node's GPU from Hearth's labels, else from NVIDIA's product label; None for CPU nodes."""
+    meta = node.get("metadata") or {}
+    node_labels = meta.get("labels") or {}
+    gpu_class = node_labels.get(GPU_CLASS_LABEL)
+    vram = node_labels.get(GPU_VRAM_LABEL)
+    if gpu_class is None and node_labels.get(NVIDIA_PRODUCT_LABEL) in PRODUCTS:
+        gpu_class, default_vram = PRODUCTS[node_labels[NVIDIA_PRODUCT_LABEL]]
+        vram = vram or str(default_vram)
+    if gpu_class is None or vram is None:
+        return None
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    try:
+        return GpuNode(meta["name"], gpu_class, int(vram), int(allocatable.get(NVIDIA_GPU_RESOURCE, 1)))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A model as placement sees it."""
+
+    key: str  # namespace/name
+    model: str
+    node: str | None
+    phase: Phase | None
+    vram_gib: int
+    gpus: int = 1
+    priority: int = 0
+    last_activity: datetime | None = None
+    idle_timeout: float = 900
+    estimate: float = 0.0
+    pinned: bool = False  # minReplicas ≥ 1: kept warm on purpose, never evicted
+
+    def busy(self, now: datetime) -> bool:
+        if self.last_activity is None:
+            return False
+        return (now - self.last_activity).total_seconds() < self.idle_timeout
+
+
+@dataclass(frozen=True)
+class Want:
+    """A model that needs a GPU."""
+
+    key: str
+    gpu_class: GpuClass
+    vram_gib: int
+    gpus: int = 1
+    priority: int = 0
+    current_node: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    node: GpuNode | None = None
+    victims: tuple[str, ...] = ()  # keys to evict before the model fits
+    waiting_for: tuple[str, ...] = ()  # keys already being evicted for room
+    message: str = ""
+    occupants: tuple[str, ...] = field(default=())
+
+    @property
+    def placed(self) -> bool:
+        return self.node is not None and not self.victims and not self.waiting_for
+
+
+def _suits(want: Want, node: GpuNode) -> bool:
+    class_ok = want.gpu_class is GpuClass.ANY or node.gpu_class == want.gpu_class.value
+    return class_ok and node.vram_gib >= want.vram_gib and node.slots >= want.gpus
+
+
+def _fits(want: Want, node: GpuNode, occupants: list[Resident]) -> bool:
+    used_vram = sum(r.vram_gib for r in occupants)
+    used_slots = sum(r.gpus for r in occupants)
+    return node.vram_gib - used_vram >= want.vram_gib and node.slots - used_slots >= want.gpus
+
+
+def _ago(now: datetime, when: datetime | None) -> str:
+    if when is None:
+        return "never active"
+    seconds = int((now - when).total_seconds())
+    return f"active {seconds} s ago" if seconds < 120 else f"active {seconds // 60} min ago"
+
+
+def describe(r: Resident, now: datetime) -> str:
+    state = "loading" if r.phase is Phase.LOADING else _ago(now, r.last_activity)
+    return f"{r.model} ({r.vram_gib} GiB, {state})"
+
+
+def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: datetime) -> Decision:
+    suitable = [n for n in nodes if _suits(want, n)]
+    if not suitable:
+        known = ", ".join(f"{n.name} {n.gpu_class} {n.vram_gib} GiB" for n in nodes) or "none"
+        what = "any GPU" if want.gpu_class is GpuClass.ANY else f"a {want.gpu_class.value} GPU"
+        return Decision(
+            message=f"no node has {what} with {want.vram_gib} GiB for gpu.vramGiB={want.vram_gib} "
+            f"and gpu.class={want.gpu_class.value} (GPU nodes: {known})"
+        )
+    others = [r for r in residents if r.key != want.key and r.node and r.phase in OCCUPYING]
+    on = {n.name: [r for r in others if r.node == n.name] for n in suitable}
+
+    # Stay where we are, else the tightest fit (keeps the big card free for big models).
+    fitting = [n for n in suitable if _fits(want, n, on[n.name])]
+    if fitting:
+        sticky = [n for n in fitting if n.name == want.current_node]
+        best = (
+            sticky[0]
+            if sticky
+            else min(fitting, key=lambda n: n.vram_gib - sum(r.vram_gib for r in on[n.name]))
+        )
+        return Decision(node=best)
+
+    # Room is already being made (victims Evicting): wait for it.
+    for n in suitable:
+        staying = [r for r in on[n.name] if r.phase is not Phase.EVICTING]
+        if len(staying) < len(on[n.name]) and _fits(want, n, staying):
+            leaving = tuple(r.key for r in on[n.name] if r.phase is Phase.EVICTING)
+            return Decision(
+                node=n,
+                waiting_for=leaving,
+                message=f"Freeing the {n.short} on {n.name}: unloading "
+                + ", ".join(r.model for r in on[n.name] if r.phase is Phase.EVICTING),
+            )
+
+    plans: list[tuple[tuple[int, int], GpuNode, list[Resident]]] = []
+    for n in suitable:
+        staying = [r for r in on[n.name] if r.phase is not Phase.EVICTING]
+        candidates = sorted(
+            (
+                r
+                for r in staying
+                if r.phase is Phase.WARM and not r.pinned and (not r.busy(now) or r.priority < want.priority)
+            ),
+            key=lambda r: (
+                r.priority,
+                r.last_activity or datetime.min.replace(tzinfo=now.tzinfo),
+                r.estimate,
+            ),
+        )
+        victims: list[Resident] = []
+        for r in candidates:
+            if _fits(want, n, [s for s in staying if s not in victims]):
+                break
+            victims.append(r)
+        if _fits(want, n, [s for s in staying if s not in victims]):
+            plans.append(((len(victims), sum(v.priority for v in victims)), n, victims))
+    if plans:
+        _, node, victims = min(plans, key=lambda p: p[0])
+        return Decision(
+            node=node,
+            victims=tuple(v.key for v in victims),
+            message=f"Freeing the {node.short} on {node.name}: unloading "
+            + ", ".join(v.model for v in victims),
+        )
+
+    held = [
+        f"{n.gpu_class} on {n.name} holds " + ", ".join(describe(r, now) for r in on[n.name])
+        for n in suitable
+        if on[n.name]
+    ]
+    return Decision(message="; ".join(held) or "no GPU has room", occupants=tuple(r.key for r in others))
