@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -71,6 +72,34 @@ class Writer:
             # a concurrent change makes it 409 and the reconcile runs again.
             manifest["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
             await self.apps.replace_namespaced_deployment(name, ns, manifest)
+
+    async def event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """Record a Kubernetes Event on the ModelDeployment (best effort: never fails a reconcile)."""
+        meta = body["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelDeployment",
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "hearth-operator"},
+            "reportingComponent": "hearth-operator",
+        }
+        try:
+            await self.core.create_namespaced_event(meta.get("namespace", "default"), event)
+        except (ApiException, OSError) as exc:
+            log.warning("event %s on %s not recorded: %s", reason, meta["name"], exc)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object_status(

@@ -88,12 +88,33 @@ def last_touch(md: ModelDeployment) -> datetime | None:
     return max(present) if present else None
 
 
+def warm_since(md: ModelDeployment) -> datetime | None:
+    """When the model last turned Ready (its Ready condition's transition time)."""
+    for c in md.status.conditions:
+        if c.type == ConditionType.READY.value and c.status == "True":
+            return c.last_transition_time
+    return None
+
+
 def idle_deadline(md: ModelDeployment) -> datetime | None:
-    """When the model stops being wanted, unless touched again (None: never, or not now)."""
+    """When the model stops being wanted unless touched again (None: never, or not now). Idle
+    time counts from the last touch or from turning Warm, whichever is later: a load that took
+    longer than the idle timeout still gets its full idle period once it is ready."""
     touch = last_touch(md)
     if md.spec.scaling.min_replicas > 0 or touch is None:
         return None
-    return touch + timedelta(seconds=md.spec.scaling.idle_timeout_seconds)
+    ready = warm_since(md) if md.status.phase is Phase.WARM else None
+    start = max(touch, ready) if ready is not None else touch
+    return start + timedelta(seconds=md.spec.scaling.idle_timeout_seconds)
+
+
+def load_start(md: ModelDeployment, now: datetime) -> datetime:
+    """A load starts at the wake that asked for it, when that wake is recent (the user has been
+    waiting since then), else now. Bounded so a skewed clock cannot stretch a measurement."""
+    wake = parse_time(md.annotations.get(WAKE_REQUESTED_AT))
+    if wake is not None and now - timedelta(seconds=10) <= wake <= now:
+        return wake
+    return now
 
 
 def wanted(md: ModelDeployment, pods: list[PodView], now: datetime) -> bool:
@@ -221,7 +242,11 @@ def plan(i: Inputs) -> Plan:
             phase, message = Phase.LOADING, decision.message
             node, waiting_on = None, node
             evict = decision.victims
-            loading_since = prev.loading_since if prev.phase is Phase.LOADING and prev.loading_since else now
+            loading_since = (
+                prev.loading_since
+                if prev.phase is Phase.LOADING and prev.loading_since
+                else load_start(md, now)
+            )
             scheduled = (True, "Evicting", message)
         else:
             replicas = max(md.spec.scaling.min_replicas, 1)
@@ -247,7 +272,9 @@ def plan(i: Inputs) -> Plan:
             else:
                 phase = Phase.LOADING
                 loading_since = (
-                    prev.loading_since if prev.phase is Phase.LOADING and prev.loading_since else now
+                    prev.loading_since
+                    if prev.phase is Phase.LOADING and prev.loading_since
+                    else load_start(md, now)
                 )
                 message = f"Loading {md.spec.model} on {node.name} ({node.gpu_class})"
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -37,7 +36,7 @@ def validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"spec.{where}: {err['msg']}" if where else f"spec: {err['msg']}")
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "invalid spec: " + "; ".join(parts)
 
 
@@ -178,6 +177,8 @@ class Reconciler:
             self.evictions.pop(key, None)
 
         owner = owner_reference(body)
+        if self.indexes.one(self.indexes.models, key) is None:
+            return  # deleted meanwhile: its children go with it (owner references)
         if failure is None:
             await self.writer.ensure_service(children.service(md), owner)
             node = result.node
@@ -192,7 +193,7 @@ class Reconciler:
             self.kick(victim)
         if phase in (Phase.COLD, Phase.FAILED, Phase.UNSCHEDULABLE) and md.status.phase not in (None, phase):
             self.kick_waiting()  # a GPU may have been freed
-        self._schedule(key, lifecycle.idle_deadline(md))
+        self._schedule(key, lifecycle.idle_deadline(md.model_copy(update={"status": result.status})))
 
     def kick_waiting(self) -> None:
         for key in list(self.waiting):
@@ -282,7 +283,7 @@ class Reconciler:
                     raise
                 return
         for kind, reason, message in events:
-            kopf.event(body, type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+            await self.writer.event(body, kind, reason, message)
         if (
             status.warmup.last_seconds is not None
             and status.warmup.last_seconds != md.status.warmup.last_seconds
@@ -314,7 +315,7 @@ class Reconciler:
         if prev.get("message") != message or prev.get("phase") != Phase.FAILED.value:
             meta = body["metadata"]
             await self.writer.patch_status(meta["namespace"], meta["name"], status)
-            kopf.event(body, type="Warning", reason="InvalidSpec", message=message)  # type: ignore[arg-type]
+            await self.writer.event(body, "Warning", "InvalidSpec", message)
 
     def _count_phases(self) -> None:
         counts = {p.value: 0 for p in Phase}

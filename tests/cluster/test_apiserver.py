@@ -373,3 +373,12 @@ async def test_deleting_the_crd_deletes_its_objects(
         http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modeldeployments.hearth.dev")
     )
     assert (await http.get(MD)).status_code == 404
+
+
+async def test_an_object_whose_owner_is_gone_is_collected(
+    hearth: tuple[HearthApiServer, httpx.AsyncClient],
+) -> None:
+    _, http = hearth
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid", "controller": True}
+    await ok(http.post(CM, json={"metadata": {"name": "orphan", "ownerReferences": [ref]}}))
+    assert (await http.get(f"{CM}/orphan")).status_code == 404

@@ -235,7 +235,10 @@ class Store:
         meta["resourceVersion"] = str(self._rv)
         self._objects[rtype.key][key] = obj
         self._emit(rtype, "ADDED", obj)
-        return copy.deepcopy(obj)
+        created = copy.deepcopy(obj)
+        if self._owner_missing(obj):
+            self._remove(rtype, obj)  # the garbage collector deletes dependents of absent owners
+        return created
 
     def replace(
         self, rtype: ResourceType, namespace: str | None, name: str, body: Any, subresource: str | None = None
@@ -380,6 +383,13 @@ class Store:
         if rtype.kind == "CustomResourceDefinition":
             self._unregister_crd(meta["name"])
         self._collect_garbage(meta["uid"])
+
+    def _owner_missing(self, obj: Obj) -> bool:
+        refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid")]
+        if not refs:
+            return False
+        live = {o["metadata"]["uid"] for objs in self._objects.values() for o in objs.values()}
+        return all(r["uid"] not in live for r in refs)
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Background cascading deletion: dependents of a deleted owner go too."""

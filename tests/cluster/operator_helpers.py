@@ -1,0 +1,164 @@
+"""Running the real operator process against the homelab, and watching what it writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hearth_sim.homelab import HomelabThread
+from hearth_sim.kube import Kube
+
+from .conftest import eventually
+
+MD_API = "hearth.dev/v1alpha1"
+WAKE = "hearth.dev/wake-requested-at"
+
+
+def now_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class OperatorProcess:
+    """`hearth-operator run` as a child process, restartable."""
+
+    def __init__(self, homelab: HomelabThread, log_dir: Path) -> None:
+        self.homelab = homelab
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.homelab.homelab.kubeconfig_path),
+            "HEARTH_OPERATOR_METRICS_PORT": "0",
+            "HEARTH_LOG_LEVEL": "INFO",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hearth_operator.cli", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+
+def sim_md(
+    name: str,
+    *,
+    load: float = 1.0,
+    vram: int = 6,
+    gpu_class: str = "any",
+    idle: int = 300,
+    time_scale: float | None = None,
+    jitter: float = 0.0,
+    **spec: Any,
+) -> dict[str, Any]:
+    env = [
+        {"name": "HEARTH_SIM_LOAD_SECONDS", "value": str(load)},
+        {"name": "HEARTH_SIM_LOAD_JITTER", "value": str(jitter)},
+    ]
+    if time_scale is not None:
+        env.append({"name": "HEARTH_SIM_TIME_SCALE", "value": str(time_scale)})
+    return {
+        "apiVersion": MD_API,
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": name,
+            "engine": "sim",
+            "env": env,
+            "gpu": {"class": gpu_class, "vramGiB": vram},
+            "scaling": {"minReplicas": 0, "idleTimeoutSeconds": idle},
+            **spec,
+        },
+    }
+
+
+async def status(kube: Kube, name: str) -> dict[str, Any]:
+    return dict((await kube.get(MD_API, "modeldeployments", "default", name)).get("status") or {})
+
+
+async def wait_phase(kube: Kube, name: str, phase: str, deadline: float = 20) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        s = await status(kube, name)
+        return s if s.get("phase") == phase else None
+
+    return await eventually(check, deadline, what=f"{name} to be {phase}")
+
+
+async def wake(kube: Kube, name: str) -> float:
+    await kube.patch(
+        MD_API, "modeldeployments", "default", name, {"metadata": {"annotations": {WAKE: now_stamp()}}}
+    )
+    return time.monotonic()
+
+
+@dataclass
+class Recorder:
+    """Every phase each ModelDeployment passed through, and when pods turned Ready."""
+
+    phases: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    pod_ready: dict[str, float] = field(default_factory=dict)  # model-deployment label → first Ready
+
+    def seen(self, name: str) -> list[str]:
+        return [p for _, p in self.phases.get(name, [])]
+
+    def first(self, name: str, phase: str) -> float:
+        return next(t for t, p in self.phases.get(name, []) if p == phase)
+
+
+@contextlib.asynccontextmanager
+async def recording(kube: Kube) -> AsyncIterator[Recorder]:
+    rec = Recorder()
+
+    async def models() -> None:
+        async for _, obj in kube.watch(MD_API, "modeldeployments"):
+            phase = (obj.get("status") or {}).get("phase")
+            seen = rec.phases.setdefault(obj["metadata"]["name"], [])
+            if phase and (not seen or seen[-1][1] != phase):
+                seen.append((time.monotonic(), phase))
+
+    async def pods() -> None:
+        async for _, obj in kube.watch("v1", "pods"):
+            label = (obj["metadata"].get("labels") or {}).get("hearth.dev/model-deployment")
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (obj.get("status") or {}).get("conditions") or []
+            )
+            if label and ready:
+                rec.pod_ready.setdefault(label, time.monotonic())
+
+    tasks = [asyncio.create_task(models()), asyncio.create_task(pods())]
+    try:
+        yield rec
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

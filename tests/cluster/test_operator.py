@@ -1,0 +1,218 @@
+"""The operator as a real process against the simulated homelab (real kopf, real engine processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from hearth_sim.homelab import HomelabThread, sim_examples
+from hearth_sim.kube import ApiError, Kube
+
+from .conftest import eventually
+from .operator_helpers import MD_API, OperatorProcess, recording, sim_md, status, wait_phase, wake
+
+MDS = "modeldeployments"
+
+
+@pytest.fixture(scope="module")
+def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(homelab, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+async def kube(homelab: HomelabThread, operator: OperatorProcess) -> AsyncIterator[Kube]:
+    client = Kube(homelab.homelab.url)
+    yield client
+    for md in (await client.list(MD_API, MDS, "default"))["items"]:
+        await client.delete(MD_API, MDS, "default", md["metadata"]["name"])
+
+    async def no_pods() -> bool:
+        return not (await client.list("v1", "pods", "default"))["items"]
+
+    await eventually(no_pods, what="every pod to go")
+    await client.close()
+    assert operator.proc is not None and operator.proc.poll() is None, operator.logs()[-3000:]
+
+
+async def test_wake_evict_and_place_on_the_3070(kube: Kube) -> None:
+    async with recording(kube) as rec:
+        for doc in sim_examples():
+            await kube.create(MD_API, MDS, "default", doc)
+        for name in ("small", "medium", "big"):
+            s = await wait_phase(kube, name, "Cold")
+            assert s["warmup"]["estimateSeconds"] == {"small": 5, "medium": 15, "big": 30}[name]
+
+        await wake(kube, "medium")
+        warm = await wait_phase(kube, "medium", "Warm")
+        assert rec.seen("medium")[-3:] == ["Cold", "Loading", "Warm"]
+        assert (warm["node"], warm["gpuClass"]) == ("gpu-3090", "rtx3090")
+        # The status follows the pod turning Ready within 200 ms (a watch, not polling).
+        lag = rec.first("medium", "Warm") - rec.pod_ready["medium"]
+        assert lag < 0.2, f"status turned Warm {lag * 1000:.0f} ms after the pod turned Ready"
+        client = openai.AsyncOpenAI(base_url=f"{warm['endpoints'][0]}/v1", api_key="x", max_retries=0)
+        reply = await client.chat.completions.create(
+            model="medium", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content
+        await client.close()
+
+        await wake(kube, "big")
+        big = await wait_phase(kube, "big", "Warm")
+        assert big["node"] == "gpu-3090"
+        assert "Evicting" in rec.seen("medium") and rec.seen("medium")[-1] == "Cold"
+        medium = await status(kube, "medium")
+        assert medium["message"] == "Unloaded to free the GPU for big; a request wakes it"
+        assert medium.get("endpoints") in (None, [])
+
+        await wake(kube, "small")
+        small = await wait_phase(kube, "small", "Warm")
+        assert small["node"] == "gpu-3070"
+        assert rec.seen("big")[-1] == "Warm", "placing small on the 3070 must not evict anything"
+        assert (await status(kube, "medium"))["phase"] == "Cold", "an evicted model must not bounce back"
+
+
+async def test_warmup_estimate_is_learned_and_survives_restarts(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    # Real time (time scale 1): a 2 s load with ± 10 % jitter, idle after 1 s so it cools again.
+    await kube.create(MD_API, MDS, "default", sim_md("timed", load=2.0, jitter=0.1, idle=1, time_scale=1.0))
+    await wait_phase(kube, "timed", "Cold")
+    measured = []
+    async with recording(kube) as rec:
+        for _ in range(3):
+            woken = await wake(kube, "timed")
+            await wait_phase(kube, "timed", "Warm", deadline=15)
+            measured.append(rec.phases["timed"][-1][0] - woken)
+            await wait_phase(kube, "timed", "Cold", deadline=15)
+    s = await status(kube, "timed")
+    assert len(s["warmup"]["samples"]) == 3
+    true_mean = statistics.mean(measured)
+    assert abs(s["warmup"]["estimateSeconds"] - true_mean) <= 0.15 * true_mean, (s["warmup"], measured)
+
+    operator.stop()
+    operator.start()
+    await wake(kube, "timed")
+    await wait_phase(kube, "timed", "Warm", deadline=20)
+    after = await status(kube, "timed")
+    assert after["warmup"]["samples"][:3] == s["warmup"]["samples"]
+    assert len(after["warmup"]["samples"]) == 4
+
+
+async def test_operator_killed_mid_load_finishes_the_load(kube: Kube, operator: OperatorProcess) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("survivor", load=3.0, time_scale=1.0))
+    await wait_phase(kube, "survivor", "Cold")
+    woken = await wake(kube, "survivor")
+    await wait_phase(kube, "survivor", "Loading")
+    operator.kill()
+    operator.start()
+    warm = await wait_phase(kube, "survivor", "Warm", deadline=20)
+    took = time.monotonic() - woken
+    # Measured from the original wake: the restarted operator kept the load's start time.
+    assert took - 0.5 <= warm["warmup"]["lastSeconds"] <= took, (warm["warmup"], took)
+    assert warm["endpoints"] and warm["readyReplicas"] == 1
+
+
+async def test_idle_models_scale_to_zero_and_pinned_ones_stay(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("brief", idle=1, load=0))
+    await kube.create(
+        MD_API, MDS, "default", sim_md("pinned", load=0, gpu_class="rtx3090", scaling={"minReplicas": 1})
+    )
+    await wait_phase(kube, "pinned", "Warm")
+    await wait_phase(kube, "brief", "Cold")
+    await wake(kube, "brief")
+    await wait_phase(kube, "brief", "Warm")
+    cold = await wait_phase(kube, "brief", "Cold", deadline=10)
+    assert cold["message"] == "Scaled to zero after 1 s without requests"
+    assert (await status(kube, "pinned"))["phase"] == "Warm"
+
+
+async def test_bad_specs_fail_or_wait_with_the_field_named_and_others_run(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("huge", vram=40))
+    await kube.create(MD_API, MDS, "default", sim_md("first"))
+    await wait_phase(kube, "first", "Cold")
+    dup = sim_md("second")
+    dup["spec"]["model"] = "first"
+    await kube.create(MD_API, MDS, "default", dup)
+    broken = sim_md("broken")
+    broken["spec"]["engine"] = "tgi"  # the emulated API server does not enforce the CRD schema
+    await kube.create(MD_API, MDS, "default", broken)
+
+    await wake(kube, "huge")
+    huge = await wait_phase(kube, "huge", "Unschedulable")
+    assert "gpu.vramGiB=40" in huge["message"]
+    second = await wait_phase(kube, "second", "Failed")
+    assert second["message"] == "spec.model: 'first' is already served by modeldeployment/first"
+    bad = await wait_phase(kube, "broken", "Failed")
+    assert bad["message"].startswith("invalid spec: spec.engine: Input should be")
+
+    async def events_for(name: str) -> list[dict[str, Any]]:
+        items = (
+            await kube._call(
+                "GET",
+                "/api/v1/namespaces/default/events",
+                params={"fieldSelector": f"involvedObject.name={name}"},
+            )
+        )["items"]
+        return list(items)
+
+    async def warned() -> bool:
+        reasons = {e["reason"] for n in ("huge", "second", "broken") for e in await events_for(n)}
+        return {"Unschedulable", "Failed", "InvalidSpec"} <= reasons
+
+    await eventually(warned, what="Warning events for the bad specs")
+
+    await wake(kube, "first")
+    assert (await wait_phase(kube, "first", "Warm"))["endpoints"]
+
+
+async def test_deleting_the_cr_deletes_its_children(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("doomed", load=0))
+    await wake(kube, "doomed")
+    await wait_phase(kube, "doomed", "Warm")
+    assert await kube.get("v1", "services", "default", "doomed")
+    await kube.delete(MD_API, MDS, "default", "doomed")
+
+    async def gone() -> bool:
+        for api, plural in (("apps/v1", "deployments"), ("v1", "services")):
+            try:
+                await kube.get(api, plural, "default", "doomed")
+                return False
+            except ApiError:
+                pass
+        return not (await kube.list("v1", "pods", "default", "hearth.dev/model-deployment=doomed"))["items"]
+
+    await eventually(gone, what="the children to go")
+
+
+async def test_two_hundred_models_at_once(kube: Kube) -> None:
+    began = time.monotonic()
+    await asyncio.gather(
+        *(kube.create(MD_API, MDS, "default", sim_md(f"m{i:03d}", vram=1)) for i in range(200))
+    )
+
+    async def all_cold() -> bool:
+        items = (await kube.list(MD_API, MDS, "default"))["items"]
+        return sum(1 for i in items if (i.get("status") or {}).get("phase") == "Cold") == 200
+
+    await eventually(all_cold, deadline=90, interval=0.2, what="200 models to reach Cold")
+    settled = time.monotonic() - began
+    await wake(kube, "m123")
+    woken = time.monotonic()
+    await wait_phase(kube, "m123", "Warm")
+    print(
+        f"\n200 ModelDeployments reached Cold in {settled:.1f} s; a wake then took "
+        f"{time.monotonic() - woken:.2f} s to Warm"
+    )
+
+
+def test_operator_log_has_no_tracebacks(operator: OperatorProcess) -> None:
+    assert "Traceback" not in operator.logs(), operator.logs()[-4000:]

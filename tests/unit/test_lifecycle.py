@@ -1,0 +1,230 @@
+"""The lifecycle as a pure function, table-driven: (spec, pods, placement, clock) → phase."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hearth_operator import estimates, lifecycle
+from hearth_operator.api import ModelDeployment, Phase
+from hearth_operator.lifecycle import Inputs, PodView, plan
+from hearth_operator.placement import Decision, GpuNode
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+N3090 = GpuNode("gpu-3090", "rtx3090", 24)
+
+
+def stamp(seconds_ago: float) -> str:
+    return lifecycle.rfc3339(NOW - timedelta(seconds=seconds_ago))
+
+
+def md(
+    *,
+    status: dict[str, Any] | None = None,
+    wake_s_ago: float | None = None,
+    activity_s_ago: float | None = None,
+    min_replicas: int = 0,
+    idle: int = 300,
+) -> ModelDeployment:
+    annotations = {}
+    if wake_s_ago is not None:
+        annotations["hearth.dev/wake-requested-at"] = stamp(wake_s_ago)
+    if activity_s_ago is not None:
+        annotations["hearth.dev/last-activity"] = stamp(activity_s_ago)
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {
+                "name": "medium",
+                "namespace": "default",
+                "generation": 2,
+                "annotations": annotations,
+            },
+            "spec": {
+                "model": "medium",
+                "engine": "sim",
+                "gpu": {"class": "rtx3090", "vramGiB": 14},
+                "scaling": {"minReplicas": min_replicas, "idleTimeoutSeconds": idle},
+                "warmup": {"expectedSeconds": 15},
+            },
+            "status": status or {},
+        }
+    )
+
+
+LOADING = {"phase": "Loading", "node": "gpu-3090", "gpuClass": "rtx3090", "loadingSince": stamp(12)}
+WARM = {"phase": "Warm", "node": "gpu-3090", "gpuClass": "rtx3090"}
+READY = PodView("medium-1", "127.10.0.5", ready=True)
+STARTING = PodView("medium-1", "127.10.0.5", ready=False)
+PLACED = Decision(node=N3090)
+
+CASES = [
+    # name, model, pods, decision, held node, expected (phase, replicas)
+    ("never woken stays cold", md(), [], None, None, (Phase.COLD, 0)),
+    ("wake places and loads", md(wake_s_ago=1), [], PLACED, None, (Phase.LOADING, 1)),
+    (
+        "a starting pod is loading",
+        md(wake_s_ago=1, status=LOADING),
+        [STARTING],
+        None,
+        N3090,
+        (Phase.LOADING, 1),
+    ),
+    ("a ready pod is warm", md(wake_s_ago=1, status=LOADING), [READY], None, N3090, (Phase.WARM, 1)),
+    (
+        "idle past the timeout scales to zero",
+        md(wake_s_ago=400, status=WARM),
+        [READY],
+        None,
+        N3090,
+        (Phase.COLD, 0),
+    ),
+    (
+        "recent activity keeps it warm",
+        md(wake_s_ago=400, activity_s_ago=20, status=WARM),
+        [READY],
+        None,
+        N3090,
+        (Phase.WARM, 1),
+    ),
+    (
+        "never cut a load short",
+        md(wake_s_ago=400, status=LOADING),
+        [STARTING],
+        None,
+        N3090,
+        (Phase.LOADING, 1),
+    ),
+    ("minReplicas keeps it warm", md(min_replicas=1), [], PLACED, None, (Phase.LOADING, 1)),
+    (
+        "no room is unschedulable",
+        md(wake_s_ago=1),
+        [],
+        Decision(message="rtx3090 on gpu-3090 holds big"),
+        None,
+        (Phase.UNSCHEDULABLE, 0),
+    ),
+    (
+        "waiting for an eviction",
+        md(wake_s_ago=1),
+        [],
+        Decision(node=N3090, victims=("default/big",), message="Freeing"),
+        None,
+        (Phase.LOADING, 0),
+    ),
+    (
+        "unrunnable image fails",
+        md(wake_s_ago=1, status=LOADING),
+        [replace(STARTING, waiting_reason="ErrImagePull", waiting_message="no such image")],
+        None,
+        N3090,
+        (Phase.FAILED, 1),
+    ),
+    (
+        "crash looping fails",
+        md(wake_s_ago=1, status=LOADING),
+        [replace(STARTING, restarts=3, waiting_reason="CrashLoopBackOff", last_exit_code=3)],
+        None,
+        N3090,
+        (Phase.FAILED, 1),
+    ),
+    (
+        "one crash is still loading",
+        md(wake_s_ago=1, status=LOADING),
+        [replace(STARTING, restarts=1, waiting_reason="CrashLoopBackOff")],
+        None,
+        N3090,
+        (Phase.LOADING, 1),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "pods", "decision", "held", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_phase_table(
+    model: ModelDeployment,
+    pods: list[PodView],
+    decision: Decision | None,
+    held: GpuNode | None,
+    expected: tuple[Phase, int],
+) -> None:
+    result = plan(Inputs(md=model, pods=pods, now=NOW, node=held, decision=decision))
+    assert (result.status.phase, result.replicas) == expected, result.status.message
+
+
+def test_warm_publishes_endpoints_and_measures_the_warmup() -> None:
+    result = plan(Inputs(md=md(wake_s_ago=13, status=LOADING), pods=[READY], now=NOW, node=N3090))
+    s = result.status
+    assert s.endpoints == ["http://127.10.0.5:8000"]
+    assert s.warmup.samples == [12.0] and s.warmup.last_seconds == 12.0
+    assert s.warmup.by_gpu_class == {"rtx3090": [12.0]}
+    assert s.warmup.estimate_seconds == 12.0
+    assert [e[1] for e in result.events] == ["Warm"] and "warmed up in 12.0 s" in result.events[0][2]
+    ready = next(c for c in s.conditions if c.type == "Ready")
+    assert ready.status == "True" and ready.observed_generation == 2
+
+
+def test_loading_keeps_its_start_time_and_eviction_records_when() -> None:
+    loading = plan(Inputs(md=md(wake_s_ago=1, status=LOADING), pods=[STARTING], now=NOW, node=N3090)).status
+    assert loading.loading_since == lifecycle.parse_time(LOADING["loadingSince"])
+    evicted = plan(
+        Inputs(md=md(wake_s_ago=1, status=WARM), pods=[READY], now=NOW, node=N3090, evicted_for="big")
+    )
+    assert evicted.status.phase is Phase.EVICTING and evicted.replicas == 0
+    assert evicted.status.evicted_at == NOW
+    # An evicted model does not come back on the wake that was before its eviction.
+    cold = md(wake_s_ago=1, status={"phase": "Cold", "evictedAt": stamp(0)})
+    assert not lifecycle.wanted(cold, [], NOW)
+
+
+def test_a_load_longer_than_the_idle_timeout_still_gets_its_idle_period() -> None:
+    warm = plan(Inputs(md=md(wake_s_ago=30, idle=10, status=LOADING), pods=[READY], now=NOW, node=N3090))
+    assert warm.status.phase is Phase.WARM
+    later = md(wake_s_ago=35, idle=10, status=warm.status.model_dump(by_alias=True, mode="json"))
+    assert lifecycle.wanted(later, [READY], NOW + timedelta(seconds=5))
+    assert not lifecycle.wanted(later, [READY], NOW + timedelta(seconds=11))
+
+
+def test_invalid_specs_fail_naming_the_field() -> None:
+    result = plan(Inputs(md=md(), pods=[], now=NOW, failure="spec.model: 'x' is already served by md/a"))
+    assert result.status.phase is Phase.FAILED and result.replicas == 0
+    assert result.events == [("Warning", "Failed", "spec.model: 'x' is already served by md/a")]
+
+
+def test_no_event_when_nothing_changes() -> None:
+    first = plan(Inputs(md=md(wake_s_ago=1, status=LOADING), pods=[STARTING], now=NOW, node=N3090))
+    again = plan(
+        Inputs(
+            md=md(wake_s_ago=1, status=first.status.model_dump(by_alias=True, mode="json")),
+            pods=[STARTING],
+            now=NOW + timedelta(seconds=1),
+            node=N3090,
+        )
+    )
+    assert again.events == []
+    assert again.status.model_dump() == first.status.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected", "vram", "estimate"),
+    [
+        ([], None, 6, 5.0),
+        ([], None, 14, 15.0),
+        ([], None, 20, 30.0),
+        ([], 42.0, 20, 42.0),
+        ([10, 11, 50], None, 6, 11.0),
+        ([1, 1, 1, 1, 1, 9, 9, 9], None, 6, 9.0),
+    ],
+)
+def test_estimates(samples: list[float], expected: float | None, vram: int, estimate: float) -> None:
+    assert estimates.estimate(samples, expected, vram) == estimate
+
+
+def test_samples_keep_the_last_twenty() -> None:
+    samples: list[float] = []
+    for i in range(25):
+        samples = estimates.add_sample(samples, float(i))
+    assert samples == [float(i) for i in range(5, 25)]
