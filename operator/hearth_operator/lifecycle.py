@@ -235,7 +235,9 @@ def plan(i: Inputs) -> Plan:
         if node is None:
             phase = Phase.UNSCHEDULABLE
             message = decision.message if decision else "no GPU node known yet"
-            scheduled = (False, "Unschedulable", message)
+            # NoSuitableNode: no node could ever hold it, so clients need not wait (the router errs).
+            reason = "NoSuitableNode" if decision and decision.permanent else "Unschedulable"
+            scheduled = (False, reason, message)
         elif held is None and decision is not None and not decision.placed:
             # Waiting for a GPU to be freed: counts as loading, so the router counts down. It
             # holds no node yet; the next reconcile places it once the victims are gone.

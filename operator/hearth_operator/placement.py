@@ -111,6 +111,7 @@ class Decision:
     waiting_for: tuple[str, ...] = ()  # keys already being evicted for room
     message: str = ""
     occupants: tuple[str, ...] = field(default=())
+    permanent: bool = False  # no node could ever hold it: the spec must change
 
     @property
     def placed(self) -> bool:
@@ -146,8 +147,9 @@ def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: date
         known = ", ".join(f"{n.name} {n.gpu_class} {n.vram_gib} GiB" for n in nodes) or "none"
         what = "any GPU" if want.gpu_class is GpuClass.ANY else f"a {want.gpu_class.value} GPU"
         return Decision(
+            permanent=True,
             message=f"no node has {what} with {want.vram_gib} GiB for gpu.vramGiB={want.vram_gib} "
-            f"and gpu.class={want.gpu_class.value} (GPU nodes: {known})"
+            f"and gpu.class={want.gpu_class.value} (GPU nodes: {known})",
         )
     others = [r for r in residents if r.key != want.key and r.node and r.phase in OCCUPYING]
     on = {n.name: [r for r in others if r.node == n.name] for n in suitable}

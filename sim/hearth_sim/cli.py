@@ -49,7 +49,7 @@ def _engine_parser(sub: Any) -> None:
         "--crash-after-tokens",
         type=int,
         default=_env("crash_after_tokens", d.crash_after_tokens),
-        help="with --failure crash-after-tokens: tokens sent before the process exits",
+        help="with --failure crash-/stall-after-tokens: tokens sent before it fails",
     )
     p.add_argument("--seed", type=int, default=_env("seed", None))
     p.set_defaults(func=_run_engine)

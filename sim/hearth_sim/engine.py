@@ -34,6 +34,7 @@ class Failure(enum.StrEnum):
     NEVER_READY = "never-ready"  # health stays 503 forever
     FAIL_LOAD = "fail-load"  # the process exits half way through loading
     CRASH_AFTER_TOKENS = "crash-after-tokens"  # the process exits mid-stream
+    STALL_AFTER_TOKENS = "stall-after-tokens"  # the stream stops, the connection stays open
 
 
 class EngineSettings(BaseModel):
@@ -74,6 +75,8 @@ class EngineState:
         self.settings = settings
         self.loaded = asyncio.Event()
         self.started = time.time()
+        self.active_streams = 0
+        self.streams_closed = 0
         self.exit = exit_fn
 
     async def load(self) -> None:
@@ -129,15 +132,15 @@ class _Generation:
         holds however long each write takes."""
         interval = self.state.settings.token_interval
         start = time.monotonic()
-        crash_at = (
-            self.state.settings.crash_after_tokens
-            if self.state.settings.failure is Failure.CRASH_AFTER_TOKENS
-            else None
-        )
+        failure = self.state.settings.failure
+        fail_at = self.state.settings.crash_after_tokens
         for i, token in enumerate(self.tokens):
-            if crash_at is not None and i >= crash_at:
+            if failure is Failure.CRASH_AFTER_TOKENS and i >= fail_at:
                 log.error("engine crashed after %d tokens (simulated)", i)
                 self.state.exit(1)
+            if failure is Failure.STALL_AFTER_TOKENS and i >= fail_at:
+                log.error("engine stalled after %d tokens (simulated)", i)
+                await asyncio.Event().wait()
             delay = start + (i + 1) * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -161,6 +164,15 @@ class _Generation:
         }
 
     async def stream(self) -> AsyncIterator[bytes]:
+        self.state.active_streams += 1
+        try:
+            async for frame in self._frames():
+                yield frame
+        finally:  # runs when the client goes away too: the count shows it
+            self.state.active_streams -= 1
+            self.state.streams_closed += 1
+
+    async def _frames(self) -> AsyncIterator[bytes]:
         if self.chat:
             first = self.chunk(None)
             first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
@@ -241,6 +253,11 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
         if state.loaded.is_set():
             return JSONResponse({"status": "ok", "model": settings.model})
         return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Streams in flight and ended (however they ended), for tests and the curious."""
+        return {"active_streams": state.active_streams, "streams_closed": state.streams_closed}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -187,6 +187,11 @@ class HearthApiServer(kmock.KubernetesEmulator):
                 errors.ApiError(500, "InternalError", repr(exc)).status(), status=500
             )
 
+    def end_watches(self) -> None:
+        """End every open watch stream, as a restarting API server does."""
+        for watch in list(self.store.watches):
+            watch.queue.put_nowait({"type": "END"})
+
     @property
     def requests(self) -> list[Any]:
         return list(self._requests)
@@ -350,6 +355,8 @@ class HearthApiServer(kmock.KubernetesEmulator):
                     event = await asyncio.wait_for(watch.queue.get(), remaining)
                 except TimeoutError:
                     break
+                if event["type"] == "END":
+                    break
                 if as_table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                     event = {
                         "type": event["type"],
@@ -459,6 +466,9 @@ async def serve_api(
     host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
 ) -> AsyncIterator[tuple[HearthApiServer, str]]:
     """Serve the API on host:port (0 picks a free port); yields the server and its URL."""
-    api = server or HearthApiServer()
+    api = server if server is not None else HearthApiServer()
     async with api, kmock.Server(api, host=host, port=port or None) as http:
-        yield api, f"http://{host}:{http.port}"
+        try:
+            yield api, f"http://{host}:{http.port}"
+        finally:
+            api.end_watches()  # or the HTTP server waits for every open watch before it stops

@@ -185,6 +185,10 @@ class Store:
         self._watches.add(w)
         return w
 
+    @property
+    def watches(self) -> set[Watch]:
+        return self._watches
+
     def unwatch(self, w: Watch) -> None:
         self._watches.discard(w)
 

@@ -1,0 +1,81 @@
+"""The router's two annotations on a ModelDeployment: wake-requested-at and last-activity.
+
+One owner decides to wake (KubeAI's lesson): callers never check the phase and race. A wake is
+sent once per cold period however many requests wait; activity is sent at most once per
+`interval` per model while requests wait or stream, so the operator never scales a busy model
+to zero or evicts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from hearth_operator.api import GROUP, LAST_ACTIVITY, PLURAL, VERSION, WAKE_REQUESTED_AT, Phase
+
+log = logging.getLogger("hearth.router.annotations")
+MERGE = "application/merge-patch+json"
+REWAKE_AFTER = 30.0  # a wake the operator has not acted on is sent again after this long
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Annotator:
+    def __init__(self, api: client.ApiClient | None, activity_interval: float = 30.0) -> None:
+        self.custom: Any = client.CustomObjectsApi(api) if api is not None else None
+        self.activity_interval = activity_interval
+        self._woken: dict[str, float] = {}  # key → when this cold period's wake was sent
+        self._active: dict[str, float] = {}  # key → when activity was last sent
+        self._lock = asyncio.Lock()
+        self.wakes_sent = 0
+
+    async def _patch(self, key: str, annotations: dict[str, str]) -> None:
+        namespace, name = key.split("/", 1)
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"metadata": {"annotations": annotations}},
+                _content_type=MERGE,
+            )
+        except ApiException as exc:
+            log.warning("could not annotate %s: %s %s", key, exc.status, exc.reason)
+
+    def observe(self, key: str, phase: Phase | None) -> None:
+        """A phase the watch saw: once the model is loading or up, its cold period is over."""
+        if phase in (Phase.LOADING, Phase.WARM, Phase.FAILED):
+            self._woken.pop(key, None)
+
+    async def ensure_awake(self, key: str, phase: Phase | None) -> None:
+        """Send one wake per cold period (and activity with it)."""
+        if phase in (Phase.LOADING, Phase.WARM):
+            return
+        async with self._lock:  # the check and the send are one step
+            now = time.monotonic()
+            sent = self._woken.get(key)
+            if sent is not None and now - sent < REWAKE_AFTER:
+                return
+            self._woken[key] = now
+            self._active[key] = now
+            self.wakes_sent += 1
+        when = stamp()
+        await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
+
+    async def touch(self, key: str) -> None:
+        now = time.monotonic()
+        last = self._active.get(key)
+        if last is not None and now - last < self.activity_interval:
+            return
+        self._active[key] = now
+        await self._patch(key, {LAST_ACTIVITY: stamp()})

@@ -1,0 +1,64 @@
+"""What a waiting client is told: loading and queued events from the model's status and the
+clock. Pure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from hearth_operator.api import ModelDeploymentStatus, Phase
+
+
+def short_gpu(gpu_class: str | None) -> str | None:
+    """`rtx3090` → `3090`: what people call the card."""
+    return gpu_class.removeprefix("rtx") if gpu_class else None
+
+
+@dataclass(frozen=True)
+class Loading:
+    message: str
+    estimated_time: int
+    progress: float
+    overdue: bool
+
+
+def loading(model: str, status: ModelDeploymentStatus, now: datetime, fallback_estimate: float) -> Loading:
+    """The countdown: the operator's estimate minus the time since the load began; overdue loads
+    say so instead of counting below zero."""
+    estimate = status.warmup.estimate_seconds or fallback_estimate
+    since = status.loading_since
+    elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
+    remaining = estimate - elapsed
+    gpu = short_gpu(status.gpu_class)
+    on = f" on {gpu}" if gpu else ""
+    if status.phase is Phase.LOADING and status.message and status.message.startswith("Freeing"):
+        base = f"{status.message}…"
+    elif status.phase is Phase.EVICTING:
+        base = f"Waiting for {model} to finish unloading…"
+    elif status.phase is Phase.UNSCHEDULABLE:
+        base = f"Waiting for a free GPU: {status.message}"
+    elif status.phase is Phase.LOADING:
+        base = f"Warming up {model}{on}…"
+    else:
+        base = f"Waking {model}{on}…"
+    if remaining < 0:
+        over = math.ceil(-remaining)
+        return Loading(
+            f"{base} taking longer than usual ({over} s over the usual {estimate:.0f} s)", 0, 0.99, True
+        )
+    left = math.ceil(remaining)
+    progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
+    return Loading(f"{base} ~{left} s", left, round(progress, 3), False)
+
+
+def queued_message(model: str, position: int, seconds: int) -> str:
+    ahead = "1 request" if position == 1 else f"{position} requests"
+    return f"Queued behind {ahead} for {model}… ~{seconds} s"
+
+
+def summary(gpu_class: str | None, warmed_in: float | None, tokens_per_second: float | None) -> str:
+    """The line Open WebUI keeps above the reply: "Warmed up in 12 s on 3090 · 38 tokens/s"."""
+    gpu = short_gpu(gpu_class) or "GPU"
+    head = f"Warmed up in {warmed_in:.0f} s on {gpu}" if warmed_in is not None else f"On {gpu}"
+    return f"{head} · {tokens_per_second:.0f} tokens/s" if tokens_per_second else head

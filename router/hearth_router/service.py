@@ -1,0 +1,235 @@
+"""The cold-start path, behind two narrow steps (KubeAI's shape): `hold` — make sure the model
+is coming and wait for it, telling the caller how long — and `acquire` — wait for a free slot on
+a Ready replica, telling the caller its place in line. Streaming and non-streaming requests both
+walk it; only what they do with the progress differs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from hearth_operator.api import ModelDeployment, Phase, effective_concurrency
+from hearth_operator.estimates import size_prior
+from hearth_router import chunks, progress, routing
+from hearth_router.annotations import Annotator
+from hearth_router.errors import RouterError, unavailable, unknown_model
+from hearth_router.metrics import RouterMetrics
+from hearth_router.registry import Entry, Registry
+from hearth_router.settings import RouterSettings
+from hearth_router.slots import Slots, Ticket
+from hearth_router.upstream import Upstream
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int
+    estimated_time: int
+
+
+@dataclass
+class Waiters:
+    """Requests per model that wait for a load or a slot: the operator must not scale those
+    models down (activity), and past a limit new ones are turned away."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+
+@dataclass
+class Service:
+    settings: RouterSettings
+    registry: Registry
+    annotator: Annotator
+    upstream: Upstream
+    metrics: RouterMetrics
+    slots: Slots = field(default_factory=Slots)
+    waiters: Waiters = field(default_factory=Waiters)
+    generation_seconds: dict[str, float] = field(default_factory=dict)  # key → moving average
+    active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
+
+    # --- which model -------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> Entry:
+        if name in routing.AUTO_NAMES:
+            models = [e.md for e in self.registry.entries.values()]
+            chosen = routing.choose_auto(models, self.slots.inflight)
+            if chosen is None:
+                raise unavailable("no model can serve `auto` right now", "no_model")
+            entry = self.registry.get(f"{chosen.namespace}/{chosen.name}")
+            assert entry is not None
+            return entry
+        entry = self.registry.resolve(name)
+        if entry is None:
+            raise unknown_model(name, self.registry.names())
+        return entry
+
+    def check_admission(self, entry: Entry) -> None:
+        """Fail fast: a Failed model, one no node can hold, or too many already waiting."""
+        md = entry.md
+        if md.status.phase is Phase.FAILED:
+            raise unavailable(f"{md.spec.model} cannot run: {md.status.message}", "model_failed")
+        if self._never_fits(md):
+            raise unavailable(f"{md.spec.model} cannot be placed: {md.status.message}", "model_unschedulable")
+        if self.waiters(entry.key) >= self.settings.max_waiters:
+            raise RouterError(
+                429,
+                f"{self.waiters(entry.key)} requests are already waiting for {md.spec.model}; "
+                "try again later",
+                "rate_limit_error",
+                "too_many_waiters",
+                retry_after=self.estimate(md),
+            )
+
+    @staticmethod
+    def _never_fits(md: ModelDeployment) -> bool:
+        return md.status.phase is Phase.UNSCHEDULABLE and any(
+            c.type == "Scheduled" and c.reason == "NoSuitableNode" for c in md.status.conditions
+        )
+
+    @staticmethod
+    def estimate(md: ModelDeployment) -> float:
+        return (
+            md.status.warmup.estimate_seconds
+            or md.spec.warmup.expected_seconds
+            or size_prior(md.spec.gpu.vram_gib)
+        )
+
+    # --- hold: wake and wait for Warm --------------------------------------------------------
+
+    async def hold(self, entry: Entry) -> AsyncIterator[progress.Loading]:
+        """Yield a Loading update about once a second and on every status change until the model
+        is Warm; raise RouterError when it fails, vanishes or takes past the hold timeout."""
+        key, model = entry.key, entry.md.spec.model
+        began = time.monotonic()
+        deadline = began + self.settings.hold_timeout(self.estimate(entry.md))
+        shown: int | None = None
+        last: tuple[str, float] | None = None  # what was last yielded, and when
+        waited = False
+        while True:
+            current = self.registry.get(key)
+            if current is None:
+                raise unavailable(f"{model} was deleted while the request waited", "model_deleted")
+            md = current.md
+            self.annotator.observe(key, md.status.phase)
+            if md.status.phase is Phase.WARM and md.status.endpoints:
+                if waited:
+                    self.metrics.cold_wait.labels(model=model).observe(time.monotonic() - began)
+                return
+            if md.status.phase is Phase.FAILED:
+                raise unavailable(f"{model} failed to load: {md.status.message}", "model_failed")
+            if self._never_fits(md):
+                raise unavailable(f"{model} cannot be placed: {md.status.message}", "model_unschedulable")
+            if time.monotonic() > deadline:
+                raise RouterError(
+                    504,
+                    f"{model} did not finish loading within "
+                    f"{deadline - began:.0f} s ({md.status.message or md.status.phase})",
+                    code="load_timeout",
+                )
+            waited = True
+            await self.annotator.ensure_awake(key, md.status.phase)
+            await self.annotator.touch(key)
+            update = progress.loading(model, md.status, datetime.now(UTC), self.estimate(md))
+            if shown is not None and update.estimated_time > shown:  # never count up
+                update = progress.Loading(
+                    update.message.replace(f"~{update.estimated_time} s", f"~{shown} s"),
+                    shown,
+                    update.progress,
+                    update.overdue,
+                )
+            shown = update.estimated_time
+            now = time.monotonic()
+            if last is None or last[0] != update.message or now - last[1] >= self.settings.loading_interval:
+                last = (update.message, now)
+                yield update
+            await self.registry.wait_change(max(0.05, last[1] + self.settings.loading_interval - now))
+
+    # --- acquire: a slot on a Ready replica --------------------------------------------------
+
+    async def acquire(self, entry: Entry, ticket: Ticket) -> AsyncIterator[Queued]:
+        """Yield the ticket's place while every replica is at `concurrency`; return once it holds
+        a slot (ticket.endpoint). Re-holds when the model stops being Warm meanwhile."""
+        key = entry.key
+        while True:
+            current = self.registry.get(key)
+            if current is None:
+                raise unavailable(
+                    f"{entry.md.spec.model} was deleted while the request waited", "model_deleted"
+                )
+            md = current.md
+            if md.status.phase is not Phase.WARM or not md.status.endpoints:
+                async for _ in self.hold(current):
+                    pass
+                continue
+            concurrency = effective_concurrency(md.spec)
+            if self.slots.grant(ticket, md.status.endpoints, concurrency):
+                return
+            position = self.slots.position(ticket)
+            per_request = self.generation_seconds.get(key, 10.0)
+            capacity = concurrency * len(md.status.endpoints)
+            yield Queued(position, max(1, round(per_request * position / capacity)))
+            await self.annotator.touch(key)
+            await self.slots.wait(key, self.settings.loading_interval)
+
+    def record_generation(self, key: str, seconds: float) -> None:
+        previous = self.generation_seconds.get(key)
+        self.generation_seconds[key] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    # --- a whole answer (stream: false, embeddings) ------------------------------------------
+
+    async def complete(
+        self, entry: Entry, body: dict[str, Any], path: str, ident: chunks.StreamIdentity
+    ) -> dict[str, Any]:
+        """Hold until Warm (the same wake), take a slot, fetch the engine's answer, return it as
+        plain OpenAI JSON with the model named as the client asked. Cancellable by id."""
+        current = asyncio.current_task()
+        if current is None:
+            raise RuntimeError("complete() runs inside a task")
+        task: asyncio.Task[Any] = current
+        self.active[ident.id] = task
+        key, model = entry.key, entry.md.spec.model
+        self.waiters.counts[key] = self.waiters(key) + 1
+        ticket = self.slots.enqueue(key)
+        began = time.monotonic()
+        try:
+            try:
+                async for _ in self.hold(entry):
+                    pass
+                async for _ in self.acquire(entry, ticket):
+                    pass
+            finally:
+                self.waiters.counts[key] = self.waiters(key) - 1
+            assert ticket.endpoint is not None
+            started = time.monotonic()
+            answer = await self.upstream.fetch(
+                ticket.endpoint, path, {**body, "model": model, "stream": False}
+            )
+            self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
+            if path != "/v1/embeddings":
+                self.record_generation(key, time.monotonic() - started)
+                answer["id"] = ident.id
+            answer["model"] = ident.model
+            self.metrics.requests.labels(model=model, outcome="ok").inc()
+            self.metrics.ttft.labels(model=model).observe(time.monotonic() - began)
+            return answer
+        except RouterError as exc:
+            self.metrics.requests.labels(model=model, outcome=exc.code or "error").inc()
+            raise
+        except asyncio.CancelledError:
+            if self.active.get(ident.id) is task and task.cancelling():
+                task.uncancel()
+                raise RouterError(409, "Cancelled by the client", "cancelled", "cancelled") from None
+            raise
+        finally:
+            self.slots.release(ticket)
+            self.active.pop(ident.id, None)

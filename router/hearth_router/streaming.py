@@ -1,0 +1,208 @@
+"""One streaming request, start to end: routing → loading* → queued* → generating → the engine's
+chunks → done → [DONE]; any failure after the first byte becomes an error event and a clean
+close. Status events are written whole and flushed one by one; the waiting is finished before
+the engine's answer takes over, so nothing interleaves (llama-swap's lesson)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth_router import chunks, progress
+from hearth_router.errors import RouterError
+from hearth_router.registry import Entry
+from hearth_router.service import Service
+
+
+def new_request_id(chat: bool) -> str:
+    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+
+
+@dataclass
+class StreamJob:
+    service: Service
+    entry: Entry
+    body: dict[str, Any]
+    ident: chunks.StreamIdentity
+    path: str  # the engine's path: /v1/chat/completions or /v1/completions
+    user_cancelled: bool = False
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.entry.md.spec.model
+
+    def _status(self, status: str, message: str, **extra: Any) -> bytes:
+        gpu = progress.short_gpu(extra.pop("gpu_class", None))
+        return chunks.frame(
+            chunks.status_chunk(self.ident, status, message, timestamp=time.time(), backend=gpu, **extra)
+        )
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        service, key = self.service, self.entry.key
+        began = time.monotonic()
+        yield self._status("routing", "Selecting backend…")
+        warmed_in: float | None = None
+        service.waiters.counts[key] = service.waiters(key) + 1
+        service.metrics.waiters.labels(model=self.model).set(service.waiters(key))
+        ticket = service.slots.enqueue(key)
+        try:
+            try:
+                async for update in service.hold(self.entry):
+                    md = (service.registry.get(key) or self.entry).md
+                    warmed_in = 0.0
+                    yield self._status(
+                        "loading",
+                        update.message,
+                        estimated_time=update.estimated_time,
+                        progress=update.progress,
+                        gpu_class=md.status.gpu_class,
+                        node=md.status.node,
+                    )
+                if warmed_in is not None:
+                    warmed_in = time.monotonic() - began
+                async for place in service.acquire(self.entry, ticket):
+                    yield self._status(
+                        "queued",
+                        progress.queued_message(self.model, place.position, place.estimated_time),
+                        queue_position=place.position,
+                        estimated_time=place.estimated_time,
+                    )
+            finally:
+                service.waiters.counts[key] = service.waiters(key) - 1
+                service.metrics.waiters.labels(model=self.model).set(service.waiters(key))
+            md = (service.registry.get(key) or self.entry).md
+            endpoint = ticket.endpoint
+            assert endpoint is not None
+            yield self._status(
+                "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
+            )
+            async for frame in self._generate(
+                endpoint, md.status.gpu_class, md.status.node, warmed_in, began
+            ):
+                yield frame
+        finally:
+            service.slots.release(ticket)
+
+    async def _generate(
+        self, endpoint: str, gpu_class: str | None, node: str | None, warmed_in: float | None, began: float
+    ) -> AsyncIterator[bytes]:
+        service = self.service
+        body = {**self.body, "model": self.model, "stream": True}
+        text: list[str] = []
+        finish = "stop"
+        usage: dict[str, Any] | None = None
+        first_token: float | None = None
+        started = time.monotonic()
+        async for chunk in service.upstream.stream(endpoint, self.path, body):
+            await service.annotator.touch(self.entry.key)
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            choices = chunk.get("choices") or []
+            if not choices:
+                continue  # the engine's usage-only chunk: `done` carries usage
+            piece = chunks.delta_text(chunk)
+            reason = choices[0].get("finish_reason")
+            if reason:
+                finish = reason
+            if piece:
+                if first_token is None:
+                    first_token = time.monotonic()
+                    service.metrics.ttft.labels(model=self.model).observe(first_token - began)
+                text.append(piece)
+                out = chunks.rewrite_upstream(chunk, self.ident)
+                out["choices"] = [{**choices[0], "finish_reason": None}]
+                yield chunks.frame(out)
+            elif chunk.get("choices") and "delta" in choices[0] and choices[0]["delta"].get("role"):
+                yield chunks.frame(
+                    {
+                        **chunks.rewrite_upstream(chunk, self.ident),
+                        "choices": [{**choices[0], "finish_reason": None}],
+                    }
+                )
+        elapsed = time.monotonic() - started
+        service.record_generation(self.entry.key, elapsed)
+        completion_tokens = (usage or {}).get("completion_tokens") or len(text)
+        rate = completion_tokens / (time.monotonic() - (first_token or started)) if text else None
+        summary = progress.summary(gpu_class, warmed_in, rate)
+        usage = usage or {
+            "prompt_tokens": 0,
+            "completion_tokens": completion_tokens,
+            "total_tokens": completion_tokens,
+        }
+        service.metrics.requests.labels(model=self.model, outcome="ok").inc()
+        yield chunks.frame(
+            chunks.status_chunk(
+                self.ident,
+                "done",
+                summary,
+                timestamp=time.time(),
+                done=True,
+                finish_reason=finish,
+                hidden=service.settings.hide_status_summary,
+                content="".join(text),
+                backend=progress.short_gpu(gpu_class),
+                node=node,
+                usage=usage,
+            )
+        )
+
+    async def _produce(self, queue: asyncio.Queue[bytes | None]) -> None:
+        try:
+            async for frame in self._events():
+                queue.put_nowait(frame)
+        except RouterError as exc:
+            self.service.metrics.stream_errors.labels(model=self.model, code=exc.code or "error").inc()
+            self.service.metrics.requests.labels(model=self.model, outcome=exc.code or "error").inc()
+            queue.put_nowait(
+                chunks.frame(
+                    chunks.error_chunk(
+                        self.ident, exc.message, timestamp=time.time(), type_=exc.type, code=exc.code
+                    )
+                )
+            )
+        finally:
+            queue.put_nowait(None)
+
+    def cancel(self) -> None:
+        self.user_cancelled = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def sse(self) -> AsyncIterator[bytes]:
+        """The response body: events as they come, a keep-alive comment after each quiet
+        `keepalive_interval`, an error event when cancelled, always [DONE] at the end. If the
+        client goes away, the generator is closed and the engine request with it."""
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._produce(queue), name=f"stream {self.ident.id}")
+        self.service.active[self.ident.id] = self
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.service.settings.keepalive_interval)
+                except TimeoutError:
+                    yield chunks.KEEPALIVE_FRAME
+                    continue
+                if item is None:
+                    break
+                yield item
+            if self.user_cancelled:
+                self.service.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
+                yield chunks.frame(
+                    chunks.error_chunk(
+                        self.ident,
+                        "Cancelled by the client",
+                        timestamp=time.time(),
+                        type_="cancelled",
+                        code="cancelled",
+                    )
+                )
+            yield chunks.DONE_FRAME
+        finally:
+            self.service.active.pop(self.ident.id, None)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,147 @@
+"""The router as a real process, and an SSE reader that keeps every event."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hearth_sim.homelab import HomelabThread
+
+from .conftest import free_port
+
+
+class RouterProcess:
+    def __init__(self, homelab: HomelabThread, log_dir: Path, **settings: Any) -> None:
+        self.homelab, self.log_dir, self.settings = homelab, log_dir, settings
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RouterProcess:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.homelab.homelab.kubeconfig_path),
+            "HEARTH_LOG_LEVEL": "INFO",
+        }
+        for name, value in self.settings.items():
+            key = "HEARTH_API_KEYS" if name == "api_keys" else f"HEARTH_ROUTER_{name.upper()}"
+            env[key] = str(value)
+        log = (self.log_dir / f"router-{self.port}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hearth_router.cli", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.logs()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"the router did not become ready:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"router-{self.port}.log"))
+
+
+@dataclass
+class Event:
+    at: float  # monotonic arrival time
+    data: dict[str, Any] | str  # a chunk, or "[DONE]"
+
+
+@dataclass
+class Stream:
+    status: int
+    headers: dict[str, str]
+    events: list[Event] = field(default_factory=list)
+    comments: int = 0
+    body: dict[str, Any] | None = None  # for a non-stream (error) answer
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e.data["status"] for e in self.events if isinstance(e.data, dict) and "status" in e.data]
+
+    def of(self, status: str) -> list[Event]:
+        return [e for e in self.events if isinstance(e.data, dict) and e.data.get("status") == status]
+
+    @property
+    def text(self) -> str:
+        out = []
+        for e in self.events:
+            if isinstance(e.data, dict) and "status" not in e.data:
+                for c in e.data.get("choices") or []:
+                    out.append((c.get("delta") or {}).get("content") or c.get("text") or "")
+        return "".join(out)
+
+    def first_token_at(self) -> float:
+        for e in self.events:
+            if (
+                isinstance(e.data, dict)
+                and "status" not in e.data
+                and any((c.get("delta") or {}).get("content") for c in e.data.get("choices") or [])
+            ):
+                return e.at
+        raise AssertionError("no token arrived")
+
+
+async def sse(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+) -> Stream:
+    """POST and read the whole SSE answer (or its first `stop_after` events, then hang up)."""
+    async with client.stream("POST", url, json=body, headers=headers or {}) as response:
+        result = Stream(response.status_code, dict(response.headers))
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            result.body = json.loads(await response.aread())
+            return result
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                result.comments += 1
+            elif line.startswith("data: "):
+                raw = line[6:]
+                result.events.append(
+                    Event(time.monotonic(), "[DONE]" if raw == "[DONE]" else json.loads(raw))
+                )
+                if stop_after is not None and len(result.events) >= stop_after:
+                    break
+        return result
+
+
+CHAT = "/v1/chat/completions"
+
+
+def chat(model: str, stream: bool = True, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "why is it cold?"}],
+        **extra,
+    }
