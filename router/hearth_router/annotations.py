@@ -38,6 +38,8 @@ class Annotator:
         self.wakes_sent = 0
 
     async def _patch(self, key: str, annotations: dict[str, str]) -> None:
+        if self.custom is None:
+            return  # no cluster (an app built around a pre-filled registry)
         namespace, name = key.split("/", 1)
         try:
             await self.custom.patch_namespaced_custom_object(

@@ -56,6 +56,7 @@ class Service:
     waiters: Waiters = field(default_factory=Waiters)
     generation_seconds: dict[str, float] = field(default_factory=dict)  # key → moving average
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
 
     # --- which model -------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ the engine's answer takes over, so nothing interleaves (llama-swap's lesson)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from hearth_router import chunks, progress
 from hearth_router.errors import RouterError
 from hearth_router.registry import Entry
 from hearth_router.service import Service
+
+log = logging.getLogger("hearth.router.stream")
 
 
 def new_request_id(chat: bool) -> str:
@@ -165,6 +168,19 @@ class StreamJob:
                     )
                 )
             )
+        except Exception:  # a bug must still end the stream with a clear error, and be logged
+            log.exception("stream %s failed", self.ident.id)
+            self.service.metrics.stream_errors.labels(model=self.model, code="internal_error").inc()
+            queue.put_nowait(
+                chunks.frame(
+                    chunks.error_chunk(
+                        self.ident,
+                        "the router failed while serving this request; see its log",
+                        timestamp=time.time(),
+                        code="internal_error",
+                    )
+                )
+            )
         finally:
             queue.put_nowait(None)
 
@@ -204,5 +220,9 @@ class StreamJob:
             yield chunks.DONE_FRAME
         finally:
             self.service.active.pop(self.ident.id, None)
+            # Cancel, and let the producer close the engine request on its own: awaiting it here
+            # (under Starlette's cancelled scope) would cancel it again mid-cleanup and leave the
+            # engine connection open.
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            self.service.background.add(self._task)
+            self._task.add_done_callback(self.service.background.discard)

@@ -9,12 +9,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
 
 from hearth_sim.homelab import Homelab, HomelabThread
+from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 T = TypeVar("T")
 
@@ -85,18 +87,24 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
 TIME_SCALE = 0.05
 
 
+def start_homelab(state_dir: Path, nodes: list[NodeSpec] | None = None) -> HomelabThread:
+    lab = Homelab(
+        state_dir=state_dir,
+        time_scale=TIME_SCALE,
+        backoff_base=0.2,
+        ip_prefix=f"127.{random.randint(20, 250)}",
+        nodes=nodes or list(DEFAULT_NODES),
+    )
+    thread = HomelabThread(lab)
+    thread.start()
+    return thread
+
+
 @pytest.fixture(scope="module")
 def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]:
     """API server + kubelet simulator + GPU nodes on loopback, for one test module. Sim engines
     run at TIME_SCALE, so a 20 s load takes 1 s."""
-    lab = Homelab(
-        state_dir=tmp_path_factory.mktemp("homelab"),
-        time_scale=TIME_SCALE,
-        backoff_base=0.2,
-        ip_prefix=f"127.{random.randint(20, 250)}",
-    )
-    thread = HomelabThread(lab)
-    thread.start()
+    thread = start_homelab(tmp_path_factory.mktemp("homelab"))
     yield thread
     thread.stop()
 
