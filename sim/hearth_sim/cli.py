@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hearth_sim.engine import EngineSettings, Failure, serve
-from hearth_sim.homelab import Homelab, serve_until_signalled
+from hearth_sim.homelab import ControlPlane, Homelab, serve_until_signalled
 from hearth_sim.nodes import load_nodes
 
 ENV_PREFIX = "HEARTH_SIM_"
@@ -80,6 +80,13 @@ def _up_parser(sub: Any) -> None:
     p.add_argument("--nodes", type=Path, default=None, help="YAML list of nodes (default: 3070, 3090, cpu)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiplies the sim engines' delays")
     p.add_argument("--no-examples", action="store_true", help="do not apply deploy/examples/sim-*.yaml")
+    p.add_argument("--router-host", default="127.0.0.1")
+    p.add_argument("--router-port", type=int, default=8012)
+    p.add_argument(
+        "--no-control-plane",
+        action="store_true",
+        help="only the homelab: do not start the operator and the router",
+    )
     p.set_defaults(func=_run_up)
 
 
@@ -93,7 +100,8 @@ def _run_up(args: argparse.Namespace) -> int:
         examples=not args.no_examples,
     )
 
-    asyncio.run(serve_until_signalled(homelab))
+    plane = None if args.no_control_plane else ControlPlane(homelab, args.router_host, args.router_port)
+    asyncio.run(serve_until_signalled(homelab, plane))
     return 0
 
 

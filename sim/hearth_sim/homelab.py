@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -167,34 +169,96 @@ class HomelabThread:
 
 
 BANNER = """
-Hearth's simulated homelab is up.
+Hearth is up on the simulated homelab.
+  Router       {router}   (OpenAI-compatible; /v1/models, /api/models, /metrics)
   API server   {url}   (kubeconfig: {kubeconfig})
   GPU nodes    {nodes}
+  Logs         {logs}
 
 Try:
+  curl -N {router}/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{{"model": "medium", "stream": true, "messages": [{{"role": "user", "content": "hi"}}]}}'
   export KUBECONFIG={kubeconfig}
+  kubectl get md -w                   # Cold → Loading → Warm as requests arrive
   kubectl get nodes -L hearth.dev/gpu-class
-  kubectl get md                      # the sim models from deploy/examples/
-  kubectl get md -w                   # watch their phases change
+  Any OpenAI client: base URL {router}/v1, any API key, models small / medium / big.
 
 Ctrl-C stops everything (every simulated pod's process included).
 """
 
 
-async def serve_until_signalled(homelab: Homelab) -> None:
-    """Run the homelab until SIGINT or SIGTERM, then stop every process it started."""
+@dataclass
+class ControlPlane:
+    """The operator and the router, run unmodified as child processes against the homelab."""
+
+    homelab: Homelab
+    router_host: str = "127.0.0.1"
+    router_port: int = 8012
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @property
+    def router_url(self) -> str:
+        return f"http://{self.router_host}:{self.router_port}"
+
+    async def start(self) -> None:
+        logs = self.homelab.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "KUBECONFIG": str(self.homelab.kubeconfig_path.resolve())}
+        commands = {
+            "operator": [sys.executable, "-m", "hearth_operator.cli", "run"],
+            "router": [
+                sys.executable,
+                "-m",
+                "hearth_router.cli",
+                "--host",
+                self.router_host,
+                "--port",
+                str(self.router_port),
+            ],
+        }
+        for name, argv in commands.items():
+            with (logs / f"{name}.log").open("ab") as out:
+                self.procs.append(
+                    await asyncio.create_subprocess_exec(
+                        *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+                    )
+                )
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def serve_until_signalled(homelab: Homelab, plane: ControlPlane | None = None) -> None:
+    """Run the homelab (and the operator and router) until SIGINT or SIGTERM, then stop every
+    process it started."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with homelab.running():
-        print(
-            BANNER.format(
-                url=homelab.url,
-                kubeconfig=homelab.kubeconfig_path.resolve(),
-                nodes=", ".join(n.name for n in homelab.nodes),
-            ),
-            flush=True,
-        )
-        await stop.wait()
-        print("stopping the simulated homelab...", flush=True)
+        if plane is not None:
+            await plane.start()
+        try:
+            print(
+                BANNER.format(
+                    url=homelab.url,
+                    kubeconfig=homelab.kubeconfig_path.resolve(),
+                    nodes=", ".join(n.name for n in homelab.nodes),
+                    router=plane.router_url if plane else "(not started)",
+                    logs=(homelab.state_dir / "logs").resolve(),
+                ),
+                flush=True,
+            )
+            await stop.wait()
+            print("stopping Hearth and the simulated homelab...", flush=True)
+        finally:
+            if plane is not None:
+                await plane.stop()

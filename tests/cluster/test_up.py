@@ -29,11 +29,36 @@ def engine_pids(model: str) -> list[int]:
     return pids
 
 
+def _pids_running(module: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if module.encode() in (entry / "cmdline").read_bytes():
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
 def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
-    port = free_port()
+    port, router_port = free_port(), free_port()
     env = {**os.environ, "HEARTH_LOG_LEVEL": "WARNING"}
     up = subprocess.Popen(
-        [sys.executable, "-m", "hearth_sim.cli", "up", "--port", str(port), "--state-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "hearth_sim.cli",
+            "up",
+            "--port",
+            str(port),
+            "--router-port",
+            str(router_port),
+            "--time-scale",
+            "0.05",
+            "--state-dir",
+            str(tmp_path),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -84,7 +109,28 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
             assert time.monotonic() < deadline, "the engine process never started"
             time.sleep(0.05)
         pids = engine_pids(model)
+
+        # The operator and the router run too: a chat request to a cold example model streams
+        # through to the end.
+        router = f"http://127.0.0.1:{router_port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{router}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the router never became ready"
+            time.sleep(0.1)
+        body = {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", f"{router}/v1/chat/completions", json=body, timeout=60) as answer:
+            lines = [line for line in answer.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and '"status":"done"' in lines[-2]
+        pids += engine_pids("small")
+        plane = [p for name in ("hearth_operator.cli", "hearth_router.cli") for p in _pids_running(name)]
+        assert len(plane) >= 2
+        pids += plane
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(20) == 0
-    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "an engine outlived hearth-sim up"
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a process outlived hearth-sim up"

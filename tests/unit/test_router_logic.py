@@ -1,0 +1,190 @@
+"""The router's pure parts: chunk shapes, countdown text, replica choice, the FIFO of slots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hearth_operator.api import ModelDeployment, ModelDeploymentStatus
+from hearth_router import chunks, progress, routing
+from hearth_router.errors import unknown_model
+from hearth_router.settings import api_keys_from_env
+from hearth_router.slots import Slots
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+IDENT = chunks.StreamIdentity("chatcmpl-1", 1700000000, "medium")
+
+
+def test_status_events_are_chunks_with_an_empty_delta_and_open_webui_status() -> None:
+    c = chunks.status_chunk(
+        IDENT,
+        "loading",
+        "Warming up medium on 3090… ~11 s",
+        timestamp=1.5,
+        estimated_time=11,
+        progress=0.2,
+        backend="3090",
+        queue_position=None,
+    )
+    assert c["object"] == "chat.completion.chunk" and c["choices"] == [
+        {"index": 0, "delta": {}, "finish_reason": None}
+    ]
+    assert (c["status"], c["estimated_time"], c["backend"]) == ("loading", 11, "3090")
+    assert "queue_position" not in c
+    assert c["event"] == {
+        "type": "status",
+        "data": {"description": "Warming up medium on 3090… ~11 s", "done": False},
+    }
+
+
+def test_text_completion_chunks_have_their_own_shape() -> None:
+    ident = chunks.StreamIdentity("cmpl-1", 1, "m", chat=False)
+    c = chunks.status_chunk(ident, "routing", "Selecting backend…", timestamp=0)
+    assert c["object"] == "text_completion" and c["choices"][0] == {
+        "index": 0,
+        "text": "",
+        "finish_reason": None,
+    }
+
+
+def test_the_last_event_can_hide_its_summary() -> None:
+    c = chunks.status_chunk(
+        IDENT, "done", "On 3090", timestamp=0, done=True, hidden=True, finish_reason="stop"
+    )
+    assert c["event"]["data"] == {"description": "On 3090", "done": True, "hidden": True}
+    assert c["choices"][0]["finish_reason"] == "stop"
+
+
+def test_error_events_carry_an_openai_error_object() -> None:
+    c = chunks.error_chunk(IDENT, "the engine died", timestamp=0, code="upstream_died")
+    assert c["status"] == "error" and c["error"]["message"] == "the engine died"
+    assert c["event"]["data"]["done"] is True
+    assert chunks.frame(c).startswith(b"data: {") and chunks.frame(c).endswith(b"\n\n")
+
+
+def test_engine_chunks_are_renamed_and_sse_lines_parsed() -> None:
+    upstream = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 5,
+        "model": "internal",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+    }
+    out = chunks.rewrite_upstream(upstream, IDENT)
+    assert (out["id"], out["model"], out["created"]) == ("chatcmpl-1", "medium", 1700000000)
+    assert chunks.delta_text(out) == "hi"
+    assert chunks.parse_sse_line("data: [DONE]") == "[DONE]"
+    assert chunks.parse_sse_line(": keep-alive") is None
+    assert chunks.parse_sse_line('data: {"a": 1}') == {"a": 1}
+
+
+def status(**raw: Any) -> ModelDeploymentStatus:
+    return ModelDeploymentStatus.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message", "eta"),
+    [
+        ({"phase": "Cold", "warmup": {"estimateSeconds": 23}}, "Waking medium… ~23 s", 23),
+        (
+            {
+                "phase": "Loading",
+                "gpuClass": "rtx3090",
+                "loadingSince": NOW - timedelta(seconds=12),
+                "warmup": {"estimateSeconds": 23},
+            },
+            "Warming up medium on 3090… ~11 s",
+            11,
+        ),
+        (
+            {
+                "phase": "Loading",
+                "gpuClass": "rtx3090",
+                "loadingSince": NOW - timedelta(seconds=30),
+                "warmup": {"estimateSeconds": 23},
+            },
+            "Warming up medium on 3090… taking longer than usual (7 s over the usual 23 s)",
+            0,
+        ),
+        (
+            {
+                "phase": "Loading",
+                "gpuClass": "rtx3090",
+                "message": "Freeing the 3090 on gpu-3090: unloading big",
+                "loadingSince": NOW,
+                "warmup": {"estimateSeconds": 15},
+            },
+            "Freeing the 3090 on gpu-3090: unloading big… ~15 s",
+            15,
+        ),
+        ({"phase": "Evicting"}, "Waiting for medium to finish unloading… ~9 s", 9),
+    ],
+)
+def test_loading_messages_count_down_and_say_what_is_happening(
+    raw: dict[str, Any], message: str, eta: int
+) -> None:
+    update = progress.loading("medium", status(**raw), NOW, fallback_estimate=9)
+    assert (update.message, update.estimated_time) == (message, eta)
+    assert 0 <= update.progress <= 0.99
+
+
+def test_summaries_for_open_webui() -> None:
+    assert progress.summary("rtx3090", 12.2, 38.4) == "Warmed up in 12 s on 3090 · 38 tokens/s"
+    assert progress.summary("rtx3070", None, 40) == "On 3070 · 40 tokens/s"
+    assert progress.queued_message("m", 1, 3) == "Queued behind 1 request for m… ~3 s"
+
+
+def test_pick_takes_the_least_busy_replica_with_a_free_slot() -> None:
+    assert routing.pick(["a", "b"], {"a": 2, "b": 1}, 4) == "b"
+    assert routing.pick(["a", "b"], {"a": 4, "b": 4}, 4) is None
+    assert routing.pick([], {}, 4) is None
+
+
+def md(
+    name: str,
+    phase: str,
+    *,
+    aliases: list[str] | None = None,
+    eta: float | None = None,
+    endpoints: list[str] | None = None,
+) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"model": name, "aliases": aliases or [], "engine": "sim", "gpu": {"vramGiB": 4}},
+            "status": {"phase": phase, "endpoints": endpoints or [], "warmup": {"estimateSeconds": eta}},
+        }
+    )
+
+
+def test_auto_prefers_warm_then_default_then_quickest() -> None:
+    warm = md("w", "Warm", endpoints=["http://x"])
+    assert routing.choose_auto([md("a", "Cold"), warm], {}) is warm
+    default = md("d", "Cold", aliases=["default"], eta=30)
+    assert routing.choose_auto([md("a", "Cold", eta=5), default], {}) is default
+    quick = md("q", "Cold", eta=5)
+    assert routing.choose_auto([md("s", "Cold", eta=50), quick, md("f", "Failed")], {}) is quick
+
+
+async def test_slots_are_granted_in_arrival_order() -> None:
+    slots = Slots()
+    first, second, third = slots.enqueue("m"), slots.enqueue("m"), slots.enqueue("m")
+    assert slots.grant(second, ["e"], 1) is None, "nobody overtakes"
+    assert slots.grant(first, ["e"], 1) == "e"
+    assert slots.position(second) == 1 and slots.position(third) == 2
+    assert slots.grant(second, ["e"], 1) is None, "the only slot is taken"
+    slots.release(third)  # a waiter that gave up leaves the line
+    assert slots.waiting("m") == 1
+    slots.release(first)
+    assert slots.grant(second, ["e"], 1) == "e"
+    assert slots.in_flight(["e"]) == 1
+
+
+def test_errors_and_keys() -> None:
+    err = unknown_model("nope", ["small", "big"])
+    assert err.status == 404 and err.body()["error"]["message"] == (
+        "The model 'nope' does not exist. Known models: big, small."
+    )
+    assert api_keys_from_env({"HEARTH_API_KEYS": "a, b,,"}) == frozenset({"a", "b"})
