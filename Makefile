@@ -20,7 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hearth-sim up
 
-test: $(STAMP)
+NODE_CLIENT := tests/cluster/node_client
+
+# openai-node for the stock-client test, where npm exists (the test skips, saying why, elsewhere).
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json
+	if command -v npm >/dev/null 2>&1; then \
+		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: the openai-node test will be skipped"; fi
+
+test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)

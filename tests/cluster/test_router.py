@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -303,3 +306,24 @@ async def test_auto_prefers_a_warm_model(kube: Kube, router: RouterProcess) -> N
     await client.close()
     assert reply.model == "auto"
     assert (await status(kube, "sleepy"))["phase"] == "Cold", "auto must not wake a model when one is warm"
+
+
+NODE_CLIENT = Path(__file__).with_name("node_client")
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_CLIENT / "node_modules" / "openai").exists(),
+    reason="node or openai-node is not installed (make test installs it where npm exists)",
+)
+async def test_openai_node_reads_the_full_text_from_a_cold_model(kube: Kube, router: RouterProcess) -> None:
+    await cold(kube, router, "nodejs", load=1.0, time_scale=0.2)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(NODE_CLIENT / "stream.mjs"), f"{router.url}/v1", "nodejs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert len(result["text"].split()) == 32 and result["chunks"] > 32
