@@ -31,7 +31,7 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json
 test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -153,6 +153,10 @@ class StreamJob:
                 usage=usage,
             )
         )
+        options = self.body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            # Asked for explicitly: OpenAI's usage chunk, last before [DONE], with no choices.
+            yield chunks.frame({**chunks.rewrite_upstream({}, self.ident), "choices": [], "usage": usage})
 
     async def _produce(self, queue: asyncio.Queue[bytes | None]) -> None:
         try:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -87,12 +87,22 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
 TIME_SCALE = 0.05
 
 
+_homelabs = itertools.count()
+
+
+def pod_ip_prefix() -> str:
+    """A 127.x block of pod IPs of its own for each homelab, so test runs side by side (xdist
+    workers, two checkouts) rarely meet; the kubelet also skips addresses already in use. The
+    demo's `hearth-sim up` uses 127.10."""
+    return f"127.{20 + (os.getpid() + next(_homelabs)) % 230}"
+
+
 def start_homelab(state_dir: Path, nodes: list[NodeSpec] | None = None) -> HomelabThread:
     lab = Homelab(
         state_dir=state_dir,
         time_scale=TIME_SCALE,
         backoff_base=0.2,
-        ip_prefix=f"127.{random.randint(20, 250)}",
+        ip_prefix=pod_ip_prefix(),
         nodes=nodes or list(DEFAULT_NODES),
     )
     thread = HomelabThread(lab)

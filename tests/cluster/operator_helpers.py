@@ -17,7 +17,7 @@ from typing import Any
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
 
-from .conftest import eventually
+from .conftest import eventually, free_port
 
 MD_API = "hearth.dev/v1alpha1"
 WAKE = "hearth.dev/wake-requested-at"
@@ -35,6 +35,7 @@ class OperatorProcess:
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = free_port()
 
     def start(self) -> None:
         self.starts += 1
@@ -42,7 +43,8 @@ class OperatorProcess:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.homelab.homelab.kubeconfig_path),
-            "HEARTH_OPERATOR_METRICS_PORT": "0",
+            "HEARTH_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "HEARTH_OPERATOR_METRICS_HOST": "127.0.0.1",
             "HEARTH_LOG_LEVEL": "INFO",
         }
         self.proc = subprocess.Popen(

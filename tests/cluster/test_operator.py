@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -78,6 +79,17 @@ async def test_wake_evict_and_place_on_the_3070(kube: Kube) -> None:
         assert small["node"] == "gpu-3070"
         assert rec.seen("big")[-1] == "Warm", "placing small on the 3070 must not evict anything"
         assert (await status(kube, "medium"))["phase"] == "Cold", "an evicted model must not bounce back"
+
+
+async def test_metrics(kube: Kube, operator: OperatorProcess) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("counted", load=0))
+    await wake(kube, "counted")
+    await wait_phase(kube, "counted", "Warm")
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{operator.metrics_port}/metrics")).text
+    assert 'hearth_warmup_seconds_count{gpu_class="rtx3070",model="counted"} 1.0' in text
+    assert 'hearth_models{phase="Warm"}' in text
+    assert "hearth_evictions_total" in text and "hearth_reconcile_errors_total 0.0" in text
 
 
 async def test_warmup_estimate_is_learned_and_survives_restarts(

@@ -182,6 +182,14 @@ async def test_non_streaming_completions_and_embeddings_hold_then_answer_plainly
     assert "".join(c.choices[0].text for c in pieces if c.choices) and all(
         c.object == "text_completion" for c in pieces
     )
+    usage = [
+        c.usage
+        async for c in await client.chat.completions.create(  # type: ignore[call-overload]
+            model="plain", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        if c.usage
+    ]
+    assert usage and usage[-1].completion_tokens == 32
     emb = await client.embeddings.create(model="plain", input=["a", "b"])
     assert len(emb.data) == 2 and emb.model == "plain"
     await client.close()
@@ -295,6 +303,9 @@ async def test_models_api_and_its_feed(kube: Kube, router: RouterProcess) -> Non
         await async_sdk(router).chat.completions.create(model="listed", messages=MESSAGES)  # type: ignore[arg-type]
         await asyncio.wait_for(follower, 10)
         assert phases[0] == "Cold" and "Loading" in phases and phases[-1] == "Warm"
+        metrics = (await http.get(f"{router.url}/metrics")).text
+        assert 'hearth_router_requests_total{model="listed",outcome="ok"} 1.0' in metrics
+        assert 'hearth_router_cold_start_wait_seconds_count{model="listed"} 1.0' in metrics
 
 
 async def test_auto_prefers_a_warm_model(kube: Kube, router: RouterProcess) -> None:

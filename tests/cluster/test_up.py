@@ -29,16 +29,22 @@ def engine_pids(model: str) -> list[int]:
     return pids
 
 
-def _pids_running(module: str) -> list[int]:
-    out = []
+def _children(pid: int) -> list[int]:
+    """Every descendant of `pid` (other tests may run operators and engines of their own)."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if module.encode() in (entry / "cmdline").read_bytes():
-                    out.append(int(entry.name))
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-    return out
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
 
 
 def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
@@ -126,10 +132,8 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
         with httpx.stream("POST", f"{router}/v1/chat/completions", json=body, timeout=60) as answer:
             lines = [line for line in answer.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]" and '"status":"done"' in lines[-2]
-        pids += engine_pids("small")
-        plane = [p for name in ("hearth_operator.cli", "hearth_router.cli") for p in _pids_running(name)]
-        assert len(plane) >= 2
-        pids += plane
+        pids = _children(up.pid)
+        assert len(pids) >= 4, "the operator, the router and two engines run under hearth-sim up"
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(20) == 0
