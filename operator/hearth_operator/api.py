@@ -34,6 +34,19 @@ NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"
 
 MAX_WARMUP_SAMPLES = 20
 
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as the API writes it (`...Z`), or None for anything else."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 # What clients send as `model`: lowercase, DNS-label-like, dots allowed ("llama3.1-8b").
 ModelName = Annotated[
     str,

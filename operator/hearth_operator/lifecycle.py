@@ -28,6 +28,7 @@ from hearth_operator.api import (
     ModelDeploymentStatus,
     Phase,
     WarmupStatus,
+    parse_time,
 )
 from hearth_operator.placement import Decision, GpuNode
 
@@ -65,17 +66,6 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         last_exit_code=terminated.get("exitCode"),
         deleting=bool(pod["metadata"].get("deletionTimestamp")),
     )
-
-
-def parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def rfc3339(when: datetime) -> str:

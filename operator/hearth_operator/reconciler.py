@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from hearth_operator import children, lifecycle, placement
-from hearth_operator.api import ModelDeployment, ModelDeploymentStatus, Phase
+from hearth_operator.api import LAST_ACTIVITY, ModelDeployment, ModelDeploymentStatus, Phase, parse_time
 from hearth_operator.kube import Writer, owner_reference
 from hearth_operator.metrics import OperatorMetrics
 
@@ -238,7 +238,7 @@ class Reconciler:
                     vram_gib=md.spec.gpu.vram_gib,
                     gpus=md.spec.gpu.count,
                     priority=md.spec.priority,
-                    last_activity=lifecycle.parse_time(md.annotations.get("hearth.dev/last-activity")),
+                    last_activity=parse_time(md.annotations.get(LAST_ACTIVITY)),
                     idle_timeout=md.spec.scaling.idle_timeout_seconds,
                     estimate=status.warmup.estimate_seconds or 0.0,
                     pinned=md.spec.scaling.min_replicas > 0,

@@ -80,6 +80,7 @@ def sim_md(
     idle: int = 300,
     time_scale: float | None = None,
     jitter: float = 0.0,
+    tokens_per_second: float | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
     env = [
@@ -88,6 +89,8 @@ def sim_md(
     ]
     if time_scale is not None:
         env.append({"name": "HEARTH_SIM_TIME_SCALE", "value": str(time_scale)})
+    if tokens_per_second is not None:
+        env.append({"name": "HEARTH_SIM_TOKENS_PER_SECOND", "value": str(tokens_per_second)})
     return {
         "apiVersion": MD_API,
         "kind": "ModelDeployment",
@@ -101,6 +104,11 @@ def sim_md(
             **spec,
         },
     }
+
+
+async def delete_all_models(kube: Kube) -> None:
+    for md in (await kube.list(MD_API, "modeldeployments", "default"))["items"]:
+        await kube.delete(MD_API, "modeldeployments", "default", md["metadata"]["name"])
 
 
 async def status(kube: Kube, name: str) -> dict[str, Any]:

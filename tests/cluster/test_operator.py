@@ -16,7 +16,16 @@ from hearth_sim.homelab import HomelabThread, sim_examples
 from hearth_sim.kube import ApiError, Kube
 
 from .conftest import eventually
-from .operator_helpers import MD_API, OperatorProcess, recording, sim_md, status, wait_phase, wake
+from .operator_helpers import (
+    MD_API,
+    OperatorProcess,
+    delete_all_models,
+    recording,
+    sim_md,
+    status,
+    wait_phase,
+    wake,
+)
 
 MDS = "modeldeployments"
 
@@ -33,8 +42,7 @@ def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -
 async def kube(homelab: HomelabThread, operator: OperatorProcess) -> AsyncIterator[Kube]:
     client = Kube(homelab.homelab.url)
     yield client
-    for md in (await client.list(MD_API, MDS, "default"))["items"]:
-        await client.delete(MD_API, MDS, "default", md["metadata"]["name"])
+    await delete_all_models(client)
 
     async def no_pods() -> bool:
         return not (await client.list("v1", "pods", "default"))["items"]

@@ -20,7 +20,16 @@ from hearth_sim.kube import Kube
 from hearth_sim.nodes import NodeSpec
 
 from .conftest import eventually, start_homelab
-from .operator_helpers import MD_API, WAKE, OperatorProcess, recording, sim_md, status, wait_phase
+from .operator_helpers import (
+    MD_API,
+    WAKE,
+    OperatorProcess,
+    delete_all_models,
+    recording,
+    sim_md,
+    status,
+    wait_phase,
+)
 from .router_helpers import CHAT, RouterProcess, chat, sse
 
 MDS = "modeldeployments"
@@ -60,8 +69,7 @@ def router(
 async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[Kube]:
     client = Kube(homelab.homelab.url)
     yield client
-    for md in (await client.list(MD_API, MDS, "default"))["items"]:
-        await client.delete(MD_API, MDS, "default", md["metadata"]["name"])
+    await delete_all_models(client)
     await client.close()
 
 
@@ -196,12 +204,8 @@ async def test_non_streaming_completions_and_embeddings_hold_then_answer_plainly
 
 
 async def test_a_client_that_hangs_up_closes_the_engine_request(kube: Kube, router: RouterProcess) -> None:
-    md = sim_md("hangup", load=0.2, time_scale=1.0)
-    md["spec"]["env"].append({"name": "HEARTH_SIM_TOKENS_PER_SECOND", "value": "4"})
-    await kube.create(MD_API, MDS, "default", md)
-    await wait_phase(kube, "hangup", "Cold")
+    await cold(kube, router, "hangup", load=0.2, time_scale=1.0, tokens_per_second=4)
     async with httpx.AsyncClient(timeout=60) as http:
-        await eventually(lambda: _known(http, router, "hangup"), what="router to know hangup")
         async with http.stream("POST", f"{router.url}{CHAT}", json=chat("hangup")) as response:
             async for line in response.aiter_lines():
                 if '"content":"' in line and '"status"' not in line and '"content":""' not in line:
@@ -217,18 +221,9 @@ async def test_a_client_that_hangs_up_closes_the_engine_request(kube: Kube, rout
         assert time.monotonic() - hung_up < 1.0
 
 
-async def _known(http: httpx.AsyncClient, router: RouterProcess, name: str) -> bool:
-    models = (await http.get(f"{router.url}/v1/models")).json()["data"]
-    return any(m["id"] == name for m in models)
-
-
 async def test_cancel_by_id_ends_the_stream_and_the_engine_request(kube: Kube, router: RouterProcess) -> None:
-    md = sim_md("cancelme", load=0.2, time_scale=1.0)
-    md["spec"]["env"].append({"name": "HEARTH_SIM_TOKENS_PER_SECOND", "value": "4"})
-    await kube.create(MD_API, MDS, "default", md)
-    await wait_phase(kube, "cancelme", "Cold")
+    await cold(kube, router, "cancelme", load=0.2, time_scale=1.0, tokens_per_second=4)
     async with httpx.AsyncClient(timeout=60) as http:
-        await eventually(lambda: _known(http, router, "cancelme"), what="router to know cancelme")
         events: list[dict[str, Any] | str] = []
         async with http.stream("POST", f"{router.url}{CHAT}", json=chat("cancelme")) as response:
             async for line in response.aiter_lines():

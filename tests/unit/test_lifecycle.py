@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hearth_operator import estimates, lifecycle
-from hearth_operator.api import ModelDeployment, Phase
+from hearth_operator.api import ModelDeployment, Phase, parse_time
 from hearth_operator.lifecycle import Inputs, PodView, plan
 from hearth_operator.placement import Decision, GpuNode
 
@@ -169,7 +169,7 @@ def test_warm_publishes_endpoints_and_measures_the_warmup() -> None:
 
 def test_loading_keeps_its_start_time_and_eviction_records_when() -> None:
     loading = plan(Inputs(md=md(wake_s_ago=1, status=LOADING), pods=[STARTING], now=NOW, node=N3090)).status
-    assert loading.loading_since == lifecycle.parse_time(LOADING["loadingSince"])
+    assert loading.loading_since == parse_time(LOADING["loadingSince"])
     evicted = plan(
         Inputs(md=md(wake_s_ago=1, status=WARM), pods=[READY], now=NOW, node=N3090, evicted_for="big")
     )

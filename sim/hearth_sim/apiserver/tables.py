@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from hearth_operator.api import parse_time
+
 Column = dict[str, Any]
 Cell = Callable[[dict[str, Any], datetime], Any]
 
@@ -40,17 +42,8 @@ def human_age(seconds: float) -> str:
     return f"{d // 365}y"
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _age(obj: dict[str, Any], now: datetime) -> str:
-    created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
     return human_age((now - created).total_seconds()) if created else "<unknown>"
 
 
@@ -151,7 +144,7 @@ def _printer_cell(col: dict[str, Any]) -> Cell:
     def cell(obj: dict[str, Any], now: datetime) -> Any:
         value = json_path(obj, path)
         if kind == "date":
-            when = _parse_time(value)
+            when = parse_time(value)
             return human_age((now - when).total_seconds()) if when else "<unknown>"
         return "" if value is None else value
 
