@@ -74,10 +74,15 @@ class Annotator:
         when = stamp()
         await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
 
-    async def touch(self, key: str) -> None:
+    async def touch(self, key: str, idle_timeout: float | None = None) -> None:
+        """Record activity, at most every `activity_interval` — or a third of the model's idle
+        timeout when that is shorter, so a short timeout never runs out under a live request."""
         now = time.monotonic()
         last = self._active.get(key)
-        if last is not None and now - last < self.activity_interval:
+        interval = self.activity_interval
+        if idle_timeout is not None:
+            interval = min(interval, max(idle_timeout / 3, 0.5))
+        if last is not None and now - last < interval:
             return
         self._active[key] = now
         await self._patch(key, {LAST_ACTIVITY: stamp()})

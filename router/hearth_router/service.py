@@ -139,7 +139,7 @@ class Service:
                 )
             waited = True
             await self.annotator.ensure_awake(key, md.status.phase)
-            await self.annotator.touch(key)
+            await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
             update = progress.loading(model, md.status, datetime.now(UTC), self.estimate(md))
             if shown is not None and update.estimated_time > shown:  # never count up
                 update = progress.Loading(
@@ -179,7 +179,7 @@ class Service:
             per_request = self.generation_seconds.get(key, 10.0)
             capacity = concurrency * len(md.status.endpoints)
             yield Queued(position, max(1, round(per_request * position / capacity)))
-            await self.annotator.touch(key)
+            await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
             await self.slots.wait(key, self.settings.loading_interval)
 
     def record_generation(self, key: str, seconds: float) -> None:

@@ -102,7 +102,7 @@ class StreamJob:
         first_token: float | None = None
         started = time.monotonic()
         async for chunk in service.upstream.stream(endpoint, self.path, body):
-            await service.annotator.touch(self.entry.key)
+            await service.annotator.touch(self.entry.key, self.entry.md.spec.scaling.idle_timeout_seconds)
             if chunk.get("usage"):
                 usage = chunk["usage"]
             choices = chunk.get("choices") or []

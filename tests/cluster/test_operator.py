@@ -194,6 +194,27 @@ async def test_bad_specs_fail_or_wait_with_the_field_named_and_others_run(kube: 
     assert (await wait_phase(kube, "first", "Warm"))["endpoints"]
 
 
+async def test_a_spec_change_rolls_the_deployment(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("rolling", load=0))
+    await wake(kube, "rolling")
+    before = await wait_phase(kube, "rolling", "Warm")
+    assert before["observedGeneration"] == 1
+    env = sim_md("rolling", load=0, tokens_per_second=99)["spec"]["env"]
+    await kube.patch(MD_API, MDS, "default", "rolling", {"spec": {"env": env}})
+
+    async def rolled() -> dict[str, Any] | None:
+        s = await status(kube, "rolling")
+        fresh = s.get("observedGeneration") == 2 and s.get("phase") == "Warm"
+        return s if fresh and s["endpoints"] != before["endpoints"] else None
+
+    after = await eventually(rolled, what="the new replica to be Warm")
+    deployment = await kube.get("apps/v1", "deployments", "default", "rolling")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HEARTH_SIM_TOKENS_PER_SECOND", "value": "99"} in container["env"]
+    pods = (await kube.list("v1", "pods", "default", "hearth.dev/model-deployment=rolling"))["items"]
+    assert [p["status"]["podIP"] for p in pods] == [after["endpoints"][0].split("//")[1].split(":")[0]]
+
+
 async def test_deleting_the_cr_deletes_its_children(kube: Kube) -> None:
     await kube.create(MD_API, MDS, "default", sim_md("doomed", load=0))
     await wake(kube, "doomed")

@@ -333,3 +333,14 @@ async def test_openai_node_reads_the_full_text_from_a_cold_model(kube: Kube, rou
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert len(result["text"].split()) == 32 and result["chunks"] > 32
+
+
+async def test_a_long_answer_outlives_a_short_idle_timeout(kube: Kube, router: RouterProcess) -> None:
+    # A 4 s answer (32 tokens at 8/s) from a model that idles out after 2 s: the router's
+    # activity must keep it up until the last token, then let it go.
+    await cold(kube, router, "chatty", load=0.2, time_scale=1.0, idle=2, tokens_per_second=8)
+    async with httpx.AsyncClient(timeout=60) as http:
+        stream = await sse(http, f"{router.url}{CHAT}", chat("chatty"))
+    assert stream.statuses[-1] == "done" and len(stream.text.split()) == 32
+    assert (await status(kube, "chatty"))["phase"] == "Warm"
+    await wait_phase(kube, "chatty", "Cold", deadline=10)
