@@ -382,3 +382,21 @@ async def test_an_object_whose_owner_is_gone_is_collected(
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid", "controller": True}
     await ok(http.post(CM, json={"metadata": {"name": "orphan", "ownerReferences": [ref]}}))
     assert (await http.get(f"{CM}/orphan")).status_code == 404
+
+
+async def test_custom_resources_meet_their_schema(http: httpx.AsyncClient) -> None:
+    bad = md("bad")
+    bad["spec"]["gpu"]["vramGiB"] = 0
+    r = await http.post(MD, json=bad)
+    assert r.status_code == 422 and r.json()["reason"] == "Invalid"
+    assert "spec.gpu.vramGiB: Invalid value: 0" in r.json()["message"]
+    typo = md("typo")
+    typo["spec"]["replicas"] = 2
+    strict = await http.post(MD, json=typo, params={"fieldValidation": "Strict"})
+    assert strict.status_code == 422 and 'unknown field "spec.replicas"' in strict.json()["message"]
+    created = await ok(http.post(MD, json=typo))  # not strict: pruned, and defaults filled in
+    assert "replicas" not in created["spec"]
+    assert created["spec"]["scaling"] == {"minReplicas": 0, "maxReplicas": 1, "idleTimeoutSeconds": 900}
+    assert created["spec"]["port"] == 8000 and created["spec"]["gpu"]["count"] == 1
+    r = await http.patch(f"{MD}/typo/status", json={"status": {"phase": "Sleeping"}}, headers=MERGE)
+    assert r.status_code == 422 and "status.phase" in r.json()["message"]

@@ -67,6 +67,19 @@ def test_apply_get_describe_delete(homelab: HomelabThread) -> None:
     assert "NotFound" in kubectl(homelab, "get", "md", "medium", check=False)
 
 
+def test_a_bad_model_deployment_is_refused_naming_the_field(homelab: HomelabThread, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""apiVersion: hearth.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: bad}
+spec: {model: bad, engine: tgi, gpu: {class: rtx3070, vramGiB: 6}, replicas: 2}
+""")
+    out = kubectl(homelab, "apply", "-f", str(bad), check=False)
+    assert 'ModelDeployment.hearth.dev "bad" is invalid' in out
+    assert 'unknown field "spec.replicas"' in out and "spec.engine: Invalid value: 'tgi'" in out
+    assert "NotFound" in kubectl(homelab, "get", "md", "bad", check=False)
+
+
 def test_get_watch_prints_status_changes(homelab: HomelabThread) -> None:
     kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-big.yaml"))
     assert KUBECTL is not None

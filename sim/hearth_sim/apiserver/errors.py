@@ -46,8 +46,12 @@ def conflict(kind_plural: str, name: str) -> ApiError:
     )
 
 
-def invalid(kind: str, name: str, message: str) -> ApiError:
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {message}', {"name": name, "kind": kind})
+def invalid(kind: str, name: str, message: str, causes: list[dict[str, str]] | None = None) -> ApiError:
+    """422 Invalid; `causes` (field, message) are what kubectl prints under the headline."""
+    details: dict[str, Any] = {"name": name, "kind": kind}
+    if causes:
+        details["causes"] = [{"reason": "FieldValueInvalid", **c} for c in causes]
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {message}', details)
 
 
 def bad_request(message: str) -> ApiError:

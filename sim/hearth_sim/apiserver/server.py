@@ -241,16 +241,21 @@ class HearthApiServer(kmock.KubernetesEmulator):
             )
             return self._reply(rtype, items, accept, single=False)
         body = self._body(request)
+        strict = params.get("fieldValidation") == "Strict"  # kubectl's default
         if method == "POST" and not target.name:
-            return aiohttp.web.json_response(self.store.create(rtype, target.namespace, body), status=201)
+            return aiohttp.web.json_response(
+                self.store.create(rtype, target.namespace, body, strict), status=201
+            )
         if method == "PUT" and target.name:
             return aiohttp.web.json_response(
-                self.store.replace(rtype, target.namespace, target.name, body, target.subresource)
+                self.store.replace(rtype, target.namespace, target.name, body, target.subresource, strict)
             )
         if method == "PATCH" and target.name:
             ctype = request.headers.get("Content-Type", patching.MERGE)
             return aiohttp.web.json_response(
-                self.store.patch(rtype, target.namespace, target.name, ctype, body, target.subresource)
+                self.store.patch(
+                    rtype, target.namespace, target.name, ctype, body, target.subresource, strict
+                )
             )
         if method == "DELETE" and target.name:
             return aiohttp.web.json_response(self.store.delete(rtype, target.namespace, target.name))
@@ -370,11 +375,11 @@ class HearthApiServer(kmock.KubernetesEmulator):
                 await response.write(json.dumps(event).encode() + b"\n")
                 if event["type"] == "ERROR":
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away (or the server is stopping): the watch just ends
+        finally:
             self.store.unwatch(watch)
-            raise
-        self.store.unwatch(watch)
-        await response.write_eof()
         return response
 
     # --- discovery ---------------------------------------------------------------------------

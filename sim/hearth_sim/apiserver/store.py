@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hearth_sim.apiserver import errors, patching
+from hearth_sim.apiserver import errors, patching, schema
 from hearth_sim.apiserver.selectors import Matcher, field_matcher, label_matcher
 
 Obj = dict[str, Any]
@@ -54,6 +54,7 @@ class ResourceType:
     subresources: tuple[str, ...] = ()
     printer_columns: list[dict[str, Any]] | None = None
     crd_name: str | None = None  # set for custom resources
+    schema: dict[str, Any] | None = None  # the CRD's openAPIV3Schema: defaults and validation
 
     @property
     def key(self) -> str:
@@ -203,7 +204,7 @@ class Store:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def create(self, rtype: ResourceType, namespace: str | None, body: Any) -> Obj:
+    def create(self, rtype: ResourceType, namespace: str | None, body: Any, strict: bool = False) -> Obj:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
@@ -234,6 +235,8 @@ class Store:
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
         meta.pop("deletionTimestamp", None)
         meta.pop("resourceVersion", None)
+        obj = self._admit(rtype, obj, strict)
+        meta = obj["metadata"]
         self._after_write(rtype, obj)
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
@@ -245,13 +248,21 @@ class Store:
         return created
 
     def replace(
-        self, rtype: ResourceType, namespace: str | None, name: str, body: Any, subresource: str | None = None
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        subresource: str | None = None,
+        strict: bool = False,
     ) -> Obj:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object")
         old = self._current(rtype, namespace, name)
         self._check_precondition(rtype, old, body)
-        return self._commit(rtype, old, self._apply_rules(rtype, old, body, subresource))
+        return self._commit(
+            rtype, old, self._admit(rtype, self._apply_rules(rtype, old, body, subresource), strict)
+        )
 
     def patch(
         self,
@@ -261,19 +272,22 @@ class Store:
         content_type: str,
         patch: Any,
         subresource: str | None = None,
+        strict: bool = False,
     ) -> Obj:
         key = (self._ns(rtype, namespace), name)
         if key not in self._objects[rtype.key] and content_type.startswith(patching.APPLY):
             body = copy.deepcopy(patch)  # server-side apply of a new object creates it
             body.setdefault("metadata", {})["name"] = name
-            return self.create(rtype, namespace, body)
+            return self.create(rtype, namespace, body, strict)
         old = self._current(rtype, namespace, name)
         if isinstance(patch, dict) and not content_type.startswith(patching.JSON_PATCH):
             self._check_precondition(rtype, old, patch)
         new = patching.apply_patch(content_type, copy.deepcopy(old), patch)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch result is not an object")
-        return self._commit(rtype, old, self._apply_rules(rtype, old, new, subresource))
+        return self._commit(
+            rtype, old, self._admit(rtype, self._apply_rules(rtype, old, new, subresource), strict)
+        )
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         old = self._current(rtype, namespace, name)
@@ -312,6 +326,19 @@ class Store:
         if obj is None:
             raise errors.not_found(self._gr(rtype), name)
         return obj
+
+    def _admit(self, rtype: ResourceType, obj: Obj, strict: bool) -> Obj:
+        """Custom resources meet their CRD's schema: defaults filled in, unknown fields pruned
+        (or, strictly, refused), invalid values refused with the field named (422)."""
+        if rtype.schema is None:
+            return obj
+        admitted, problems = schema.admit(rtype.schema, obj, strict)
+        if problems:
+            name = obj["metadata"].get("name", "")
+            text = "; ".join(m if m.startswith("unknown field") else f"{f}: {m}" for f, m in problems)
+            causes = [{"field": f, "message": m} for f, m in problems]
+            raise errors.invalid(f"{rtype.kind}.{rtype.group}", name, text, causes)
+        return admitted
 
     def _check_precondition(self, rtype: ResourceType, old: Obj, body: Obj) -> None:
         wanted = (body.get("metadata") or {}).get("resourceVersion")
@@ -440,6 +467,7 @@ class Store:
                 subresources=tuple(version.get("subresources") or {}),
                 printer_columns=version.get("additionalPrinterColumns"),
                 crd_name=crd["metadata"]["name"],
+                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
             )
             self.register(rtype)
         stamp = now_rfc3339()
