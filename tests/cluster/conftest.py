@@ -10,13 +10,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
 
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
+
+if TYPE_CHECKING:
+    from .operator_helpers import OperatorProcess
 
 T = TypeVar("T")
 
@@ -56,6 +59,22 @@ class EngineProc:
                 return time.monotonic() - self.started
             time.sleep(0.02)
         raise TimeoutError("engine did not become healthy")
+
+
+def failing_engine(start: Callable[..., EngineProc], failure: str, after: int, tps: int = 200) -> EngineProc:
+    """A loaded sim engine that fails (`crash-after-tokens`, `stall-after-tokens`) mid-stream."""
+    engine = start(
+        "--load-seconds",
+        "0",
+        "--tokens-per-second",
+        str(tps),
+        "--failure",
+        failure,
+        "--crash-after-tokens",
+        str(after),
+    )
+    engine.wait_healthy()
+    return engine
 
 
 @pytest.fixture
@@ -134,3 +153,14 @@ async def eventually(
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The real operator (`hearth-operator run`) against this module's homelab."""
+    from .operator_helpers import OperatorProcess  # it uses this module's helpers
+
+    op = OperatorProcess(homelab, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()

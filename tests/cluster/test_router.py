@@ -49,14 +49,6 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]
 
 
 @pytest.fixture(scope="module")
-def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(homelab, tmp_path_factory.mktemp("operator"))
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
 def router(
     homelab: HomelabThread, operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RouterProcess]:

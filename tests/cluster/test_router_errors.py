@@ -17,7 +17,7 @@ from hearth_sim.apiserver import serve_api
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
 
-from .conftest import EngineProc, eventually, free_port
+from .conftest import EngineProc, eventually, failing_engine, free_port
 from .router_helpers import CHAT, RouterProcess, chat, sse
 
 MD_API, MDS = "hearth.dev/v1alpha1", "modeldeployments"
@@ -216,17 +216,7 @@ async def test_engine_connection_refused_mid_stream(
 async def test_engine_dying_mid_stream(
     kube: Kube, router: RouterProcess, http: httpx.AsyncClient, start_engine: StartEngine
 ) -> None:
-    engine = start_engine(
-        "--load-seconds",
-        "0",
-        "--tokens-per-second",
-        "200",
-        "--failure",
-        "crash-after-tokens",
-        "--crash-after-tokens",
-        "3",
-    )
-    engine.wait_healthy()
+    engine = failing_engine(start_engine, "crash-after-tokens", 3)
     await put_model(kube, "dying", warm(engine.url))
     await seen_by_router(http, "dying", "Warm")
     stream = await sse(http, CHAT, chat("dying"))
@@ -240,17 +230,7 @@ async def test_engine_dying_mid_stream(
 async def test_engine_stalling_mid_stream(
     kube: Kube, router: RouterProcess, http: httpx.AsyncClient, start_engine: StartEngine
 ) -> None:
-    engine = start_engine(
-        "--load-seconds",
-        "0",
-        "--tokens-per-second",
-        "200",
-        "--failure",
-        "stall-after-tokens",
-        "--crash-after-tokens",
-        "2",
-    )
-    engine.wait_healthy()
+    engine = failing_engine(start_engine, "stall-after-tokens", 2)
     await put_model(kube, "stalling", warm(engine.url))
     await seen_by_router(http, "stalling", "Warm")
     began = time.monotonic()

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from .conftest import EngineProc
+from .conftest import EngineProc, failing_engine
 
 StartEngine = Callable[..., EngineProc]
 
@@ -118,17 +118,7 @@ def test_time_scale_shrinks_load_and_token_delays(start_engine: StartEngine) -> 
 
 
 def test_crash_mode_ends_the_stream_early(start_engine: StartEngine) -> None:
-    engine = start_engine(
-        "--load-seconds",
-        "0",
-        "--tokens-per-second",
-        "200",
-        "--failure",
-        "crash-after-tokens",
-        "--crash-after-tokens",
-        "3",
-    )
-    engine.wait_healthy()
+    engine = failing_engine(start_engine, "crash-after-tokens", 3)
     received: list[str] = []
     with pytest.raises((openai.APIError, httpx.TransportError)):
         stream = _client(engine).chat.completions.create(
