@@ -119,10 +119,11 @@ class Reconciler:
 
     async def reconcile(self, key: str) -> None:
         body = self.indexes.one(self.indexes.models, key)
-        if body is None:
+        if body is None:  # deleted: whatever GPU it held is free for those waiting
             self.claims.pop(key, None)
             self.waiting.discard(key)
             self.evictions.pop(key, None)
+            self.kick_waiting()
             return
         self.metrics.reconciles.inc()
         now = datetime.now(UTC)

@@ -44,7 +44,7 @@ class RouterMetrics:
         )
         self.upstream = Histogram(
             "hearth_router_upstream_latency_seconds",
-            "Engine response time (headers)",
+            "Engine latency: to the first token when streaming, to the whole answer when not",
             ["model"],
             buckets=LATENCY,
             registry=self.registry,

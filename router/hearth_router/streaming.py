@@ -116,6 +116,7 @@ class StreamJob:
                 if first_token is None:
                     first_token = time.monotonic()
                     service.metrics.ttft.labels(model=self.model).observe(first_token - began)
+                    service.metrics.upstream.labels(model=self.model).observe(first_token - started)
                 text.append(piece)
                 out = chunks.rewrite_upstream(chunk, self.ident)
                 out["choices"] = [{**choices[0], "finish_reason": None}]

@@ -20,6 +20,7 @@ from .operator_helpers import (
     MD_API,
     OperatorProcess,
     delete_all_models,
+    now_stamp,
     recording,
     sim_md,
     status,
@@ -186,6 +187,27 @@ async def test_bad_specs_fail_or_wait_with_the_field_named_and_others_run(kube: 
 
     await wake(kube, "first")
     assert (await wait_phase(kube, "first", "Warm"))["endpoints"]
+
+
+async def test_a_busy_gpu_makes_a_model_wait_and_it_is_placed_when_freed(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("holder", load=0, vram=20, gpu_class="rtx3090"))
+    await wake(kube, "holder")
+    await wait_phase(kube, "holder", "Warm")
+    # Requests in flight (recent activity) make it busy: it is not evicted for a newcomer.
+    await kube.patch(
+        MD_API,
+        MDS,
+        "default",
+        "holder",
+        {"metadata": {"annotations": {"hearth.dev/last-activity": now_stamp()}}},
+    )
+    await kube.create(MD_API, MDS, "default", sim_md("waiter", load=0, vram=14, gpu_class="rtx3090"))
+    await wake(kube, "waiter")
+    waiting = await wait_phase(kube, "waiter", "Unschedulable")
+    assert waiting["message"].startswith("rtx3090 on gpu-3090 holds holder (20 GiB, active ")
+    await kube.delete(MD_API, MDS, "default", "holder")
+    placed = await wait_phase(kube, "waiter", "Warm")
+    assert placed["node"] == "gpu-3090"
 
 
 async def test_a_spec_change_rolls_the_deployment(kube: Kube) -> None:
