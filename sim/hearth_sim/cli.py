@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def _up_parser(sub: Any) -> None:
     p.add_argument("--nodes", type=Path, default=None, help="YAML list of nodes (default: 3070, 3090, cpu)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiplies the sim engines' delays")
     p.add_argument("--no-examples", action="store_true", help="do not apply deploy/examples/sim-*.yaml")
+    p.add_argument("--pod-ip-prefix", default="127.10", help="pods get <prefix>.x.y on loopback")
     p.add_argument("--router-host", default="127.0.0.1")
     p.add_argument("--router-port", type=int, default=8012)
     p.add_argument(
@@ -90,7 +92,27 @@ def _up_parser(sub: Any) -> None:
     p.set_defaults(func=_run_up)
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _run_up(args: argparse.Namespace) -> int:
+    ports = [(args.host, args.port, "--port")]
+    if not args.no_control_plane:
+        ports.append((args.router_host, args.router_port, "--router-port"))
+    for host, port, flag in ports:
+        if port and _port_taken(host, port):
+            print(
+                f"hearth-sim up: {host}:{port} is already in use (another `hearth-sim up`?); "
+                f"stop it, or choose another with {flag}",
+                file=sys.stderr,
+            )
+            return 1
     homelab = Homelab(
         state_dir=args.state_dir,
         host=args.host,
@@ -98,6 +120,7 @@ def _run_up(args: argparse.Namespace) -> int:
         nodes=load_nodes(args.nodes),
         time_scale=args.time_scale,
         examples=not args.no_examples,
+        ip_prefix=args.pod_ip_prefix,
     )
 
     plane = None if args.no_control_plane else ControlPlane(homelab, args.router_host, args.router_port)

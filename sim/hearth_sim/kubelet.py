@@ -219,18 +219,24 @@ class PodRunner:
                 await asyncio.sleep(self.kubelet.config.probe_interval)
 
     async def stop(self) -> None:
+        """Stop the container: SIGTERM, SIGKILL after the grace period — and SIGKILL at once if
+        this stop is itself cancelled (a kubelet shutting down), so no process outlives it."""
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        if self.proc and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
             try:
-                await asyncio.wait_for(self.proc.wait(), self.kubelet.config.grace_seconds)
-            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                await self.proc.wait()
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), self.kubelet.config.grace_seconds)
+                except TimeoutError:
+                    pass
+            finally:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
         self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
 
 
@@ -286,12 +292,15 @@ class Kubelet:
             uid = pod["metadata"]["uid"]
             if kind == "DELETED":
                 self.pods.pop(uid, None)
-                runner = self.runners.pop(uid, None)
+                runner = self.runners.get(uid)
                 if runner:
-                    await self.event(
-                        pod, "Normal", "Killing", f"Stopping container {runner.container.get('name')}"
-                    )
+                    # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile
+                    # still finds (and kills) it.
                     await runner.stop()
+                    self.runners.pop(uid, None)
+                    await self.event(
+                        pod, "Normal", "Killing", f"Stopped container {runner.container.get('name')}"
+                    )
                 self._ips.pop(uid, None)
                 # Its GPU is free now: pods waiting for one get another chance.
                 for waiting in list(self.pods.values()):

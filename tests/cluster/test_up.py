@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import free_port
+from ..conftest import descendants
+from .conftest import free_port, pod_ip_prefix
 
 
 def engine_pids(model: str) -> list[int]:
@@ -29,27 +30,11 @@ def engine_pids(model: str) -> list[int]:
     return pids
 
 
-def _children(pid: int) -> list[int]:
-    """Every descendant of `pid` (other tests may run operators and engines of their own)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [p for p, parent in parents.items() if parent in frontier]
-        found += kids
-        frontier = kids
-    return found
-
-
 def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     port, router_port = free_port(), free_port()
-    env = {**os.environ, "HEARTH_LOG_LEVEL": "WARNING"}
+    # A short hold timeout: if something is wrong, the stream below ends with an error event
+    # in seconds rather than holding for five minutes.
+    env = {**os.environ, "HEARTH_LOG_LEVEL": "WARNING", "HEARTH_ROUTER_HOLD_TIMEOUT_MIN": "20"}
     up = subprocess.Popen(
         [
             sys.executable,
@@ -60,6 +45,8 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
             str(port),
             "--router-port",
             str(router_port),
+            "--pod-ip-prefix",
+            pod_ip_prefix(),
             "--time-scale",
             "0.05",
             "--state-dir",
@@ -132,7 +119,7 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
         with httpx.stream("POST", f"{router}/v1/chat/completions", json=body, timeout=60) as answer:
             lines = [line for line in answer.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]" and '"status":"done"' in lines[-2]
-        pids = _children(up.pid)
+        pids = descendants(up.pid)
         assert len(pids) >= 4, "the operator, the router and two engines run under hearth-sim up"
     finally:
         up.send_signal(signal.SIGINT)
