@@ -15,7 +15,7 @@ GPUs it could use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +110,6 @@ class Decision:
     victims: tuple[str, ...] = ()  # keys to evict before the model fits
     waiting_for: tuple[str, ...] = ()  # keys already being evicted for room
     message: str = ""
-    occupants: tuple[str, ...] = field(default=())
     permanent: bool = False  # no node could ever hold it: the spec must change
 
     @property
@@ -213,4 +212,4 @@ def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: date
         for n in suitable
         if on[n.name]
     ]
-    return Decision(message="; ".join(held) or "no GPU has room", occupants=tuple(r.key for r in others))
+    return Decision(message="; ".join(held) or "no GPU has room")

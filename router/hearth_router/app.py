@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +31,6 @@ from hearth_router.streaming import StreamJob, new_request_id
 from hearth_router.upstream import Upstream
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-DASHBOARD = Path(__file__).parent / "dashboard"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -14,7 +14,6 @@ import copy
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -498,7 +497,3 @@ class Store:
                     self._remove(rtype, obj)
                 del self._objects[key]
             del self.types[key]
-
-    def objects(self, rtype: ResourceType) -> Iterable[Obj]:
-        """Live objects of a type (read-only use: tests and the HTTP layer's Tables)."""
-        return self._objects[rtype.key].values()
