@@ -202,15 +202,24 @@ class StreamJob:
         self._task = asyncio.create_task(self._produce(queue), name=f"stream {self.ident.id}")
         self.service.active[self.ident.id] = self
         try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.service.settings.keepalive_interval)
-                except TimeoutError:
-                    yield chunks.KEEPALIVE_FRAME
-                    continue
-                if item is None:
-                    break
-                yield item
+            ended = False
+            while not ended:
+                if queue.empty():
+                    try:
+                        first = await asyncio.wait_for(queue.get(), self.service.settings.keepalive_interval)
+                    except TimeoutError:
+                        yield chunks.KEEPALIVE_FRAME
+                        continue
+                else:
+                    first = queue.get_nowait()
+                # Whatever else is ready goes out in the same write: fewer, larger sends.
+                batch = [first]
+                while batch[-1] is not None and not queue.empty():
+                    batch.append(queue.get_nowait())
+                ended = batch[-1] is None
+                frames = b"".join(f for f in batch if f is not None)
+                if frames:
+                    yield frames
             if self.user_cancelled:
                 self.service.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
                 yield chunks.frame(
