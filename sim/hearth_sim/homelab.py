@@ -101,13 +101,15 @@ class Homelab:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Homelab]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        async with serve_api(self.host, self.port) as (api, url):
+        logs = self.state_dir / "logs"
+        server = HearthApiServer(pod_log=lambda ns, pod: logs / f"{ns}_{pod}.log")
+        async with serve_api(self.host, self.port, server) as (api, url):
             self.api, self.url = api, url
             self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
             kube = Kube(url)
             config = KubeletConfig(
                 nodes=self.nodes,
-                log_dir=self.state_dir / "logs",
+                log_dir=logs,
                 time_scale=self.time_scale,
                 backoff_base=self.backoff_base,
             )

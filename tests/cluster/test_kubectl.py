@@ -121,3 +121,40 @@ def test_get_nodes_pods_and_discovery(homelab: HomelabThread) -> None:
     resources = kubectl(homelab, "api-resources")
     assert "modeldeployments" in resources and " md " in resources
     assert "Warning" not in kubectl(homelab, "get", "md")  # no ambiguous short name warnings
+
+
+def test_logs_of_a_pod(homelab: HomelabThread, tmp_path: Path) -> None:
+    manifest = tmp_path / "engine.yaml"
+    manifest.write_text("""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: chatter}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: chatter}}
+  template:
+    metadata: {labels: {app: chatter}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: cpu-0}
+      containers:
+      - {name: engine, image: "ghcr.io/hearth-dev/hearth:0.1.0", command: [hearth-sim, engine],
+         args: [--model, chatter, --load-seconds, "0"]}
+""")
+    kubectl(homelab, "apply", "-f", str(manifest))
+    deadline = time.monotonic() + 15
+    while True:
+        pod = kubectl(
+            homelab,
+            "get",
+            "pods",
+            "-l",
+            "app=chatter",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+            check=False,
+        )
+        logs = kubectl(homelab, "logs", pod, check=False) if pod and "error" not in pod else ""
+        if "serving chatter" in logs:
+            break
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.1)
+    kubectl(homelab, "delete", "deployment", "chatter")

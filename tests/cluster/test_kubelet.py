@@ -178,6 +178,25 @@ async def test_a_crashing_engine_restarts_with_back_off(kube: Kube) -> None:
     assert not status["ready"]
 
 
+async def test_kubectl_logs_shows_what_the_container_printed(homelab: HomelabThread, kube: Kube) -> None:
+    await kube.create(
+        "apps/v1",
+        "deployments",
+        NS,
+        deployment("talky", args=["--model", "talky", "--failure", "fail-load"], gpus=0, node="cpu-0"),
+    )
+
+    async def logged() -> str | None:
+        pods = await pods_of(kube, "talky")
+        if not pods:
+            return None
+        r = await kube.http.get(f"/api/v1/namespaces/{NS}/pods/{pods[0]['metadata']['name']}/log")
+        return r.text if "out of memory (simulated)" in r.text else None
+
+    text = await eventually(logged, what="the engine's output in the pod log")
+    assert "hearth-sim engine: serving talky" in text
+
+
 async def test_gpus_are_not_overcommitted(kube: Kube) -> None:
     await kube.create("apps/v1", "deployments", NS, deployment("first", node="gpu-3070"))
     await ready_pod(kube, "first")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -142,6 +143,8 @@ def _action(method: str, target: Target | None, params: dict[str, str]) -> kmock
 @attrs.define(kw_only=True)
 class HearthApiServer(kmock.KubernetesEmulator):
     store: Store = attrs.field(factory=Store)
+    # Where the kubelet keeps each pod's output, for `kubectl logs` (namespace, pod) → file.
+    pod_log: Callable[[str, str], Path | None] | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -230,6 +233,8 @@ class HearthApiServer(kmock.KubernetesEmulator):
 
         if method == "GET" and watching:
             return await self._stream_watch(request, rtype, target, params, accept)
+        if method == "GET" and target.subresource == "log" and rtype.kind == "Pod" and target.name:
+            return self._serve_log(target, params)
         if target.subresource == "scale" and target.name:
             return aiohttp.web.json_response(await self._serve_scale(request, rtype, target, method))
         if method == "GET" and target.name:
@@ -265,6 +270,16 @@ class HearthApiServer(kmock.KubernetesEmulator):
             )
             return aiohttp.web.json_response(self._list_doc(rtype, gone))
         raise errors.ApiError(405, "MethodNotAllowed", f"{method} is not supported on {path}")
+
+    def _serve_log(self, target: Target, params: dict[str, str]) -> aiohttp.web.Response:
+        """`kubectl logs`: the pod's output as the kubelet recorded it (`tailLines` honoured)."""
+        assert target.name is not None
+        self.store.get(self.store.resolve("", "v1", "pods"), target.namespace, target.name)  # 404 if none
+        path = self.pod_log(target.namespace or "default", target.name) if self.pod_log else None
+        text = path.read_text(errors="replace") if path is not None and path.exists() else ""
+        if params.get("tailLines", "").isdigit():
+            text = "".join(text.splitlines(keepends=True)[-int(params["tailLines"]) :])
+        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _serve_scale(
         self, request: Any, rtype: ResourceType, target: Target, method: str
