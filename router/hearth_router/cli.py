@@ -9,6 +9,7 @@ import os
 import sys
 
 import uvicorn
+from kubernetes_asyncio.config import ConfigException
 from pydantic import ValidationError
 
 from hearth_router.app import create_app
@@ -29,11 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    overrides = {
+    overrides: dict[str, object] = {
         k[len("HEARTH_ROUTER_") :].lower(): v
         for k, v in os.environ.items()
         if k.startswith("HEARTH_ROUTER_") and k not in ("HEARTH_ROUTER_HOST", "HEARTH_ROUTER_PORT")
     }
+    origins = os.environ.get("HEARTH_ROUTER_CORS_ORIGINS")
+    if origins is not None:  # a comma-separated list in the environment
+        overrides["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
     try:
         settings = RouterSettings.model_validate(
             {
@@ -64,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         await uvicorn.Server(config).serve()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except ConfigException as exc:
+        print(
+            f"hearth-router: no Kubernetes API to watch ({exc}); set KUBECONFIG, or run it in a pod",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

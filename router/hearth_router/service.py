@@ -69,6 +69,10 @@ class Service:
             entry = self.registry.get(f"{chosen.namespace}/{chosen.name}")
             assert entry is not None
             return entry
+        if not self.registry.ready.is_set():
+            raise unavailable(
+                "the router is starting: the list of models is not loaded yet", "not_ready", retry_after=2
+            )
         entry = self.registry.resolve(name)
         if entry is None:
             raise unknown_model(name, self.registry.names())

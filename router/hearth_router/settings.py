@@ -24,6 +24,9 @@ class RouterSettings(BaseModel):
     keepalive_interval: float = Field(default=15.0, gt=0)
     loading_interval: float = Field(default=1.0, gt=0, description="seconds between loading events")
     activity_interval: float = Field(default=30.0, gt=0, description="min seconds between activity patches")
+    cors_origins: list[str] = Field(
+        default=["*"], description="browser origins allowed to call the API (keys, not cookies, guard it)"
+    )
     hide_status_summary: bool = Field(default=False, description="last Open WebUI status event hidden")
 
     def hold_timeout(self, estimate: float | None) -> float:
