@@ -128,16 +128,12 @@ class Reconciler:
         self.metrics.reconciles.inc()
         now = datetime.now(UTC)
         pods = self._pods(key)
-        failure: str | None = None
         try:
             md = ModelDeployment.model_validate(body)
         except ValidationError as exc:
-            md = None
-            failure = validation_message(exc)
-        if md is None:
-            await self._write_invalid(body, failure or "invalid spec")
+            await self._write_invalid(body, validation_message(exc))
             return
-        failure = failure or self._name_conflict(md)
+        failure = self._name_conflict(md)
         prior = self.claims.get(key)
         if prior is not None:  # our own last write may not have come back through the watch yet
             md = md.model_copy(update={"status": prior})
@@ -180,15 +176,16 @@ class Reconciler:
         owner = owner_reference(body)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
-        if failure is None:
-            await self.writer.ensure_service(children.service(md), owner)
-            node = result.node
-            await self.writer.ensure_deployment(
-                children.deployment(
-                    md, node.name if node else None, node.vram_gib if node else None, result.replicas
-                ),
-                owner,
-            )
+        # Children follow the plan even for a failed spec (its replicas are then 0): a name
+        # clash that appears later must stop what already runs.
+        await self.writer.ensure_service(children.service(md), owner)
+        node = result.node
+        await self.writer.ensure_deployment(
+            children.deployment(
+                md, node.name if node else None, node.vram_gib if node else None, result.replicas
+            ),
+            owner,
+        )
         await self._write_status(body, md, result.status, result.events)
         for victim in result.evict:
             self.kick(victim)

@@ -231,6 +231,22 @@ async def test_a_spec_change_rolls_the_deployment(kube: Kube) -> None:
     assert [p["status"]["podIP"] for p in pods] == [after["endpoints"][0].split("//")[1].split(":")[0]]
 
 
+async def test_a_name_clash_that_appears_later_stops_the_newer_model(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("elder", load=0))
+    await kube.create(MD_API, MDS, "default", sim_md("younger", load=0))
+    await wake(kube, "younger")
+    await wait_phase(kube, "younger", "Warm")
+    await kube.patch(MD_API, MDS, "default", "younger", {"spec": {"aliases": ["elder"]}})
+    failed = await wait_phase(kube, "younger", "Failed")
+    assert failed["message"] == "spec.aliases: 'elder' is already served by modeldeployment/elder"
+
+    async def stopped() -> bool:
+        return not (await kube.list("v1", "pods", "default", "hearth.dev/model-deployment=younger"))["items"]
+
+    await eventually(stopped, what="the clashing model's replica to stop")
+    assert (await status(kube, "elder"))["phase"] == "Cold"
+
+
 async def test_deleting_the_cr_deletes_its_children(kube: Kube) -> None:
     await kube.create(MD_API, MDS, "default", sim_md("doomed", load=0))
     await wake(kube, "doomed")
