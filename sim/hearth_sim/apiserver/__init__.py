@@ -2,7 +2,8 @@
 where kopf, the kubernetes clients, kubectl and Helm rely on it."""
 
 from hearth_sim.apiserver.errors import ApiError
+from hearth_sim.apiserver.resources import ResourceType
 from hearth_sim.apiserver.server import HearthApiServer, serve_api
-from hearth_sim.apiserver.store import ResourceType, Store
+from hearth_sim.apiserver.store import Store
 
 __all__ = ["ApiError", "HearthApiServer", "ResourceType", "Store", "serve_api"]

@@ -22,68 +22,13 @@ import attrs
 import kmock
 import yaml
 
-from hearth_sim.apiserver import errors, patching, tables
-from hearth_sim.apiserver.store import ResourceType, Store
+from hearth_sim.apiserver import discovery, errors, patching, tables
+from hearth_sim.apiserver.resources import ResourceType
+from hearth_sim.apiserver.store import Store
 
 log = logging.getLogger("hearth.sim.apiserver")
 
 REQUEST_LOG_LIMIT = 2000
-SERVER_VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0-hearth-sim",
-    "gitCommit": "",
-    "gitTreeState": "clean",
-    "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.23",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
-# Groups from kmock's bundled k3s discovery that this server actually serves.
-_SERVED_GROUPS = {
-    "",
-    "apps",
-    "apiextensions.k8s.io",
-    "coordination.k8s.io",
-    "events.k8s.io",
-    "rbac.authorization.k8s.io",
-    "networking.k8s.io",
-    "policy",
-    "batch",
-    "discovery.k8s.io",
-    "storage.k8s.io",
-    "scheduling.k8s.io",
-    "node.k8s.io",
-    "admissionregistration.k8s.io",
-    "autoscaling",
-}
-
-
-def builtin_types() -> list[ResourceType]:
-    """Built-in resources, described from kmock's bundled discovery snapshot."""
-    bundle = kmock.KubernetesEmulator()
-    bundle.resources.load_bundled()
-    out = []
-    for ref in bundle.resources:
-        info = bundle.resources[ref]
-        if ref.group not in _SERVED_GROUPS or "list" not in info.verbs:
-            continue
-        out.append(
-            ResourceType(
-                group=ref.group,
-                version=str(ref.version),
-                plural=str(ref.plural),
-                kind=str(info.kind),
-                namespaced=bool(info.namespaced),
-                singular=info.singular or "",
-                shortnames=tuple(sorted(info.shortnames)),
-                verbs=tuple(sorted(info.verbs)),
-                categories=tuple(sorted(info.categories)),
-                subresources=tuple(sorted(s for s in info.subresources if s in ("status", "scale"))),
-            )
-        )
-    return out
 
 
 @attrs.frozen
@@ -148,7 +93,7 @@ class HearthApiServer(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        for rtype in builtin_types():
+        for rtype in discovery.builtin_types():
             self.store.register(rtype)
         for ns in ("default", "kube-system", "kube-public"):
             self.store.create(
@@ -212,7 +157,7 @@ class HearthApiServer(kmock.KubernetesEmulator):
         method = str(request.method.value).upper()
         params: dict[str, str] = dict(request.params)
         if method == "GET":
-            doc = self._discovery(path)
+            doc = discovery.document(list(self.store.types.values()), path)
             if doc is not None:
                 return aiohttp.web.json_response(doc)
             if path == "/openapi/v2":
@@ -396,89 +341,6 @@ class HearthApiServer(kmock.KubernetesEmulator):
         finally:
             self.store.unwatch(watch)
         return response
-
-    # --- discovery ---------------------------------------------------------------------------
-
-    def _discovery(self, path: str) -> dict[str, Any] | None:
-        if path == "/version":
-            return SERVER_VERSION
-        if path == "/api":
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
-            }
-        if path == "/apis":
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [self._group_doc(g) for g in self._groups() if g],
-            }
-        if path == "/":
-            gvs = {t.api_version for t in self.store.types.values()}
-            return {
-                "paths": sorted(
-                    {"/api", "/api/v1", "/apis", "/version"}
-                    | {f"/apis/{gv}" for gv in gvs if "/" in gv}
-                    | {f"/apis/{gv.split('/')[0]}" for gv in gvs if "/" in gv}
-                )
-            }
-        parts = [p for p in path.split("/") if p]
-        if parts == ["api", "v1"]:
-            return self._resource_list("", "v1")
-        if len(parts) == 2 and parts[0] == "apis" and parts[1] in self._groups():
-            return {"kind": "APIGroup", "apiVersion": "v1", **self._group_doc(parts[1])}
-        if len(parts) == 3 and parts[0] == "apis" and parts[1] in self._groups():
-            if parts[2] in self._groups()[parts[1]]:
-                return self._resource_list(parts[1], parts[2])
-        return None
-
-    def _groups(self) -> dict[str, list[str]]:
-        groups: dict[str, list[str]] = {}
-        for t in self.store.types.values():
-            versions = groups.setdefault(t.group, [])
-            if t.version not in versions:
-                versions.append(t.version)
-        return groups
-
-    def _group_doc(self, group: str) -> dict[str, Any]:
-        versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in self._groups()[group]]
-        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        resources: list[dict[str, Any]] = []
-        for t in sorted(self.store.types.values(), key=lambda t: t.plural):
-            if t.group != group or t.version != version:
-                continue
-            resources.append(
-                {
-                    "name": t.plural,
-                    "singularName": t.singular,
-                    "namespaced": t.namespaced,
-                    "kind": t.kind,
-                    "verbs": list(t.verbs),
-                    "shortNames": list(t.shortnames),
-                    "categories": list(t.categories),
-                }
-            )
-            for sub in t.subresources:
-                # Subresources carry no short names, or kubectl finds `md` ambiguous.
-                resources.append(
-                    {
-                        "name": f"{t.plural}/{sub}",
-                        "singularName": "",
-                        "namespaced": t.namespaced,
-                        "kind": "Scale" if sub == "scale" else t.kind,
-                        "verbs": ["get", "patch", "update"],
-                    }
-                )
-        # The core group's groupVersion is "v1", not "/v1", or kubectl's REST mapper loses it.
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources,
-        }
 
 
 @asynccontextmanager

@@ -1,0 +1,215 @@
+"""A pod's container as a local process: which command an image runs here, and the runner that
+starts it, probes its readiness, restarts it with back-off and stops it like a kubelet would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from hearth_operator.api import HEARTH_IMAGE
+from hearth_sim.apiserver.resources import now_rfc3339
+
+if TYPE_CHECKING:
+    from hearth_sim.kubelet import Kubelet
+
+Obj = dict[str, Any]
+HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
+LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router")
+
+
+def local_command(container: Obj) -> list[str] | None:
+    """The process a container runs here, or None when its image cannot run locally."""
+    image = str(container.get("image", ""))
+    if image.split(":")[0] != HEARTH_IMAGE_REPO:
+        return None
+    argv = [*(container.get("command") or []), *(container.get("args") or [])]
+    if not argv or argv[0] not in LOCAL_COMMANDS:
+        return None
+    script = Path(sys.executable).parent / argv[0]
+    return [str(script), *argv[1:]]
+
+
+class PodRunner:
+    """One Pod's container: start, probe, restart with back-off, stop."""
+
+    def __init__(self, kubelet: Kubelet, pod: Obj, ip: str) -> None:
+        self.kubelet = kubelet
+        self.pod = pod
+        self.ip = ip
+        self.ns = pod["metadata"]["namespace"]
+        self.name = pod["metadata"]["name"]
+        self.container = (pod["spec"].get("containers") or [{}])[0]
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.ready = False
+        self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.returncode is None else None
+
+    async def _status(self, state: Obj, ready: bool, phase: str = "Running", last: Obj | None = None) -> None:
+        stamp = now_rfc3339()
+        cond = "True" if ready else "False"
+        status = {
+            "phase": phase,
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "hostIP": self.ip,
+            "startTime": self.pod["metadata"].get("creationTimestamp", stamp),
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Initialized", "status": "True"},
+                {"type": "ContainersReady", "status": cond},
+                {"type": "Ready", "status": cond, "lastTransitionTime": stamp},
+            ],
+            "containerStatuses": [
+                {
+                    "name": self.container.get("name", "main"),
+                    "image": self.container.get("image", ""),
+                    "ready": ready,
+                    "started": "running" in state,
+                    "restartCount": self.restarts,
+                    "state": state,
+                    "lastState": last or {},
+                }
+            ],
+        }
+        await self.kubelet.patch_pod_status(self.ns, self.name, status)
+
+    async def _run(self) -> None:
+        k = self.kubelet
+        await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
+        argv = local_command(self.container)
+        if argv is None:
+            msg = (
+                f"image {self.container.get('image')!r} cannot run in the simulated homelab: only "
+                f"{HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) runs here"
+            )
+            await k.event(self.pod, "Warning", "Failed", msg)
+            await self._status({"waiting": {"reason": "ErrImagePull", "message": msg}}, False, "Pending")
+            return
+        await k.event(self.pod, "Normal", "Pulled", "Container image is present on the node")
+        last: Obj = {}
+        while True:
+            await self._start(argv)
+            await k.event(self.pod, "Normal", "Started", f"Started container {self.container.get('name')}")
+            await self._status({"running": {"startedAt": now_rfc3339()}}, False, last=last)
+            assert self.proc is not None
+            probe = asyncio.create_task(self._probe())
+            try:
+                code = await self.proc.wait()
+            finally:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+            self.ready = False
+            self.restarts += 1
+            last = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Error" if code else "Completed",
+                    "finishedAt": now_rfc3339(),
+                }
+            }
+            delay = min(k.config.backoff_base * 2 ** (self.restarts - 1), 300.0)
+            await k.event(
+                self.pod,
+                "Warning",
+                "BackOff",
+                f"Back-off restarting failed container {self.container.get('name')} "
+                f"(exit code {code}, restarting in {delay:g}s)",
+            )
+            await self._status(
+                {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {delay:g}s restarting failed container",
+                    }
+                },
+                False,
+                last=last,
+            )
+            await asyncio.sleep(delay)
+
+    async def _start(self, argv: list[str]) -> None:
+        port = next((p.get("containerPort") for p in self.container.get("ports") or []), 8000)
+        env = {
+            **os.environ,
+            **self.kubelet.config.extra_env,
+            "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
+        }
+        for item in self.container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+        # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
+        env.update(
+            {
+                "HEARTH_SIM_HOST": self.ip,
+                "HEARTH_SIM_PORT": str(port),
+                "POD_IP": self.ip,
+                "POD_NAME": self.name,
+                "POD_NAMESPACE": self.ns,
+                "NODE_NAME": self.pod["spec"].get("nodeName", ""),
+            }
+        )
+        logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        with logfile.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+            )
+        self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+
+    async def _probe(self) -> None:
+        probe = (self.container.get("readinessProbe") or {}).get("httpGet")
+        if probe is None:
+            self.ready = True
+            await self._status({"running": {"startedAt": now_rfc3339()}}, True)
+            return
+        url = f"http://{self.ip}:{probe.get('port', 8000)}{probe.get('path', '/')}"
+        failures = 0
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while True:
+                try:
+                    ok = (await http.get(url)).status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                if ok != self.ready:
+                    self.ready = ok
+                    await self._status({"running": {"startedAt": now_rfc3339()}}, ok)
+                if not ok:
+                    failures += 1
+                    if failures == int(5 / self.kubelet.config.probe_interval):  # once, after ~5 s
+                        await self.kubelet.event(
+                            self.pod, "Warning", "Unhealthy", f"Readiness probe failed: {url} not ready yet"
+                        )
+                await asyncio.sleep(self.kubelet.config.probe_interval)
+
+    async def stop(self) -> None:
+        """Stop the container: SIGTERM, SIGKILL after the grace period — and SIGKILL at once if
+        this stop is itself cancelled (a kubelet shutting down), so no process outlives it."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), self.kubelet.config.grace_seconds)
+                except TimeoutError:
+                    pass
+            finally:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+        self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
