@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from hearth_sim.apiserver import HearthApiServer, serve_api
@@ -226,6 +227,22 @@ class ControlPlane:
                     )
                 )
 
+    async def wait_ready(self, within: float = 30.0) -> bool:
+        """Wait until the router answers /readyz (it has listed the models), so the banner's
+        curl works the moment it is printed."""
+        deadline = asyncio.get_running_loop().time() + within
+        async with httpx.AsyncClient(timeout=1.0) as http:
+            while asyncio.get_running_loop().time() < deadline:
+                if any(p.returncode is not None for p in self.procs):
+                    return False
+                try:
+                    if (await http.get(f"{self.router_url}/readyz")).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)  # a poll with a deadline: the router has no other signal
+        return False
+
     async def stop(self) -> None:
         for proc in self.procs:
             if proc.returncode is None:
@@ -248,6 +265,12 @@ async def serve_until_signalled(homelab: Homelab, plane: ControlPlane | None = N
     async with homelab.running():
         if plane is not None:
             await plane.start()
+            if not await plane.wait_ready():
+                print(
+                    f"warning: the router did not become ready; see {homelab.state_dir / 'logs'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         try:
             print(
                 BANNER.format(
