@@ -23,9 +23,16 @@ class Loading:
     overdue: bool
 
 
-def loading(model: str, status: ModelDeploymentStatus, now: datetime, fallback_estimate: float) -> Loading:
-    """The countdown: the operator's estimate minus the time since the load began; overdue loads
-    say so instead of counting below zero."""
+def loading(
+    model: str,
+    status: ModelDeploymentStatus,
+    now: datetime,
+    fallback_estimate: float,
+    at_most: int | None = None,
+) -> Loading:
+    """The countdown: the operator's estimate minus the time since the load began, never above
+    `at_most` (what the client was last told: a countdown does not count up); overdue loads say
+    so instead of counting below zero."""
     estimate = status.warmup.estimate_seconds or fallback_estimate
     since = status.loading_since
     elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
@@ -47,7 +54,7 @@ def loading(model: str, status: ModelDeploymentStatus, now: datetime, fallback_e
         return Loading(
             f"{base} taking longer than usual ({over} s over the usual {estimate:.0f} s)", 0, 0.99, True
         )
-    left = math.ceil(remaining)
+    left = math.ceil(remaining) if at_most is None else min(math.ceil(remaining), at_most)
     progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
     return Loading(f"{base} ~{left} s", left, round(progress, 3), False)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,13 +37,24 @@ class Queued:
 
 @dataclass
 class Waiters:
-    """Requests per model that wait for a load or a slot: the operator must not scale those
-    models down (activity), and past a limit new ones are turned away."""
+    """Requests per model that wait for a load or a slot: past a limit new ones are turned
+    away, and the count is exported as a gauge."""
 
+    gauge: Any = None  # metrics.waiters, labelled by model
     counts: dict[str, int] = field(default_factory=dict)
 
     def __call__(self, key: str) -> int:
         return self.counts.get(key, 0)
+
+    @contextmanager
+    def waiting(self, key: str, model: str) -> Iterator[None]:
+        self.counts[key] = self(key) + 1
+        self.gauge.labels(model=model).set(self(key))
+        try:
+            yield
+        finally:
+            self.counts[key] = self(key) - 1
+            self.gauge.labels(model=model).set(self(key))
 
 
 @dataclass
@@ -57,6 +69,9 @@ class Service:
     generation_seconds: dict[str, float] = field(default_factory=dict)  # key → moving average
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
     background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
+
+    def __post_init__(self) -> None:
+        self.waiters.gauge = self.metrics.waiters
 
     # --- which model -------------------------------------------------------------------------
 
@@ -144,14 +159,7 @@ class Service:
             waited = True
             await self.annotator.ensure_awake(key, md.status.phase)
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            update = progress.loading(model, md.status, datetime.now(UTC), self.estimate(md))
-            if shown is not None and update.estimated_time > shown:  # never count up
-                update = progress.Loading(
-                    update.message.replace(f"~{update.estimated_time} s", f"~{shown} s"),
-                    shown,
-                    update.progress,
-                    update.overdue,
-                )
+            update = progress.loading(model, md.status, datetime.now(UTC), self.estimate(md), at_most=shown)
             shown = update.estimated_time
             now = time.monotonic()
             if last is None or last[0] != update.message or now - last[1] >= self.settings.loading_interval:
@@ -203,17 +211,14 @@ class Service:
         task: asyncio.Task[Any] = current
         self.active[ident.id] = task
         key, model = entry.key, entry.md.spec.model
-        self.waiters.counts[key] = self.waiters(key) + 1
         ticket = self.slots.enqueue(key)
         began = time.monotonic()
         try:
-            try:
+            with self.waiters.waiting(key, model):
                 async for _ in self.hold(entry):
                     pass
                 async for _ in self.acquire(entry, ticket):
                     pass
-            finally:
-                self.waiters.counts[key] = self.waiters(key) - 1
             assert ticket.endpoint is not None
             started = time.monotonic()
             answer = await self.upstream.fetch(

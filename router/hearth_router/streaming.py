@@ -50,11 +50,9 @@ class StreamJob:
         began = time.monotonic()
         yield self._status("routing", "Selecting backend…")
         warmed_in: float | None = None
-        service.waiters.counts[key] = service.waiters(key) + 1
-        service.metrics.waiters.labels(model=self.model).set(service.waiters(key))
         ticket = service.slots.enqueue(key)
         try:
-            try:
+            with service.waiters.waiting(key, self.model):
                 async for update in service.hold(self.entry):
                     md = (service.registry.get(key) or self.entry).md
                     warmed_in = 0.0
@@ -75,9 +73,6 @@ class StreamJob:
                         queue_position=place.position,
                         estimated_time=place.estimated_time,
                     )
-            finally:
-                service.waiters.counts[key] = service.waiters(key) - 1
-                service.metrics.waiters.labels(model=self.model).set(service.waiters(key))
             md = (service.registry.get(key) or self.entry).md
             endpoint = ticket.endpoint
             assert endpoint is not None
@@ -112,22 +107,17 @@ class StreamJob:
             reason = choices[0].get("finish_reason")
             if reason:
                 finish = reason
+            if piece and first_token is None:
+                first_token = time.monotonic()
+                service.metrics.ttft.labels(model=self.model).observe(first_token - began)
+                service.metrics.upstream.labels(model=self.model).observe(first_token - started)
             if piece:
-                if first_token is None:
-                    first_token = time.monotonic()
-                    service.metrics.ttft.labels(model=self.model).observe(first_token - began)
-                    service.metrics.upstream.labels(model=self.model).observe(first_token - started)
                 text.append(piece)
+            if piece or (choices[0].get("delta") or {}).get("role"):
+                # Text and the opening role chunk pass through; `done` carries the finish reason.
                 out = chunks.rewrite_upstream(chunk, self.ident)
                 out["choices"] = [{**choices[0], "finish_reason": None}]
                 yield chunks.frame(out)
-            elif chunk.get("choices") and "delta" in choices[0] and choices[0]["delta"].get("role"):
-                yield chunks.frame(
-                    {
-                        **chunks.rewrite_upstream(chunk, self.ident),
-                        "choices": [{**choices[0], "finish_reason": None}],
-                    }
-                )
         elapsed = time.monotonic() - started
         service.record_generation(self.entry.key, elapsed)
         completion_tokens = (usage or {}).get("completion_tokens") or len(text)

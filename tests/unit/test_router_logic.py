@@ -130,6 +130,12 @@ def test_loading_messages_count_down_and_say_what_is_happening(
     assert 0 <= update.progress <= 0.99
 
 
+def test_the_countdown_never_counts_up() -> None:
+    cold = status(phase="Cold", warmup={"estimateSeconds": 23})
+    assert progress.loading("medium", cold, NOW, 9, at_most=17).message == "Waking medium… ~17 s"
+    assert progress.loading("medium", cold, NOW, 9, at_most=30).estimated_time == 23
+
+
 def test_summaries_for_open_webui() -> None:
     assert progress.summary("rtx3090", 12.2, 38.4) == "Warmed up in 12 s on 3090 · 38 tokens/s"
     assert progress.summary("rtx3070", None, 40) == "On 3070 · 40 tokens/s"
