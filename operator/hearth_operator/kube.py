@@ -43,35 +43,60 @@ class Writer:
         self.apps: Any = client.AppsV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
+        self._services: dict[str, Any] = {}  # owner uid → the Service spec last made to match
 
     async def ensure_service(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
-        manifest["metadata"]["ownerReferences"] = [owner]
-        meta = manifest["metadata"]
-        try:
-            await self.core.create_namespaced_service(meta["namespace"], manifest)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        """Create the Service, or bring it to the manifest (a port change). Its spec changes only
+        with the model's port, so reconciles that did not change it skip the API entirely."""
+        if self._services.get(owner["uid"]) == manifest["spec"]:
+            return
+
+        async def update(name: str, ns: str, body: dict[str, Any]) -> None:
+            # A merge patch, not a replace: the API server owns spec.clusterIP.
+            patch = {"metadata": {"labels": manifest["metadata"]["labels"]}, "spec": manifest["spec"]}
+            await self.core.patch_namespaced_service(name, ns, patch, _content_type=MERGE)
+
+        await self._ensure(
+            self.core.read_namespaced_service, self.core.create_namespaced_service, update, manifest, owner
+        )
+        self._services[owner["uid"]] = manifest["spec"]
 
     async def ensure_deployment(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
-        """Create the Deployment, or bring its spec to the manifest's (a patch only when it differs)."""
+        """Create the Deployment, or bring it to the manifest — checked on every reconcile, so a
+        hand-made change (a `kubectl scale`) is undone."""
+
+        async def update(name: str, ns: str, body: dict[str, Any]) -> None:
+            # A full replace, so what the manifest drops (a nodeSelector, an env var) goes too;
+            # a concurrent change makes it 409 and the reconcile runs again.
+            manifest["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
+            await self.apps.replace_namespaced_deployment(name, ns, manifest)
+
+        await self._ensure(
+            self.apps.read_namespaced_deployment,
+            self.apps.create_namespaced_deployment,
+            update,
+            manifest,
+            owner,
+        )
+
+    async def _ensure(
+        self, read: Any, create: Any, update: Any, manifest: dict[str, Any], owner: dict[str, Any]
+    ) -> None:
+        """Create a child, or update it when its spec or labels differ from the manifest's."""
         manifest["metadata"]["ownerReferences"] = [owner]
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         # Raw JSON, not the client's model objects, so it compares with the dict manifest.
-        current = await self.apps.read_namespaced_deployment(name, ns, _preload_content=False)
+        current = await read(name, ns, _preload_content=False)
         body = await current.json()
         if current.status == 404:
-            await self.apps.create_namespaced_deployment(ns, manifest)
+            await create(ns, manifest)
             return
         if current.status >= 400:
             raise ApiException(status=current.status, reason=str(body.get("message")))
         if _differs(manifest["spec"], body.get("spec") or {}) or _differs(
             manifest["metadata"]["labels"], body["metadata"].get("labels") or {}
         ):
-            # A full replace, so what the manifest drops (a nodeSelector, an env var) goes too;
-            # a concurrent change makes it 409 and the reconcile runs again.
-            manifest["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
-            await self.apps.replace_namespaced_deployment(name, ns, manifest)
+            await update(name, ns, body)
 
     async def event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record a Kubernetes Event on the ModelDeployment (best effort: never fails a reconcile)."""

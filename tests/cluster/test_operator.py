@@ -247,6 +247,22 @@ async def test_a_name_clash_that_appears_later_stops_the_newer_model(kube: Kube)
     assert (await status(kube, "elder"))["phase"] == "Cold"
 
 
+async def test_a_port_change_follows_through_to_the_service(kube: Kube) -> None:
+    await kube.create(MD_API, MDS, "default", sim_md("porty", load=0))
+    await wake(kube, "porty")
+    await wait_phase(kube, "porty", "Warm")
+    await kube.patch(MD_API, MDS, "default", "porty", {"spec": {"port": 8001}})
+
+    async def moved() -> dict[str, Any] | None:
+        s = await status(kube, "porty")
+        ok = s.get("phase") == "Warm" and s.get("endpoints") and s["endpoints"][0].endswith(":8001")
+        return s if ok else None
+
+    await eventually(moved, what="the replica to serve on the new port")
+    service = await kube.get("v1", "services", "default", "porty")
+    assert [p["port"] for p in service["spec"]["ports"]] == [8001]
+
+
 async def test_deleting_the_cr_deletes_its_children(kube: Kube) -> None:
     await kube.create(MD_API, MDS, "default", sim_md("doomed", load=0))
     await wake(kube, "doomed")
