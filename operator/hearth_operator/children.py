@@ -1,15 +1,19 @@
 """The Deployment and Service the operator owns for each ModelDeployment. Pure: manifests in,
-manifests out; handlers add owner references and apply them."""
+manifests out; the reconciler adds owner references and kube.Writer applies them.
+
+Manifests are written as merge patches, so an optional field the operator owns is always
+present — as null when unset — and a field it stops setting (a nodeSelector, a command) is
+removed from the object rather than left behind.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hearth_api.model_deployment import ModelDeployment, effective_readiness_path
+from hearth_api.names import MD_LABEL, MODEL_LABEL, NVIDIA_GPU_RESOURCE
 from hearth_operator import engines
-from hearth_operator.api import NVIDIA_GPU_RESOURCE, ModelDeployment, effective_readiness_path
 
-MD_LABEL = "hearth.dev/model-deployment"
-MODEL_LABEL = "hearth.dev/model"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 RUN_AS = 1000
 
@@ -51,9 +55,7 @@ def deployment(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    command = engines.command(spec)
-    if command:
-        container["command"] = command
+    container["command"] = engines.command(spec)  # None: the image's entrypoint
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     source = spec.model_source
     if source is not None and source.pvc is not None:
@@ -77,8 +79,7 @@ def deployment(
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 10,
     }
-    if node:
-        pod_spec["nodeSelector"] = {HOSTNAME_LABEL: node}
+    pod_spec["nodeSelector"] = {HOSTNAME_LABEL: node} if node else None
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -105,3 +106,26 @@ def service(md: ModelDeployment) -> dict[str, Any]:
             "ports": [{"name": "http", "port": md.spec.port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def differs(wanted: Any, actual: Any) -> bool:
+    """True when `actual` lacks or contradicts anything in `wanted` (server defaults may add
+    more); a null in `wanted` means the field must be absent."""
+    if isinstance(wanted, dict):
+        return not isinstance(actual, dict) or any(differs(v, actual.get(k)) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            not isinstance(actual, list)
+            or len(wanted) != len(actual)
+            or any(differs(w, a) for w, a in zip(wanted, actual, strict=True))
+        )
+    return bool(wanted != actual)
+
+
+def without_nulls(manifest: Any) -> Any:
+    """The manifest as an object to create: nulls (absent fields, in a patch) left out."""
+    if isinstance(manifest, dict):
+        return {k: without_nulls(v) for k, v in manifest.items() if v is not None}
+    if isinstance(manifest, list):
+        return [without_nulls(v) for v in manifest]
+    return manifest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hearth_operator.api import ENGINE_DEFAULTS, Engine, EnvVar, ModelDeploymentSpec
+from hearth_api.model_deployment import ENGINE_DEFAULTS, Engine, EnvVar, ModelDeploymentSpec
 
 MODELS_MOUNT = "/models"
 

@@ -7,33 +7,24 @@ GPU class in `status.warmup.byGpuClass` (a model moved to the other card loads a
 The estimate is the median of the most recent five samples on the GPU class it will load on
 (else of any class): the median shrugs off one odd load (a cold page cache, a pull), and five
 samples follow a drift (a new image, a bigger context) within a few loads. With no samples yet,
-`warmup.expectedSeconds` from the spec; with none of that, a prior by size (the seed's table:
-up to 8 GiB 5 s, up to 16 GiB 15 s, larger 30 s).
+`warmup.expectedSeconds` from the spec; with none of that, a prior by size (the contract's
+`prior_warmup_seconds`, which the router falls back to as well).
 """
 
 from __future__ import annotations
 
 import statistics
 
-from hearth_operator.api import MAX_WARMUP_SAMPLES
+from hearth_api.model_deployment import MAX_WARMUP_SAMPLES
 
 RECENT = 5
 
 
-def size_prior(vram_gib: int) -> float:
-    if vram_gib <= 8:
-        return 5.0
-    if vram_gib <= 16:
-        return 15.0
-    return 30.0
-
-
-def estimate(samples: list[float], expected: float | None, vram_gib: int) -> float:
+def estimate(samples: list[float], prior: float) -> float:
+    """The median of the recent samples, else the prior (the spec's guess, else by size)."""
     if samples:
         return round(statistics.median(samples[-RECENT:]), 1)
-    if expected is not None:
-        return float(expected)
-    return size_prior(vram_gib)
+    return prior
 
 
 def add_sample(samples: list[float], seconds: float) -> list[float]:

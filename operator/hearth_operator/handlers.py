@@ -7,21 +7,20 @@ owns its two annotations, the operator owns status (DESIGN.md: one writer per th
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from hearth_api.connect import api_client
+from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION
 from hearth_operator import placement
-from hearth_operator.api import GROUP, PLURAL, VERSION
-from hearth_operator.children import MD_LABEL
-from hearth_operator.kube import Writer, api_client
+from hearth_operator.kube import Writer
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.reconciler import Indexes, Reconciler, key_of
+from hearth_operator.settings import OperatorSettings
 
 log = logging.getLogger("hearth.operator")
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -42,18 +41,15 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     metrics = OperatorMetrics()
-    port = int(os.environ.get("HEARTH_OPERATOR_METRICS_PORT", "8080"))
-    if port:
-        start_http_server(
-            port, addr=os.environ.get("HEARTH_OPERATOR_METRICS_HOST", "0.0.0.0"), registry=metrics.registry
-        )
+    config: OperatorSettings = memo.settings
+    if config.metrics_port:
+        start_http_server(config.metrics_port, addr=config.metrics_host, registry=metrics.registry)
     memo.reconciler = Reconciler(writer=Writer(await api_client()), metrics=metrics)
-    memo.deadlines = asyncio.create_task(memo.reconciler.run_deadlines(), name="idle deadlines")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    memo.deadlines.cancel()
+    memo.reconciler.queue.close()
 
 
 def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:

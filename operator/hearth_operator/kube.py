@@ -1,39 +1,36 @@
-"""The operator's writes to the API: children (create or patch), CR status. Thin I/O."""
+"""The operator's writes to the API: its children (created, then merge-patched), CR status and
+Events. Thin I/O.
+
+Children are never replaced with a full PUT: the kubelet (or the Deployment controller) writes
+their status concurrently, and a PUT carrying the resourceVersion read a moment ago would be
+refused with 409. A JSON merge patch of the fields the operator owns — the manifest, with
+explicit nulls for what it dropped — needs no resourceVersion and cannot race with status.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from hearth_operator.api import GROUP, PLURAL, VERSION
+from hearth_api.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from hearth_api.times import now_rfc3339
+from hearth_operator.children import differs, without_nulls
 
 log = logging.getLogger("hearth.operator.kube")
 MERGE = "application/merge-patch+json"
 
 
-async def api_client() -> client.ApiClient:
-    """In a pod: the service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
+@dataclass(frozen=True)
+class _Calls:
+    """The generated client's calls for one kind of child."""
 
-
-def owner_reference(md_body: dict[str, Any]) -> dict[str, Any]:
-    meta = md_body["metadata"]
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    read: Any
+    create: Any
+    patch: Any
 
 
 class Writer:
@@ -43,6 +40,16 @@ class Writer:
         self.apps: Any = client.AppsV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
+        self._deployments = _Calls(
+            self.apps.read_namespaced_deployment,
+            self.apps.create_namespaced_deployment,
+            self.apps.patch_namespaced_deployment,
+        )
+        self._service_calls = _Calls(
+            self.core.read_namespaced_service,
+            self.core.create_namespaced_service,
+            self.core.patch_namespaced_service,
+        )
         self._services: dict[str, Any] = {}  # owner uid → the Service spec last made to match
 
     async def ensure_service(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
@@ -50,63 +57,60 @@ class Writer:
         with the model's port, so reconciles that did not change it skip the API entirely."""
         if self._services.get(owner["uid"]) == manifest["spec"]:
             return
-
-        async def update(name: str, ns: str, body: dict[str, Any]) -> None:
-            # A merge patch, not a replace: the API server owns spec.clusterIP.
-            patch = {"metadata": {"labels": manifest["metadata"]["labels"]}, "spec": manifest["spec"]}
-            await self.core.patch_namespaced_service(name, ns, patch, _content_type=MERGE)
-
-        await self._ensure(
-            self.core.read_namespaced_service, self.core.create_namespaced_service, update, manifest, owner
-        )
+        await self._ensure(self._service_calls, manifest, owner)
         self._services[owner["uid"]] = manifest["spec"]
 
     async def ensure_deployment(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
         """Create the Deployment, or bring it to the manifest — checked on every reconcile, so a
         hand-made change (a `kubectl scale`) is undone."""
+        await self._ensure(self._deployments, manifest, owner)
 
-        async def update(name: str, ns: str, body: dict[str, Any]) -> None:
-            # A full replace, so what the manifest drops (a nodeSelector, an env var) goes too;
-            # a concurrent change makes it 409 and the reconcile runs again.
-            manifest["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"]
-            await self.apps.replace_namespaced_deployment(name, ns, manifest)
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set the replicas of a Deployment that may not exist (nothing to stop, then)."""
+        try:
+            await self.apps.patch_namespaced_deployment(
+                name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
-        await self._ensure(
-            self.apps.read_namespaced_deployment,
-            self.apps.create_namespaced_deployment,
-            update,
-            manifest,
-            owner,
-        )
-
-    async def _ensure(
-        self, read: Any, create: Any, update: Any, manifest: dict[str, Any], owner: dict[str, Any]
-    ) -> None:
-        """Create a child, or update it when its spec or labels differ from the manifest's."""
+    async def _ensure(self, calls: _Calls, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Create a child, or merge-patch it where its spec or labels differ from the manifest.
+        Lost a race to create it (409)? Read it again at once and patch that."""
         manifest["metadata"]["ownerReferences"] = [owner]
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        # Raw JSON, not the client's model objects, so it compares with the dict manifest.
-        current = await read(name, ns, _preload_content=False)
-        body = await current.json()
-        if current.status == 404:
-            await create(ns, manifest)
+        for attempt in (1, 2):
+            # Raw JSON, not the client's model objects, so it compares with the dict manifest.
+            current = await calls.read(name, ns, _preload_content=False)
+            body = await current.json()
+            if current.status == 404:
+                try:
+                    await calls.create(ns, without_nulls(manifest))
+                except ApiException as exc:
+                    if exc.status == 409 and attempt == 1:
+                        continue
+                    raise
+                return
+            if current.status >= 400:
+                raise ApiException(status=current.status, reason=str(body.get("message")))
+            labels = manifest["metadata"]["labels"]
+            if differs(manifest["spec"], body.get("spec") or {}) or differs(
+                labels, body["metadata"].get("labels") or {}
+            ):
+                patch = {"metadata": {"labels": labels}, "spec": manifest["spec"]}
+                await calls.patch(name, ns, patch, _content_type=MERGE)
             return
-        if current.status >= 400:
-            raise ApiException(status=current.status, reason=str(body.get("message")))
-        if _differs(manifest["spec"], body.get("spec") or {}) or _differs(
-            manifest["metadata"]["labels"], body["metadata"].get("labels") or {}
-        ):
-            await update(name, ns, body)
 
     async def event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record a Kubernetes Event on the ModelDeployment (best effort: never fails a reconcile)."""
         meta = body["metadata"]
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = now_rfc3339()
         event = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ModelDeployment",
+                "apiVersion": API_VERSION,
+                "kind": KIND,
                 "name": meta["name"],
                 "namespace": meta.get("namespace"),
                 "uid": meta.get("uid"),
@@ -130,16 +134,3 @@ class Writer:
         await self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
         )
-
-
-def _differs(wanted: Any, actual: Any) -> bool:
-    """True when `actual` lacks or contradicts anything in `wanted` (server defaults may add more)."""
-    if isinstance(wanted, dict):
-        return not isinstance(actual, dict) or any(_differs(v, actual.get(k)) for k, v in wanted.items())
-    if isinstance(wanted, list):
-        return (
-            not isinstance(actual, list)
-            or len(wanted) != len(actual)
-            or any(_differs(w, a) for w, a in zip(wanted, actual, strict=True))
-        )
-    return bool(wanted != actual)

@@ -1,4 +1,4 @@
-"""A model's lifecycle as a pure function: (spec, annotations, pods, placement, clock, previous
+"""A model's lifecycle as pure functions: (spec, annotations, pods, placement, clock, previous
 status) → replicas to run, the new status, and the Events to record.
 
     Cold ──wake──► Loading ──first replica Ready──► Warm ──idle timeout──► Cold
@@ -10,66 +10,41 @@ status) → replicas to run, the new status, and the Events to record.
 A model is *wanted* while `minReplicas ≥ 1`, or while its last touch (the router's
 `wake-requested-at` or `last-activity` annotation, whichever is later) lies within
 `idleTimeoutSeconds`, or while it is Loading (a load is never cut short).
+
+`plan` picks one outcome — failed spec, evicted, cold, unplaced, waiting for room, placed —
+each its own function returning a frozen `Outcome`; `_status` alone turns an outcome into the
+status and Events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
-from hearth_operator import estimates
-from hearth_operator.api import (
-    LAST_ACTIVITY,
-    WAKE_REQUESTED_AT,
+from hearth_api.model_deployment import (
     Condition,
     ConditionType,
+    Eviction,
     ModelDeployment,
     ModelDeploymentStatus,
     Phase,
+    Reason,
     WarmupStatus,
-    parse_time,
+    prior_warmup_seconds,
 )
+from hearth_api.names import LAST_ACTIVITY, WAKE_REQUESTED_AT
+from hearth_api.times import parse_time
+from hearth_operator import estimates
 from hearth_operator.placement import Decision, GpuNode
+from hearth_operator.pods import PodView
 
-UNRUNNABLE = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 CRASHES_BEFORE_FAILED = 3
+RECENT_WAKE = timedelta(seconds=10)
+
+Event = tuple[str, str, str]  # (type, reason, message)
 
 
-@dataclass(frozen=True)
-class PodView:
-    name: str
-    ip: str | None
-    ready: bool
-    restarts: int = 0
-    waiting_reason: str | None = None
-    waiting_message: str = ""
-    last_exit_code: int | None = None
-    deleting: bool = False
-
-
-def pod_view(pod: dict[str, Any]) -> PodView:
-    status = pod.get("status") or {}
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    cs = (status.get("containerStatuses") or [{}])[0]
-    waiting = (cs.get("state") or {}).get("waiting") or {}
-    terminated = (cs.get("lastState") or {}).get("terminated") or {}
-    return PodView(
-        name=pod["metadata"]["name"],
-        ip=status.get("podIP"),
-        ready=ready,
-        restarts=int(cs.get("restartCount", 0)),
-        waiting_reason=waiting.get("reason"),
-        waiting_message=waiting.get("message", ""),
-        last_exit_code=terminated.get("exitCode"),
-        deleting=bool(pod["metadata"].get("deletionTimestamp")),
-    )
-
-
-def rfc3339(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# --- when a model is wanted ---------------------------------------------------------------------
 
 
 def last_touch(md: ModelDeployment) -> datetime | None:
@@ -98,11 +73,14 @@ def idle_deadline(md: ModelDeployment) -> datetime | None:
     return start + timedelta(seconds=md.spec.scaling.idle_timeout_seconds)
 
 
-def load_start(md: ModelDeployment, now: datetime) -> datetime:
-    """A load starts at the wake that asked for it, when that wake is recent (the user has been
-    waiting since then), else now. Bounded so a skewed clock cannot stretch a measurement."""
+def loading_since(md: ModelDeployment, now: datetime) -> datetime:
+    """When the current load began: kept while Loading; a new load starts at the wake that asked
+    for it when that wake is recent (the user has waited since then), else now. Bounded so a
+    skewed clock cannot stretch a measurement."""
+    if md.status.phase is Phase.LOADING and md.status.loading_since is not None:
+        return md.status.loading_since
     wake = parse_time(md.annotations.get(WAKE_REQUESTED_AT))
-    if wake is not None and now - timedelta(seconds=10) <= wake <= now:
+    if wake is not None and now - RECENT_WAKE <= wake <= now:
         return wake
     return now
 
@@ -119,13 +97,7 @@ def wanted(md: ModelDeployment, pods: list[PodView], now: datetime) -> bool:
     return deadline is not None and now < deadline
 
 
-@dataclass
-class Plan:
-    replicas: int
-    node: GpuNode | None
-    status: ModelDeploymentStatus
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    evict: tuple[str, ...] = ()
+# --- what to do ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -139,12 +111,181 @@ class Inputs:
     failure: str | None = None  # a spec the operator cannot honour, naming the field
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One reconcile's verdict, before it becomes status."""
+
+    phase: Phase
+    message: str
+    scheduled: tuple[bool, Reason, str]  # the Scheduled condition: ok, reason, message
+    replicas: int = 0
+    node: GpuNode | None = None  # the node it runs on
+    gpu_class: str | None = None  # the class it runs or will run on
+    loading_since: datetime | None = None
+    sample: float | None = None  # a warmup measured by this reconcile
+    evicted_at: datetime | None = None  # None: unchanged
+    evict: tuple[str, ...] = ()  # keys of the models to unload for this one
+    evicting: Eviction | None = None
+    event_reason: str | None = None  # None: the phase's name
+
+
+@dataclass
+class Plan:
+    replicas: int
+    node: GpuNode | None
+    status: ModelDeploymentStatus
+    events: list[Event] = field(default_factory=list)
+    evict: tuple[str, ...] = ()
+
+
+def _failed_spec(message: str, event_reason: Reason | None = None) -> Outcome:
+    return Outcome(Phase.FAILED, message, (False, Reason.INVALID_SPEC, message), event_reason=event_reason)
+
+
+def _evicted(i: Inputs) -> Outcome:
+    prev = i.md.status
+    why = f"to free the GPU for {i.evicted_for}" if i.evicted_for else "to free the GPU"
+    message = f"Unloading {why}" if i.pods else f"Unloaded {why}; a request wakes it"
+    return Outcome(
+        Phase.EVICTING if i.pods else Phase.COLD,
+        message,
+        (False, Reason.EVICTED, message),
+        evicted_at=prev.evicted_at if prev.phase is Phase.EVICTING and prev.evicted_at else i.now,
+    )
+
+
+def _cold(i: Inputs) -> Outcome:
+    prev = i.md.status
+    if prev.phase in (Phase.WARM, Phase.LOADING):
+        message = f"Scaled to zero after {i.md.spec.scaling.idle_timeout_seconds} s without requests"
+    elif prev.phase is Phase.COLD and prev.message:
+        message = prev.message
+    else:
+        message = "Cold: scaled to zero; a request wakes it"
+    return Outcome(
+        Phase.COLD, message, (False, Reason.SCALED_TO_ZERO, message), replicas=i.md.spec.scaling.min_replicas
+    )
+
+
+def _unplaced(decision: Decision | None) -> Outcome:
+    message = decision.message if decision else "no GPU node known yet"
+    # NoSuitableNode: no node could ever hold it, so clients need not wait (the router errs).
+    reason = Reason.NO_SUITABLE_NODE if decision and decision.permanent else Reason.UNSCHEDULABLE
+    return Outcome(Phase.UNSCHEDULABLE, message, (False, reason, message))
+
+
+def _waiting_for_room(i: Inputs, target: GpuNode, decision: Decision) -> Outcome:
+    """A GPU is being freed for it: it counts as loading (the router counts down) but holds no
+    node yet; a later reconcile places it once the victims are gone."""
+    return Outcome(
+        Phase.LOADING,
+        decision.message,
+        (True, Reason.EVICTING, decision.message),
+        gpu_class=target.gpu_class,
+        loading_since=loading_since(i.md, i.now),
+        evict=decision.victims,
+        evicting=Eviction(node=target.name, models=[*decision.waiting_for, *decision.victims]),
+    )
+
+
+def _placed(i: Inputs, node: GpuNode) -> Outcome:
+    md, prev = i.md, i.md.status
+    live = [p for p in i.pods if not p.deleting]
+    where = f"on {node.name} ({node.gpu_class})"
+    running = Outcome(
+        Phase.LOADING,
+        f"Loading {md.spec.model} {where}",
+        (True, Reason.PLACED, where),
+        replicas=max(md.spec.scaling.min_replicas, 1),
+        node=node,
+        gpu_class=node.gpu_class,
+    )
+    if any(p.ready and p.ip for p in live):
+        sample = None
+        if prev.phase is not Phase.WARM and prev.loading_since is not None:
+            sample = max((i.now - prev.loading_since).total_seconds(), 0.0)
+        return replace(running, phase=Phase.WARM, message=f"Warm {where}", sample=sample)
+    broken = next((p for p in live if p.unrunnable), None)
+    if broken is not None:
+        why = f"cannot start the engine: {broken.waiting_reason}: {broken.waiting_message}".rstrip(": ")
+        return replace(running, phase=Phase.FAILED, message=why)
+    crashing = next((p for p in live if p.restarts >= CRASHES_BEFORE_FAILED and not p.ready), None)
+    if crashing is not None:
+        why = (
+            f"the engine crashed {crashing.restarts} times (last exit code "
+            f"{crashing.last_exit_code}); see kubectl logs {crashing.name}"
+        )
+        return replace(running, phase=Phase.FAILED, message=why)
+    return replace(running, loading_since=loading_since(md, i.now))
+
+
+def _outcome(i: Inputs) -> Outcome:
+    prev = i.md.status
+    if i.failure is not None:
+        return _failed_spec(i.failure)
+    if i.evicted_for is not None or (prev.phase is Phase.EVICTING and i.pods):
+        return _evicted(i)
+    if not wanted(i.md, i.pods, i.now):
+        return _cold(i)
+    held = i.node if prev.phase in (Phase.LOADING, Phase.WARM) else None
+    if held is not None:
+        return _placed(i, held)
+    if i.decision is None or i.decision.node is None:
+        return _unplaced(i.decision)
+    if not i.decision.placed:
+        return _waiting_for_room(i, i.decision.node, i.decision)
+    return _placed(i, i.decision.node)
+
+
+def plan(i: Inputs) -> Plan:
+    outcome = _outcome(i)
+    status, events = _status(i, outcome)
+    return Plan(
+        replicas=outcome.replicas, node=outcome.node, status=status, events=events, evict=outcome.evict
+    )
+
+
+def plan_invalid_spec(
+    status: ModelDeploymentStatus, pods: list[PodView], generation: int | None, message: str, now: datetime
+) -> Plan:
+    """A body whose spec the types refuse: Failed, naming the field, nothing running; what was
+    measured (warmup samples) is kept for when the spec is mended."""
+    outcome = _failed_spec(message, Reason.INVALID_SPEC)
+    live = [p for p in pods if not p.deleting]
+    new = status.model_copy(
+        update={
+            "phase": outcome.phase,
+            "message": message,
+            "node": None,
+            "endpoints": [],
+            "replicas": len(live),
+            "ready_replicas": 0,
+            "loading_since": None,
+            "evicting": None,
+            "conditions": _conditions(status.conditions, now, generation, outcome, degraded=True),
+            "observed_generation": generation,
+        }
+    )
+    return Plan(replicas=0, node=None, status=new, events=_events(status, outcome))
+
+
+# --- outcome → status ----------------------------------------------------------------------------
+
+
 def _conditions(
-    prev: list[Condition],
-    now: datetime,
-    generation: int | None,
-    wanted_: dict[ConditionType, tuple[bool, str, str]],
+    prev: list[Condition], now: datetime, generation: int | None, outcome: Outcome, degraded: bool
 ) -> list[Condition]:
+    scheduled_ok, scheduled_reason, scheduled_message = outcome.scheduled
+    failed = outcome.phase is Phase.FAILED
+    wanted_: dict[ConditionType, tuple[bool, str, str]] = {
+        ConditionType.SCHEDULED: (scheduled_ok, scheduled_reason.value, scheduled_message),
+        ConditionType.READY: (outcome.phase is Phase.WARM, outcome.phase.value, outcome.message),
+        ConditionType.DEGRADED: (
+            degraded,
+            (Reason.FAILED if failed else Reason.RESTARTS if degraded else Reason.HEALTHY).value,
+            outcome.message if degraded else "",
+        ),
+    }
     old = {c.type: c for c in prev}
     out = []
     for ctype, (ok, reason, message) in wanted_.items():
@@ -176,135 +317,42 @@ def _warmup(md: ModelDeployment, gpu_class: str | None, sample: float | None) ->
         last = round(sample, 2)
     target = gpu_class or (md.spec.gpu.gpu_class.value if md.spec.gpu.gpu_class.value != "any" else None)
     basis = by_class.get(target, []) if target else []
-    estimate = estimates.estimate(basis or samples, md.spec.warmup.expected_seconds, md.spec.gpu.vram_gib)
+    estimate = estimates.estimate(basis or samples, prior_warmup_seconds(md.spec))
     return WarmupStatus(estimate_seconds=estimate, samples=samples, last_seconds=last, by_gpu_class=by_class)
 
 
-def plan(i: Inputs) -> Plan:
-    md, now, prev = i.md, i.now, i.md.status
+def _events(prev: ModelDeploymentStatus, outcome: Outcome) -> list[Event]:
+    """One Event per phase change, and per new reason to be Failed or Unschedulable."""
+    trouble = outcome.phase in (Phase.FAILED, Phase.UNSCHEDULABLE)
+    if outcome.phase is prev.phase and not (trouble and outcome.message != prev.message):
+        return []
+    kind = "Warning" if trouble else "Normal"
+    text = outcome.message
+    if outcome.sample is not None:
+        text = f"{text}: warmed up in {outcome.sample:.1f} s"
+    return [(kind, outcome.event_reason or outcome.phase.value, text)]
+
+
+def _status(i: Inputs, outcome: Outcome) -> tuple[ModelDeploymentStatus, list[Event]]:
+    md, prev = i.md, i.md.status
     live = [p for p in i.pods if not p.deleting]
     ready = [p for p in live if p.ready and p.ip]
-    generation = (md.metadata or {}).get("generation")
-    node: GpuNode | None = None
-    replicas = 0
-    phase: Phase
-    message: str
-    loading_since: datetime | None = None
-    sample: float | None = None
-    evict: tuple[str, ...] = ()
-    evicted_at = prev.evicted_at
-    waiting_on: GpuNode | None = None  # the node being freed for this model
-    scheduled: tuple[bool, str, str]
-
-    if i.failure is not None:
-        phase, message = Phase.FAILED, i.failure
-        scheduled = (False, "InvalidSpec", i.failure)
-    elif i.evicted_for is not None or (prev.phase is Phase.EVICTING and i.pods):
-        phase = Phase.EVICTING if i.pods else Phase.COLD
-        evicted_at = prev.evicted_at if prev.phase is Phase.EVICTING and prev.evicted_at else now
-        why = f"to free the GPU for {i.evicted_for}" if i.evicted_for else "to free the GPU"
-        message = f"Unloading {why}" if i.pods else f"Unloaded {why}; a request wakes it"
-        scheduled = (False, "Evicted", message)
-    elif not wanted(md, i.pods, now):
-        replicas = md.spec.scaling.min_replicas
-        phase = Phase.COLD
-        if prev.phase in (Phase.WARM, Phase.LOADING):
-            message = f"Scaled to zero after {md.spec.scaling.idle_timeout_seconds} s without requests"
-        elif prev.phase is Phase.COLD and prev.message:
-            message = prev.message
-        else:
-            message = "Cold: scaled to zero; a request wakes it"
-        scheduled = (False, "ScaledToZero", message)
-    else:
-        held = i.node if prev.phase in (Phase.LOADING, Phase.WARM) else None
-        decision = i.decision
-        if held is not None:
-            node = held
-        elif decision is not None and decision.node is not None:
-            node = decision.node
-        if node is None:
-            phase = Phase.UNSCHEDULABLE
-            message = decision.message if decision else "no GPU node known yet"
-            # NoSuitableNode: no node could ever hold it, so clients need not wait (the router errs).
-            reason = "NoSuitableNode" if decision and decision.permanent else "Unschedulable"
-            scheduled = (False, reason, message)
-        elif held is None and decision is not None and not decision.placed:
-            # Waiting for a GPU to be freed: counts as loading, so the router counts down. It
-            # holds no node yet; the next reconcile places it once the victims are gone.
-            phase, message = Phase.LOADING, decision.message
-            node, waiting_on = None, node
-            evict = decision.victims
-            loading_since = (
-                prev.loading_since
-                if prev.phase is Phase.LOADING and prev.loading_since
-                else load_start(md, now)
-            )
-            scheduled = (True, "Evicting", message)
-        else:
-            replicas = max(md.spec.scaling.min_replicas, 1)
-            scheduled = (True, "Placed", f"on {node.name} ({node.gpu_class})")
-            broken = next((p for p in live if p.waiting_reason in UNRUNNABLE), None)
-            crashing = next((p for p in live if p.restarts >= CRASHES_BEFORE_FAILED and not p.ready), None)
-            if ready:
-                phase = Phase.WARM
-                message = f"Warm on {node.name} ({node.gpu_class})"
-                if prev.phase is not Phase.WARM and prev.loading_since is not None:
-                    sample = max((now - prev.loading_since).total_seconds(), 0.0)
-            elif broken is not None:
-                phase = Phase.FAILED
-                message = (
-                    f"cannot start the engine: {broken.waiting_reason}: {broken.waiting_message}".rstrip(": ")
-                )
-            elif crashing is not None:
-                phase = Phase.FAILED
-                message = (
-                    f"the engine crashed {crashing.restarts} times (last exit code "
-                    f"{crashing.last_exit_code}); see kubectl logs {crashing.name}"
-                )
-            else:
-                phase = Phase.LOADING
-                loading_since = (
-                    prev.loading_since
-                    if prev.phase is Phase.LOADING and prev.loading_since
-                    else load_start(md, now)
-                )
-                message = f"Loading {md.spec.model} on {node.name} ({node.gpu_class})"
-
-    gpu_class = node.gpu_class if node else waiting_on.gpu_class if waiting_on else None
-    warmup = _warmup(md, gpu_class, sample)
-    degraded = phase is Phase.FAILED or any(p.restarts > 0 for p in live)
-    touch = parse_time(md.annotations.get(LAST_ACTIVITY))
+    generation = md.metadata.get("generation")
+    degraded = outcome.phase is Phase.FAILED or any(p.restarts > 0 for p in live)
     status = ModelDeploymentStatus(
-        phase=phase,
-        message=message,
-        node=node.name if node else None,
-        gpu_class=gpu_class,
+        phase=outcome.phase,
+        message=outcome.message,
+        node=outcome.node.name if outcome.node else None,
+        gpu_class=outcome.gpu_class,
         endpoints=sorted(f"http://{p.ip}:{md.spec.port}" for p in ready),
         replicas=len(live),
         ready_replicas=len(ready),
-        loading_since=loading_since,
-        warmup=warmup,
-        last_activity=touch,
-        evicted_at=evicted_at,
-        conditions=_conditions(
-            prev.conditions,
-            now,
-            generation,
-            {
-                ConditionType.SCHEDULED: scheduled,
-                ConditionType.READY: (phase is Phase.WARM, phase.value, message),
-                ConditionType.DEGRADED: (
-                    degraded,
-                    "Failed" if phase is Phase.FAILED else "Restarts" if degraded else "Healthy",
-                    message if degraded else "",
-                ),
-            },
-        ),
+        loading_since=outcome.loading_since,
+        warmup=_warmup(md, outcome.gpu_class, outcome.sample),
+        last_activity=parse_time(md.annotations.get(LAST_ACTIVITY)),
+        evicted_at=outcome.evicted_at or prev.evicted_at,
+        evicting=outcome.evicting,
+        conditions=_conditions(prev.conditions, i.now, generation, outcome, degraded),
         observed_generation=generation,
     )
-    events: list[tuple[str, str, str]] = []
-    if phase is not prev.phase or (phase in (Phase.FAILED, Phase.UNSCHEDULABLE) and message != prev.message):
-        kind = "Warning" if phase in (Phase.FAILED, Phase.UNSCHEDULABLE) else "Normal"
-        text = message if sample is None else f"{message}: warmed up in {sample:.1f} s"
-        events.append((kind, phase.value, text))
-    return Plan(replicas=replicas, node=node, status=status, events=events, evict=evict)
+    return status, _events(prev, outcome)

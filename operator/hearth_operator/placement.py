@@ -19,14 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hearth_operator.api import (
-    GPU_CLASS_LABEL,
-    GPU_VRAM_LABEL,
-    NVIDIA_GPU_RESOURCE,
-    NVIDIA_PRODUCT_LABEL,
-    GpuClass,
-    Phase,
-)
+from hearth_api.model_deployment import GpuClass, Phase
+from hearth_api.names import GPU_CLASS_LABEL, GPU_VRAM_LABEL, NVIDIA_GPU_RESOURCE, NVIDIA_PRODUCT_LABEL
 
 # NVIDIA GPU feature discovery's product label → (class, VRAM), for nodes without Hearth's labels.
 PRODUCTS: dict[str, tuple[str, int]] = {

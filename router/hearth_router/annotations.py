@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from hearth_operator.api import GROUP, LAST_ACTIVITY, PLURAL, VERSION, WAKE_REQUESTED_AT, Phase
+from hearth_api.model_deployment import Phase
+from hearth_api.names import GROUP, LAST_ACTIVITY, PLURAL, VERSION, WAKE_REQUESTED_AT
+from hearth_api.times import now_rfc3339
 
 log = logging.getLogger("hearth.router.annotations")
 MERGE = "application/merge-patch+json"
 REWAKE_AFTER = 30.0  # a wake the operator has not acted on is sent again after this long
-
-
-def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Annotator:
@@ -71,7 +68,7 @@ class Annotator:
             self._woken[key] = now
             self._active[key] = now
             self.wakes_sent += 1
-        when = stamp()
+        when = now_rfc3339()
         await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
 
     async def touch(self, key: str, idle_timeout: float | None = None) -> None:
@@ -85,4 +82,4 @@ class Annotator:
         if last is not None and now - last < interval:
             return
         self._active[key] = now
-        await self._patch(key, {LAST_ACTIVITY: stamp()})
+        await self._patch(key, {LAST_ACTIVITY: now_rfc3339()})

@@ -5,58 +5,43 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 import uvicorn
 from kubernetes_asyncio.config import ConfigException
 from pydantic import ValidationError
 
+from hearth_api.connect import api_client
+from hearth_api.environment import invalid_message
 from hearth_router.app import create_app
-from hearth_router.settings import RouterSettings, api_keys_from_env
+from hearth_router.settings import ENV_PREFIX, RouterSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hearth-router", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("HEARTH_ROUTER_HOST", "0.0.0.0"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HEARTH_ROUTER_PORT", "8012")))
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("HEARTH_NAMESPACE") or None,
-        help="watch one namespace (default: all)",
+    parser = argparse.ArgumentParser(
+        prog="hearth-router",
+        description=__doc__,
+        epilog=f"Every setting is also an environment variable {ENV_PREFIX}<NAME> (see settings.py).",
     )
+    parser.add_argument("--host", help="address to listen on (default: 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: 8012)")
+    parser.add_argument("--namespace", help="watch one namespace (default: all)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    overrides: dict[str, object] = {
-        k[len("HEARTH_ROUTER_") :].lower(): v
-        for k, v in os.environ.items()
-        if k.startswith("HEARTH_ROUTER_") and k not in ("HEARTH_ROUTER_HOST", "HEARTH_ROUTER_PORT")
-    }
-    origins = os.environ.get("HEARTH_ROUTER_CORS_ORIGINS")
-    if origins is not None:  # a comma-separated list in the environment
-        overrides["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
     try:
-        settings = RouterSettings.model_validate(
-            {
-                **overrides,
-                "host": args.host,
-                "port": args.port,
-                "namespace": args.namespace,
-                "api_keys": api_keys_from_env(),
-            }
-        )
+        settings = RouterSettings.from_environment(host=args.host, port=args.port, namespace=args.namespace)
     except ValidationError as exc:
-        print(f"hearth-router: invalid settings:\n{exc}", file=sys.stderr)
+        print(invalid_message("hearth-router", ENV_PREFIX, exc), file=sys.stderr)
         return 2
+    except (ValueError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every engine request at INFO: thousands of lines that say nothing new.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.api_keys:
         logging.getLogger("hearth.router").info("API keys required (%d configured)", len(settings.api_keys))
 
     async def run() -> None:
-        from hearth_operator.kube import api_client
-
         app = create_app(settings, await api_client())
         config = uvicorn.Config(
             app,

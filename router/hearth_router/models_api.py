@@ -27,7 +27,7 @@ def _eta(service: Service, entry: Entry) -> int:
     md = entry.md
     if md.status.phase is not None and md.status.phase.value == "Warm":
         return 0
-    return progress.loading(md.spec.model, md.status, datetime.now(UTC), service.estimate(md)).estimated_time
+    return progress.loading(md, datetime.now(UTC)).estimated_time
 
 
 def openai_models(service: Service) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from hearth_operator.api import ModelDeploymentStatus, Phase
+from hearth_api.model_deployment import Eviction, ModelDeployment, Phase
 
 
 def short_gpu(gpu_class: str | None) -> str | None:
@@ -23,24 +23,23 @@ class Loading:
     overdue: bool
 
 
-def loading(
-    model: str,
-    status: ModelDeploymentStatus,
-    now: datetime,
-    fallback_estimate: float,
-    at_most: int | None = None,
-) -> Loading:
+def _freeing(gpu: str | None, eviction: Eviction) -> str:
+    names = ", ".join(key.split("/", 1)[-1] for key in eviction.models)
+    return f"Freeing the {gpu or 'GPU'} on {eviction.node}: unloading {names}…"
+
+
+def loading(md: ModelDeployment, now: datetime, at_most: int | None = None) -> Loading:
     """The countdown: the operator's estimate minus the time since the load began, never above
     `at_most` (what the client was last told: a countdown does not count up); overdue loads say
     so instead of counting below zero."""
-    estimate = status.warmup.estimate_seconds or fallback_estimate
+    model, status, estimate = md.spec.model, md.status, md.warmup_estimate
     since = status.loading_since
     elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
     remaining = estimate - elapsed
     gpu = short_gpu(status.gpu_class)
     on = f" on {gpu}" if gpu else ""
-    if status.phase is Phase.LOADING and status.message and status.message.startswith("Freeing"):
-        base = f"{status.message}…"
+    if status.phase is Phase.LOADING and status.evicting is not None:
+        base = _freeing(gpu, status.evicting)
     elif status.phase is Phase.EVICTING:
         base = f"Waiting for {model} to finish unloading…"
     elif status.phase is Phase.UNSCHEDULABLE:

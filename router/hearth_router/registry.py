@@ -18,7 +18,8 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from hearth_operator.api import GROUP, PLURAL, VERSION, ModelDeployment
+from hearth_api.model_deployment import ModelDeployment
+from hearth_api.names import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("hearth.router.registry")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from hearth_operator.api import ModelDeployment, Phase
+from hearth_api.model_deployment import ModelDeployment, Phase
 
 AUTO_NAMES = ("auto",)
 DEFAULT_ALIAS = "default"

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from hearth_operator.api import ModelDeployment, Phase, effective_concurrency
-from hearth_operator.estimates import size_prior
+from hearth_api.model_deployment import Phase, effective_concurrency
 from hearth_router import chunks, progress, routing
 from hearth_router.annotations import Annotator
 from hearth_router.errors import RouterError, unavailable, unknown_model
@@ -98,7 +97,7 @@ class Service:
         md = entry.md
         if md.status.phase is Phase.FAILED:
             raise unavailable(f"{md.spec.model} cannot run: {md.status.message}", "model_failed")
-        if self._never_fits(md):
+        if md.never_fits:
             raise unavailable(f"{md.spec.model} cannot be placed: {md.status.message}", "model_unschedulable")
         if self.waiters(entry.key) >= self.settings.max_waiters:
             raise RouterError(
@@ -107,22 +106,8 @@ class Service:
                 "try again later",
                 "rate_limit_error",
                 "too_many_waiters",
-                retry_after=self.estimate(md),
+                retry_after=md.warmup_estimate,
             )
-
-    @staticmethod
-    def _never_fits(md: ModelDeployment) -> bool:
-        return md.status.phase is Phase.UNSCHEDULABLE and any(
-            c.type == "Scheduled" and c.reason == "NoSuitableNode" for c in md.status.conditions
-        )
-
-    @staticmethod
-    def estimate(md: ModelDeployment) -> float:
-        return (
-            md.status.warmup.estimate_seconds
-            or md.spec.warmup.expected_seconds
-            or size_prior(md.spec.gpu.vram_gib)
-        )
 
     # --- hold: wake and wait for Warm --------------------------------------------------------
 
@@ -131,7 +116,7 @@ class Service:
         is Warm; raise RouterError when it fails, vanishes or takes past the hold timeout."""
         key, model = entry.key, entry.md.spec.model
         began = time.monotonic()
-        deadline = began + self.settings.hold_timeout(self.estimate(entry.md))
+        deadline = began + self.settings.hold_timeout(entry.md.warmup_estimate)
         shown: int | None = None
         last: tuple[str, float] | None = None  # what was last yielded, and when
         waited = False
@@ -147,7 +132,7 @@ class Service:
                 return
             if md.status.phase is Phase.FAILED:
                 raise unavailable(f"{model} failed to load: {md.status.message}", "model_failed")
-            if self._never_fits(md):
+            if md.never_fits:
                 raise unavailable(f"{model} cannot be placed: {md.status.message}", "model_unschedulable")
             if time.monotonic() > deadline:
                 raise RouterError(
@@ -159,7 +144,7 @@ class Service:
             waited = True
             await self.annotator.ensure_awake(key, md.status.phase)
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            update = progress.loading(model, md.status, datetime.now(UTC), self.estimate(md), at_most=shown)
+            update = progress.loading(md, datetime.now(UTC), at_most=shown)
             shown = update.estimated_time
             now = time.monotonic()
             if last is None or last[0] != update.message or now - last[1] >= self.settings.loading_interval:

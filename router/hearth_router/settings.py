@@ -1,20 +1,40 @@
-"""The router's settings, from the environment (HEARTH_ROUTER_*) or flags."""
+"""The router's settings: `HEARTH_ROUTER_<NAME>` environment variables (pydantic-settings), or
+the command line's flags for the few a person types."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hearth_api.environment import unknown_message, unknown_variables
+
+ENV_PREFIX = "HEARTH_ROUTER_"
 
 
-class RouterSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+def _comma_list(value: Any) -> Any:
+    """`a,b , c` from the environment; lists as they are."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
     host: str = "0.0.0.0"
     port: int = Field(default=8012, ge=0, le=65535)
-    namespace: str | None = Field(default=None, description="watch one namespace; None: all")
-    api_keys: frozenset[str] = Field(default=frozenset(), description="empty: no authentication")
+    namespace: str | None = Field(default=None, description="watch one namespace; unset: all")
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices(f"{ENV_PREFIX}LOG_LEVEL", "HEARTH_LOG_LEVEL")
+    )
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="comma separated; empty: no authentication"
+    )
+    api_keys_file: Path | None = Field(default=None, description="a mounted file of keys, one per line")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_waiters: int = Field(default=256, ge=1, description="requests waiting per model before 429")
     hold_timeout_min: float = Field(default=300.0, gt=0, description="seconds a request may wait for a load")
@@ -24,20 +44,30 @@ class RouterSettings(BaseModel):
     keepalive_interval: float = Field(default=15.0, gt=0)
     loading_interval: float = Field(default=1.0, gt=0, description="seconds between loading events")
     activity_interval: float = Field(default=30.0, gt=0, description="min seconds between activity patches")
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="browser origins allowed to call the API (keys, not cookies, guard it)"
     )
     hide_status_summary: bool = Field(default=False, description="last Open WebUI status event hidden")
 
+    _split = field_validator("api_keys", "cors_origins", mode="before")(_comma_list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_file(cls, data: Any) -> Any:
+        """Keys from a mounted Secret file join those from the environment."""
+        if isinstance(data, dict) and data.get("api_keys_file"):
+            lines = Path(data["api_keys_file"]).read_text().splitlines()
+            keys = [*(_comma_list(data.get("api_keys")) or []), *(line.strip() for line in lines)]
+            data = {**data, "api_keys": [k for k in keys if k]}
+        return data
+
     def hold_timeout(self, estimate: float | None) -> float:
         return max(self.hold_timeout_min, self.hold_timeout_factor * (estimate or 0.0))
 
-
-def api_keys_from_env(env: dict[str, str] | None = None) -> frozenset[str]:
-    """Keys from HEARTH_API_KEYS (comma separated) and/or a mounted file (one per line)."""
-    env = dict(os.environ) if env is None else env
-    keys = {k.strip() for k in env.get("HEARTH_API_KEYS", "").split(",") if k.strip()}
-    path = env.get("HEARTH_API_KEYS_FILE")
-    if path:
-        keys |= {line.strip() for line in Path(path).read_text().splitlines() if line.strip()}
-    return frozenset(keys)
+    @classmethod
+    def from_environment(cls, **flags: Any) -> RouterSettings:
+        """The environment's settings, flags over them; a misspelt HEARTH_* variable is an error."""
+        unknown = unknown_variables(os.environ, ENV_PREFIX, cls.model_fields)
+        if unknown:
+            raise ValueError(unknown_message("hearth-router", unknown, ENV_PREFIX, cls.model_fields))
+        return cls(**{k: v for k, v in flags.items() if v is not None})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from hearth_operator.api import HEARTH_IMAGE
+from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.apiserver.resources import now_rfc3339
 
 if TYPE_CHECKING:

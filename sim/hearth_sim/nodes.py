@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth_operator import api
+from hearth_api import names
 
 _PRODUCTS = {"rtx3070": "NVIDIA-GeForce-RTX-3070", "rtx3090": "NVIDIA-GeForce-RTX-3090"}
 
@@ -33,11 +33,11 @@ class NodeSpec(BaseModel):
         }
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
         if self.gpu_class:
-            labels[api.GPU_CLASS_LABEL] = self.gpu_class
-            labels[api.NVIDIA_PRODUCT_LABEL] = _PRODUCTS.get(self.gpu_class, self.gpu_class)
+            labels[names.GPU_CLASS_LABEL] = self.gpu_class
+            labels[names.NVIDIA_PRODUCT_LABEL] = _PRODUCTS.get(self.gpu_class, self.gpu_class)
             if self.vram_gib:
-                labels[api.GPU_VRAM_LABEL] = str(self.vram_gib)
-            capacity[api.NVIDIA_GPU_RESOURCE] = str(self.gpus or 1)
+                labels[names.GPU_VRAM_LABEL] = str(self.vram_gib)
+            capacity[names.NVIDIA_GPU_RESOURCE] = str(self.gpus or 1)
         return {
             "apiVersion": "v1",
             "kind": "Node",

@@ -35,8 +35,7 @@ class RouterProcess:
             "HEARTH_LOG_LEVEL": "INFO",
         }
         for name, value in self.settings.items():
-            key = "HEARTH_API_KEYS" if name == "api_keys" else f"HEARTH_ROUTER_{name.upper()}"
-            env[key] = str(value)
+            env[f"HEARTH_ROUTER_{name.upper()}"] = str(value)
         log = (self.log_dir / f"router-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hearth_router.cli", "--host", "127.0.0.1", "--port", str(self.port)],

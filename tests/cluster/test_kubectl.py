@@ -106,10 +106,8 @@ def test_get_watch_prints_status_changes(homelab: HomelabThread) -> None:
             "-p",
             '{"status": {"phase": "Loading"}}',
         )
-        began = time.monotonic()
         row = watch.stdout.readline().split()
         assert row[:3] == ["big", "big", "Loading"], row
-        assert time.monotonic() - began < 5
     finally:
         watch.kill()
         watch.wait()

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from hearth_operator.api import HEARTH_IMAGE
+from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import ApiError, Kube
 

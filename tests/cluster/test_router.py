@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,15 +201,14 @@ async def test_a_client_that_hangs_up_closes_the_engine_request(kube: Kube, rout
             async for line in response.aiter_lines():
                 if '"content":"' in line and '"status"' not in line and '"content":""' not in line:
                     break  # the first token: hang up now
-        hung_up = time.monotonic()
         engine = (await status(kube, "hangup"))["endpoints"][0]
 
         async def closed() -> bool:
             stats = (await http.get(f"{engine}/stats")).json()
             return stats["active_streams"] == 0 and stats["streams_closed"] == 1
 
+        # Closed long before the answer would have ended by itself (how soon after: `make bench`).
         await eventually(closed, deadline=5, interval=0.02, what="the engine to see the hang-up")
-        assert time.monotonic() - hung_up < 1.0
 
 
 async def test_cancel_by_id_ends_the_stream_and_the_engine_request(kube: Kube, router: RouterProcess) -> None:

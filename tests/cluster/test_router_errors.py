@@ -4,7 +4,6 @@ ModelDeployment status through the API, and runs sim engines itself where one is
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -131,12 +130,11 @@ async def test_a_failed_model_errs_at_once_with_the_operators_message(
         kube, "broken", {"phase": "Failed", "message": "the engine crashed 3 times (exit code 3)"}
     )
     await seen_by_router(http, "broken", "Failed")
-    began = time.monotonic()
     for stream in (True, False):
         r = await http.post(CHAT, json=chat("broken", stream=stream))
-        assert r.status_code == 503
+        # 503 model_failed at once, not 504 load_timeout after holding the request.
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_failed"
         assert "the engine crashed 3 times" in r.json()["error"]["message"]
-    assert time.monotonic() - began < 1
     with pytest.raises(openai.InternalServerError, match="crashed 3 times"):
         sdk(router).chat.completions.create(model="broken", messages=[{"role": "user", "content": "x"}])
 
@@ -233,13 +231,11 @@ async def test_engine_stalling_mid_stream(
     engine = failing_engine(start_engine, "stall-after-tokens", 2)
     await put_model(kube, "stalling", warm(engine.url))
     await seen_by_router(http, "stalling", "Warm")
-    began = time.monotonic()
     with pytest.raises(openai.APIError, match="sent nothing for 1 s"):
         for _ in sdk(router).chat.completions.create(
             model="stalling", messages=[{"role": "user", "content": "x"}], stream=True
         ):
             pass
-    assert time.monotonic() - began < 5
 
 
 async def test_keep_alive_comments_fill_silence(

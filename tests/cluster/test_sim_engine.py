@@ -23,14 +23,12 @@ MESSAGES = [{"role": "user", "content": "Why is the model cold?"}]
 
 def test_health_is_503_while_loading_then_200(start_engine: StartEngine) -> None:
     engine = start_engine("--load-seconds", "1.0")
-    listening = time.monotonic()
     assert engine.health() == 503
     body = httpx.get(f"{engine.url}/health").json()
     assert body["status"] == "loading"
     loaded_after = engine.wait_healthy()
     # The load starts inside the process, between its start and its first answer.
     assert loaded_after >= 1.0
-    assert time.monotonic() - listening <= 1.3
 
 
 def test_requests_during_load_get_an_openai_error(start_engine: StartEngine) -> None:
@@ -92,9 +90,10 @@ async def test_async_sdk_streaming_and_not(start_engine: StartEngine) -> None:
     await client.close()
 
 
-def test_tokens_arrive_at_the_set_rate(start_engine: StartEngine) -> None:
+def test_tokens_are_paced_at_the_set_rate(start_engine: StartEngine) -> None:
     engine = start_engine("--load-seconds", "0", "--tokens-per-second", "20")
     engine.wait_healthy()
+    began = time.monotonic()
     stream = _client(engine).chat.completions.create(
         model="sim",
         messages=MESSAGES,
@@ -103,18 +102,19 @@ def test_tokens_arrive_at_the_set_rate(start_engine: StartEngine) -> None:
     )
     arrivals = [time.monotonic() for c in stream if c.choices and c.choices[0].delta.content]
     assert len(arrivals) == 21
-    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert 16 <= rate <= 24, f"{rate:.1f} tokens/s, want 20 ± 20 %"
+    # 20 gaps of 1/20 s lie between the first token and the last: the last cannot come sooner
+    # (the measured rate, against a baseline, is `make bench`'s).
+    paced = arrivals[-1] - began
+    assert paced >= 20 / 20 * 0.95, f"21 tokens at 20/s took only {paced:.2f} s"
 
 
 def test_time_scale_shrinks_load_and_token_delays(start_engine: StartEngine) -> None:
     engine = start_engine("--load-seconds", "10", "--tokens-per-second", "2", "--time-scale", "0.05")
-    listening = time.monotonic()
-    engine.wait_healthy()
-    assert time.monotonic() - listening < 1.0  # 10 s at 1/20 is 0.5 s, counted from inside the process
-    began = time.monotonic()
-    _client(engine).chat.completions.create(model="sim", messages=MESSAGES, max_tokens=10)  # type: ignore[arg-type]
-    assert time.monotonic() - began < 2.0  # 10 tokens at 2/s is 5 s; at 1/20 it is 0.25 s
+    # Unscaled, the load takes 10 s and the answer 4.5 s; scaled, 0.5 s and 0.23 s. Each deadline
+    # is ten times the scaled figure and still short of the unscaled one.
+    assert engine.wait_healthy(deadline=5.0) >= 0.5
+    client = openai.OpenAI(base_url=f"{engine.url}/v1", api_key="x", max_retries=0, timeout=2.3)
+    client.chat.completions.create(model="sim", messages=MESSAGES, max_tokens=10)  # type: ignore[arg-type]
 
 
 def test_crash_mode_ends_the_stream_early(start_engine: StartEngine) -> None:
@@ -136,10 +136,8 @@ def test_crash_mode_ends_the_stream_early(start_engine: StartEngine) -> None:
 
 def test_fail_load_exits_during_load(start_engine: StartEngine) -> None:
     engine = start_engine("--load-seconds", "0.6", "--failure", "fail-load")
-    listening = time.monotonic()
     assert engine.health() == 503
     assert engine.proc.wait(5) == 3
-    assert time.monotonic() - listening < 0.6  # half of the load, counted from inside the process
 
 
 def test_never_ready_stays_unhealthy(start_engine: StartEngine) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hearth_api.model_deployment import ModelDeployment
 from hearth_operator import children
-from hearth_operator.api import ModelDeployment
 
 
 def md(**spec: Any) -> ModelDeployment:
@@ -72,3 +72,27 @@ def test_the_service_selects_the_pods() -> None:
     s = children.service(md())
     assert s["spec"]["selector"] == {"hearth.dev/model-deployment": "qwen"}
     assert s["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_fields_the_operator_stops_setting_are_nulled_in_the_patch_and_left_out_on_create() -> None:
+    unpinned = children.deployment(md(engine="sim"), None, None, 0)
+    pod = unpinned["spec"]["template"]["spec"]
+    assert "nodeSelector" in pod and pod["nodeSelector"] is None  # a merge patch removes the pin
+    assert "nodeSelector" not in children.without_nulls(unpinned)["spec"]["template"]["spec"]
+    vllm = container(children.deployment(md(), "gpu-3090", 24, 1))
+    assert vllm["command"] is None  # the image's entrypoint, also after a switch from sim
+
+
+def test_differs_ignores_server_defaults_and_sees_what_must_go() -> None:
+    wanted = {"spec": {"replicas": 1, "nodeSelector": None, "containers": [{"name": "engine", "env": []}]}}
+    actual = {
+        "spec": {
+            "replicas": 1,
+            "dnsPolicy": "ClusterFirst",
+            "containers": [{"name": "engine", "env": [], "imagePullPolicy": "IfNotPresent"}],
+        }
+    }
+    assert not children.differs(wanted, actual)
+    assert children.differs(wanted, {"spec": {**actual["spec"], "nodeSelector": {"h": "x"}}})
+    assert children.differs(wanted, {"spec": {**actual["spec"], "replicas": 0}})
+    assert children.differs(wanted, {"spec": {**actual["spec"], "containers": []}})

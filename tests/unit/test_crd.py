@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hearth_operator import crd
+from hearth_api import crd
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))

@@ -8,17 +8,26 @@ from typing import Any
 
 import pytest
 
+from hearth_api.model_deployment import (
+    ConditionType,
+    ModelDeployment,
+    ModelDeploymentSpec,
+    Phase,
+    Reason,
+    prior_warmup_seconds,
+)
+from hearth_api.times import parse_time, rfc3339
 from hearth_operator import estimates, lifecycle
-from hearth_operator.api import ModelDeployment, Phase, parse_time
-from hearth_operator.lifecycle import Inputs, PodView, plan
+from hearth_operator.lifecycle import Inputs, plan
 from hearth_operator.placement import Decision, GpuNode
+from hearth_operator.pods import PodView
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 N3090 = GpuNode("gpu-3090", "rtx3090", 24)
 
 
 def stamp(seconds_ago: float) -> str:
-    return lifecycle.rfc3339(NOW - timedelta(seconds=seconds_ago))
+    return rfc3339(NOW - timedelta(seconds=seconds_ago))
 
 
 def md(
@@ -220,7 +229,10 @@ def test_no_event_when_nothing_changes() -> None:
     ],
 )
 def test_estimates(samples: list[float], expected: float | None, vram: int, estimate: float) -> None:
-    assert estimates.estimate(samples, expected, vram) == estimate
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": "m", "engine": "sim", "gpu": {"vramGiB": vram}, "warmup": {"expectedSeconds": expected}}
+    )
+    assert estimates.estimate(samples, prior_warmup_seconds(spec)) == estimate
 
 
 def test_samples_keep_the_last_twenty() -> None:
@@ -228,3 +240,55 @@ def test_samples_keep_the_last_twenty() -> None:
     for i in range(25):
         samples = estimates.add_sample(samples, float(i))
     assert samples == [float(i) for i in range(5, 25)]
+
+
+def test_waiting_for_room_names_the_models_being_unloaded_as_fields() -> None:
+    decision = Decision(
+        node=N3090, victims=("default/big",), waiting_for=("default/old",), message="prose for people"
+    )
+    result = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=decision))
+    s = result.status
+    assert s.phase is Phase.LOADING and s.node is None and s.gpu_class == "rtx3090"
+    assert s.evicting is not None and (s.evicting.node, s.evicting.models) == (
+        "gpu-3090",
+        ["default/old", "default/big"],
+    )
+    assert s.reason(ConditionType.SCHEDULED) == Reason.EVICTING
+    assert result.evict == ("default/big",)
+    # Once placed, the eviction is over and the field goes.
+    placed = plan(
+        Inputs(
+            md=md(wake_s_ago=1, status=s.model_dump(by_alias=True, mode="json")),
+            pods=[],
+            now=NOW,
+            decision=PLACED,
+        )
+    )
+    assert placed.status.evicting is None and placed.status.reason(ConditionType.SCHEDULED) == Reason.PLACED
+
+
+def test_no_node_ever_is_a_reason_not_prose() -> None:
+    never = plan(
+        Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=Decision(permanent=True, message="x"))
+    )
+    assert never.status.reason(ConditionType.SCHEDULED) == Reason.NO_SUITABLE_NODE
+    assert md(status=never.status.model_dump(by_alias=True, mode="json")).never_fits
+    busy = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=Decision(message="x")))
+    assert busy.status.reason(ConditionType.SCHEDULED) == Reason.UNSCHEDULABLE
+    assert not md(status=busy.status.model_dump(by_alias=True, mode="json")).never_fits
+
+
+def test_a_spec_the_types_refuse_fails_and_keeps_what_was_measured() -> None:
+    before = md(status={**WARM, "warmup": {"samples": [12.0], "estimateSeconds": 12.0}}).status
+    result = lifecycle.plan_invalid_spec(before, [READY], 3, "invalid spec: spec.gpu.vramGiB: too big", NOW)
+    s = result.status
+    assert (s.phase, s.message, result.replicas) == (
+        Phase.FAILED,
+        "invalid spec: spec.gpu.vramGiB: too big",
+        0,
+    )
+    assert s.warmup.samples == [12.0] and s.endpoints == [] and s.node is None
+    assert s.reason(ConditionType.SCHEDULED) == Reason.INVALID_SPEC and s.observed_generation == 3
+    assert result.events == [("Warning", "InvalidSpec", "invalid spec: spec.gpu.vramGiB: too big")]
+    again = lifecycle.plan_invalid_spec(s, [], 3, "invalid spec: spec.gpu.vramGiB: too big", NOW)
+    assert again.events == []

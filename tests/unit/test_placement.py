@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hearth_operator.api import GpuClass, Phase
+from hearth_api.model_deployment import GpuClass, Phase
 from hearth_operator.placement import GpuNode, Resident, Want, gpu_node, place
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from hearth_operator.api import ModelDeployment, ModelDeploymentStatus
+from hearth_api.model_deployment import ModelDeployment
 from hearth_router import chunks, progress, routing
 from hearth_router.errors import unknown_model
-from hearth_router.settings import api_keys_from_env
 from hearth_router.slots import Slots
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -80,8 +79,20 @@ def test_engine_chunks_are_renamed_and_sse_lines_parsed() -> None:
     assert chunks.parse_sse_line('data: {"a": 1}') == {"a": 1}
 
 
-def status(**raw: Any) -> ModelDeploymentStatus:
-    return ModelDeploymentStatus.model_validate(raw)
+def medium(**status: Any) -> ModelDeployment:
+    """`medium` with this status; 9 s is its prior when the status has no estimate."""
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "medium", "namespace": "default"},
+            "spec": {
+                "model": "medium",
+                "engine": "sim",
+                "gpu": {"vramGiB": 14},
+                "warmup": {"expectedSeconds": 9},
+            },
+            "status": status,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,12 +123,18 @@ def status(**raw: Any) -> ModelDeploymentStatus:
             {
                 "phase": "Loading",
                 "gpuClass": "rtx3090",
-                "message": "Freeing the 3090 on gpu-3090: unloading big",
+                "message": "whatever the operator says to people",
+                "evicting": {"node": "gpu-3090", "models": ["default/big"]},
                 "loadingSince": NOW,
                 "warmup": {"estimateSeconds": 15},
             },
             "Freeing the 3090 on gpu-3090: unloading big… ~15 s",
             15,
+        ),
+        (
+            {"phase": "Loading", "gpuClass": "rtx3090", "message": "Freeing the GPU", "loadingSince": NOW},
+            "Warming up medium on 3090… ~9 s",
+            9,
         ),
         ({"phase": "Evicting"}, "Waiting for medium to finish unloading… ~9 s", 9),
     ],
@@ -125,15 +142,15 @@ def status(**raw: Any) -> ModelDeploymentStatus:
 def test_loading_messages_count_down_and_say_what_is_happening(
     raw: dict[str, Any], message: str, eta: int
 ) -> None:
-    update = progress.loading("medium", status(**raw), NOW, fallback_estimate=9)
+    update = progress.loading(medium(**raw), NOW)
     assert (update.message, update.estimated_time) == (message, eta)
     assert 0 <= update.progress <= 0.99
 
 
 def test_the_countdown_never_counts_up() -> None:
-    cold = status(phase="Cold", warmup={"estimateSeconds": 23})
-    assert progress.loading("medium", cold, NOW, 9, at_most=17).message == "Waking medium… ~17 s"
-    assert progress.loading("medium", cold, NOW, 9, at_most=30).estimated_time == 23
+    cold = medium(phase="Cold", warmup={"estimateSeconds": 23})
+    assert progress.loading(cold, NOW, at_most=17).message == "Waking medium… ~17 s"
+    assert progress.loading(cold, NOW, at_most=30).estimated_time == 23
 
 
 def test_summaries_for_open_webui() -> None:
@@ -188,9 +205,8 @@ async def test_slots_are_granted_in_arrival_order() -> None:
     assert slots.in_flight(["e"]) == 1
 
 
-def test_errors_and_keys() -> None:
+def test_unknown_model_lists_the_known_ones() -> None:
     err = unknown_model("nope", ["small", "big"])
     assert err.status == 404 and err.body()["error"]["message"] == (
         "The model 'nope' does not exist. Known models: big, small."
     )
-    assert api_keys_from_env({"HEARTH_API_KEYS": "a, b,,"}) == frozenset({"a", "b"})

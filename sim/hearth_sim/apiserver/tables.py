@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from hearth_operator.api import parse_time
+from hearth_api.times import parse_time
 
 Column = dict[str, Any]
 Cell = Callable[[dict[str, Any], datetime], Any]

@@ -1,4 +1,4 @@
-"""Generate the ModelDeployment CRD from the pydantic models in api.py.
+"""Generate the ModelDeployment CRD from the pydantic models in model_deployment.py.
 
 Kubernetes wants a *structural* OpenAPI v3 schema: every node typed, no `$ref`, no `anyOf`
 for nullability, `exclusiveMinimum` as a boolean. Pydantic emits JSON Schema 2020-12, so this
@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from hearth_operator import api
+from hearth_api import names
+from hearth_api.model_deployment import ModelDeploymentSpec, ModelDeploymentStatus
 
-CRD_FILENAME = f"{api.PLURAL}.{api.GROUP}.yaml"
+CRD_FILENAME = f"{names.PLURAL}.{names.GROUP}.yaml"
 
 # Keywords the apiextensions.k8s.io/v1 JSONSchemaProps accepts and we pass through.
 _PASSTHROUGH = {
@@ -103,7 +104,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def spec_schema() -> dict[str, Any]:
-    schema = model_schema(api.ModelDeploymentSpec)
+    schema = model_schema(ModelDeploymentSpec)
     # modelSource: exactly one of pvc/uri — expressible structurally as oneOf over `required`.
     source = schema["properties"]["modelSource"]
     source["oneOf"] = [{"required": ["pvc", "path"]}, {"required": ["uri"]}]
@@ -119,21 +120,21 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "metadata": {"name": f"{names.PLURAL}.{names.GROUP}"},
         "spec": {
-            "group": api.GROUP,
+            "group": names.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": api.KIND,
-                "listKind": f"{api.KIND}List",
-                "plural": api.PLURAL,
-                "singular": api.SINGULAR,
-                "shortNames": list(api.SHORT_NAMES),
+                "kind": names.KIND,
+                "listKind": f"{names.KIND}List",
+                "plural": names.PLURAL,
+                "singular": names.SINGULAR,
+                "shortNames": list(names.SHORT_NAMES),
                 "categories": ["hearth"],
             },
             "versions": [
                 {
-                    "name": api.VERSION,
+                    "name": names.VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
@@ -148,7 +149,7 @@ def build_crd() -> dict[str, Any]:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
-                                "status": model_schema(api.ModelDeploymentStatus),
+                                "status": model_schema(ModelDeploymentStatus),
                             },
                         }
                     },
@@ -159,7 +160,7 @@ def build_crd() -> dict[str, Any]:
 
 
 def render_crd() -> str:
-    header = "# Generated from operator/hearth_operator/api.py by `hearth-operator crd`. Do not edit.\n"
+    header = "# Generated from api/hearth_api/model_deployment.py by `make crd`. Do not edit.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 

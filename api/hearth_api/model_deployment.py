@@ -1,7 +1,6 @@
 """The ModelDeployment custom resource as types: the contract between operator, router and users.
 
-Pure pydantic, no kopf and no Kubernetes client, so the router can import it as a client imports
-an API's types. The CRD YAML in deploy/crds/ is generated from these models (see crd.py).
+Pure pydantic. The CRD YAML in deploy/crds/ is generated from these models (see crd.py).
 Field names are Python's; aliases are the CRD's camelCase.
 """
 
@@ -14,37 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "hearth.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
-SINGULAR = "modeldeployment"
-SHORT_NAMES = ("md",)
-
-# Annotations the router writes on the CR (DESIGN.md: one writer per thing).
-WAKE_REQUESTED_AT = "hearth.dev/wake-requested-at"
-LAST_ACTIVITY = "hearth.dev/last-activity"
-
-# Labels a GPU node carries.
-GPU_CLASS_LABEL = "hearth.dev/gpu-class"
-GPU_VRAM_LABEL = "hearth.dev/gpu-vram-gib"
-NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"
-NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"
-
 MAX_WARMUP_SAMPLES = 20
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as the API writes it (`...Z`), or None for anything else."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # What clients send as `model`: lowercase, DNS-label-like, dots allowed ("llama3.1-8b").
@@ -226,13 +195,48 @@ def effective_readiness_path(spec: ModelDeploymentSpec) -> str:
     return spec.readiness_path or ENGINE_DEFAULTS[spec.engine].readiness_path
 
 
+def size_prior(vram_gib: int) -> float:
+    """A cold start's length before anything is known: up to 8 GiB 5 s, up to 16 GiB 15 s,
+    larger 30 s (the seed's table)."""
+    if vram_gib <= 8:
+        return 5.0
+    if vram_gib <= 16:
+        return 15.0
+    return 30.0
+
+
+def prior_warmup_seconds(spec: ModelDeploymentSpec) -> float:
+    """What a cold start takes until one has been measured: the spec's guess, else by size."""
+    if spec.warmup.expected_seconds is not None:
+        return float(spec.warmup.expected_seconds)
+    return size_prior(spec.gpu.vram_gib)
+
+
 # --- status (written by the operator only) ---------------------------------------------------
 
 
 class ConditionType(enum.StrEnum):
     SCHEDULED = "Scheduled"
-    READY = "Ready"
+    READY = "Ready"  # its reason is the phase's name
     DEGRADED = "Degraded"
+
+
+class Reason(enum.StrEnum):
+    """Why a Scheduled or Degraded condition is what it is: clients branch on these, never on
+    `message` (which is for people)."""
+
+    # Scheduled
+    PLACED = "Placed"
+    EVICTING = "Evicting"  # other models are being unloaded to make room (status.evicting)
+    EVICTED = "Evicted"  # this model was unloaded to make room for another
+    SCALED_TO_ZERO = "ScaledToZero"
+    UNSCHEDULABLE = "Unschedulable"  # no room now; it waits for a GPU
+    NO_SUITABLE_NODE = "NoSuitableNode"  # no node could ever hold it: the spec must change
+    INVALID_SPEC = "InvalidSpec"
+    # Degraded
+    FAILED = "Failed"
+    RESTARTS = "Restarts"
+    HEALTHY = "Healthy"
 
 
 class Condition(_Model):
@@ -264,6 +268,13 @@ class WarmupStatus(_Model):
     )
 
 
+class Eviction(_Model):
+    """Models being unloaded so that this one fits, and the node they leave."""
+
+    node: str = Field(description="The node being freed.")
+    models: list[str] = Field(description="The models being unloaded, as namespace/name.")
+
+
 class ModelDeploymentStatus(_Model):
     # A newer operator may write fields this version does not know; readers keep going.
     model_config = ConfigDict(extra="allow")
@@ -284,8 +295,15 @@ class ModelDeploymentStatus(_Model):
         default=None,
         description="When the model was last unloaded to free its GPU; older wakes do not bring it back.",
     )
+    evicting: Eviction | None = Field(
+        default=None, description="While it waits for a GPU: the models unloaded to make room."
+    )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = Field(default=None, ge=0)
+
+    def reason(self, ctype: ConditionType) -> str | None:
+        """The reason of the condition of this type, if the status has one."""
+        return next((c.reason for c in self.conditions if c.type == ctype.value), None)
 
 
 class ModelDeployment(BaseModel):
@@ -308,5 +326,22 @@ class ModelDeployment(BaseModel):
         return str(self.metadata.get("namespace", "default"))
 
     @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
     def annotations(self) -> dict[str, str]:
         return dict(self.metadata.get("annotations") or {})
+
+    @property
+    def warmup_estimate(self) -> float:
+        """How long a cold start takes now: the operator's learned estimate, else the prior."""
+        return self.status.warmup.estimate_seconds or prior_warmup_seconds(self.spec)
+
+    @property
+    def never_fits(self) -> bool:
+        """No node could ever hold it as specified: waiting for it is pointless."""
+        return (
+            self.status.phase is Phase.UNSCHEDULABLE
+            and self.status.reason(ConditionType.SCHEDULED) == Reason.NO_SUITABLE_NODE
+        )

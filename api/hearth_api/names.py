@@ -1,0 +1,26 @@
+"""The names on the wire: the resource's group/version/kind, and the annotations and labels the
+parts of Hearth read and write on each other's objects (DESIGN.md: one writer per thing)."""
+
+from __future__ import annotations
+
+GROUP = "hearth.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md",)
+
+# Annotations the router writes on the CR; the operator reads them.
+WAKE_REQUESTED_AT = "hearth.dev/wake-requested-at"
+LAST_ACTIVITY = "hearth.dev/last-activity"
+
+# Labels the operator puts on the Deployment, Service and Pods it owns for a ModelDeployment.
+MD_LABEL = "hearth.dev/model-deployment"
+MODEL_LABEL = "hearth.dev/model"
+
+# Labels a GPU node carries: Hearth's own, else NVIDIA GPU feature discovery's.
+GPU_CLASS_LABEL = "hearth.dev/gpu-class"
+GPU_VRAM_LABEL = "hearth.dev/gpu-vram-gib"
+NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"
+NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"

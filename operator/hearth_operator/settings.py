@@ -1,0 +1,36 @@
+"""The operator's settings: `HEARTH_OPERATOR_<NAME>` environment variables (pydantic-settings),
+or the command line's flags."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hearth_api.environment import unknown_message, unknown_variables
+
+ENV_PREFIX = "HEARTH_OPERATOR_"
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    namespace: str | None = Field(default=None, description="watch one namespace; unset: all")
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices(f"{ENV_PREFIX}LOG_LEVEL", "HEARTH_LOG_LEVEL")
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="address of /metrics")
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="port of /metrics; 0: none")
+    liveness: str | None = Field(
+        default=None, description="kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+
+    @classmethod
+    def from_environment(cls, **flags: Any) -> OperatorSettings:
+        """The environment's settings, flags over them; a misspelt HEARTH_* variable is an error."""
+        unknown = unknown_variables(os.environ, ENV_PREFIX, cls.model_fields)
+        if unknown:
+            raise ValueError(unknown_message("hearth-operator", unknown, ENV_PREFIX, cls.model_fields))
+        return cls(**{k: v for k, v in flags.items() if v is not None})
