@@ -31,6 +31,7 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json
 test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP)

@@ -61,7 +61,20 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"cannot express anyOf with {len(options)} types structurally")
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         return structural({**options[0], **rest}, defs)
+    out = _keywords(node)
+    out.update(_children(node, defs))
+    if "type" not in out:
+        raise ValueError(f"schema node has no type: {node}")
+    if out["type"] == "array" and out.get("default") == []:
+        del out["default"]  # an empty list default only adds noise to every object
+    # Defaults of objects are filled in by their own properties' defaults.
+    if out["type"] == "object" and "default" in out:
+        del out["default"]
+    return out
 
+
+def _keywords(node: dict[str, Any]) -> dict[str, Any]:
+    """The node's own keywords, in the forms Kubernetes accepts."""
     out: dict[str, Any] = {k: v for k, v in node.items() if k in _PASSTHROUGH}
     if out.get("default", ...) is None:
         del out["default"]
@@ -72,30 +85,29 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         if key in node:
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = node[key]
             out[key] = True
-
     if out.get("format") == "date-time":
         out["type"] = "string"
+    return out
+
+
+def _children(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """What an object or array holds: properties, map values or items."""
     if "properties" in node:
-        out["type"] = "object"
-        out["properties"] = {k: structural(v, defs) for k, v in node["properties"].items()}
+        out: dict[str, Any] = {
+            "type": "object",
+            "properties": {k: structural(v, defs) for k, v in node["properties"].items()},
+        }
         if node.get("additionalProperties") not in (None, False):
             out["x-kubernetes-preserve-unknown-fields"] = True
-    elif node.get("type") == "object":
+        return out
+    if node.get("type") == "object":
         extra = node.get("additionalProperties")
         if isinstance(extra, dict) and extra and extra.get("type") != "object":
-            out["additionalProperties"] = structural(extra, defs)
-        else:
-            out["x-kubernetes-preserve-unknown-fields"] = True
+            return {"additionalProperties": structural(extra, defs)}
+        return {"x-kubernetes-preserve-unknown-fields": True}
     if node.get("type") == "array":
-        out["items"] = structural(node.get("items", {}), defs)
-        if out.get("default") == []:
-            del out["default"]  # an empty list default only adds noise to every object
-    if "type" not in out:
-        raise ValueError(f"schema node has no type: {node}")
-    # Defaults of objects are filled in by their own properties' defaults.
-    if out["type"] == "object" and "default" in out:
-        del out["default"]
-    return out
+        return {"items": structural(node.get("items", {}), defs)}
+    return {}
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:

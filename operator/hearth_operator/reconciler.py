@@ -89,11 +89,16 @@ class Reconciler:
     claims: dict[str, ModelDeploymentStatus] = field(default_factory=dict)
     evictions: dict[str, str] = field(default_factory=dict)  # victim key → the model it makes room for
     waiting: set[str] = field(default_factory=set)  # keys that want a GPU and have none yet
+    retry_backoff: float = 0.5  # seconds before the first retry of a failed reconcile; doubles
     queue: WorkQueue = field(init=False)
     _place_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.queue = WorkQueue(self.reconcile, on_error=lambda key: self.metrics.reconcile_errors.inc())
+        self.queue = WorkQueue(
+            self.reconcile,
+            on_error=lambda key: self.metrics.reconcile_errors.inc(),
+            backoff=self.retry_backoff,
+        )
 
     def kick(self, key: str) -> None:
         self.queue.kick(key)

@@ -13,12 +13,14 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from hearth_api.model_deployment import Phase
 from hearth_api.names import GROUP, LAST_ACTIVITY, PLURAL, VERSION, WAKE_REQUESTED_AT
 from hearth_api.times import now_rfc3339
+from hearth_router.errors import RouterError, unavailable
 
 log = logging.getLogger("hearth.router.annotations")
 MERGE = "application/merge-patch+json"
@@ -32,24 +34,20 @@ class Annotator:
         self._woken: dict[str, float] = {}  # key → when this cold period's wake was sent
         self._active: dict[str, float] = {}  # key → when activity was last sent
         self._lock = asyncio.Lock()
-        self.wakes_sent = 0
 
     async def _patch(self, key: str, annotations: dict[str, str]) -> None:
         if self.custom is None:
             return  # no cluster (an app built around a pre-filled registry)
         namespace, name = key.split("/", 1)
-        try:
-            await self.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"metadata": {"annotations": annotations}},
-                _content_type=MERGE,
-            )
-        except ApiException as exc:
-            log.warning("could not annotate %s: %s %s", key, exc.status, exc.reason)
+        await self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": annotations}},
+            _content_type=MERGE,
+        )
 
     def observe(self, key: str, phase: Phase | None) -> None:
         """A phase the watch saw: once the model is loading or up, its cold period is over."""
@@ -57,7 +55,8 @@ class Annotator:
             self._woken.pop(key, None)
 
     async def ensure_awake(self, key: str, phase: Phase | None) -> None:
-        """Send one wake per cold period (and activity with it)."""
+        """Send one wake per cold period (and activity with it). A wake the API server refuses
+        is the client's error to see — a countdown for a load nobody asked for would be a lie."""
         if phase in (Phase.LOADING, Phase.WARM):
             return
         async with self._lock:  # the check and the send are one step
@@ -67,13 +66,17 @@ class Annotator:
                 return
             self._woken[key] = now
             self._active[key] = now
-            self.wakes_sent += 1
         when = now_rfc3339()
-        await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
+        try:
+            await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
+        except (ApiException, OSError, aiohttp.ClientError) as exc:
+            self._woken.pop(key, None)  # the next request tries again
+            raise wake_refused(key, exc) from exc
 
     async def touch(self, key: str, idle_timeout: float | None = None) -> None:
         """Record activity, at most every `activity_interval` — or a third of the model's idle
-        timeout when that is shorter, so a short timeout never runs out under a live request."""
+        timeout when that is shorter, so a short timeout never runs out under a live request.
+        Best effort: a lost activity stamp costs at most an early scale-down."""
         now = time.monotonic()
         last = self._active.get(key)
         interval = self.activity_interval
@@ -82,4 +85,26 @@ class Annotator:
         if last is not None and now - last < interval:
             return
         self._active[key] = now
-        await self._patch(key, {LAST_ACTIVITY: now_rfc3339()})
+        try:
+            await self._patch(key, {LAST_ACTIVITY: now_rfc3339()})
+        except (ApiException, OSError, aiohttp.ClientError) as exc:
+            log.warning("could not record activity on %s: %s", key, _why(exc))
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def wake_refused(key: str, exc: Exception) -> RouterError:
+    name = key.split("/", 1)[-1]
+    if isinstance(exc, ApiException) and exc.status == 404:
+        return unavailable(f"{name} was deleted while the request waited", "model_deleted")
+    if isinstance(exc, ApiException) and exc.status in (401, 403):
+        return unavailable(
+            f"cannot wake {name}: the Kubernetes API refused the router ({exc.status} {exc.reason}); "
+            "check its RBAC (patch on modeldeployments)",
+            "wake_refused",
+        )
+    return unavailable(f"cannot wake {name}: the Kubernetes API did not take it ({_why(exc)})", "wake_failed")

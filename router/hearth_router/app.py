@@ -1,247 +1,82 @@
-"""The router's HTTP surface: thin routes over `Service` and `StreamJob`.
+"""The router's HTTP surface: thin routes over the `Dispatcher` and `StreamJob`.
 
-`create_app(settings, ...)` builds everything (no module-level singletons). Middleware is pure
-ASGI: Starlette's BaseHTTPMiddleware would hide client disconnects from the streams.
+`create_app(settings, ...)` builds everything (no module-level singletons); the API key is a
+dependency of every route but the probes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
-from hearth_router.errors import RouterError, bad_request
+from hearth_router.dispatcher import Dispatcher
+from hearth_router.errors import RouterError
+from hearth_router.limits import BodyLimit, error_response
 from hearth_router.metrics import RouterMetrics
 from hearth_router.registry import Registry
-from hearth_router.service import Service
+from hearth_router.requests import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    bearer_token,
+    check_key,
+    parse,
+)
 from hearth_router.settings import RouterSettings
 from hearth_router.streaming import StreamJob, new_request_id
 from hearth_router.upstream import Upstream
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
-
-
-class CompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    prompt: str | list[Any] = ""
-    stream: bool = False
-
-
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1)
-    input: str | list[Any]
-
-
-def error_response(exc: RouterError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
-
-
-class BodyLimit:
-    """413 for bodies over the limit, checked on Content-Length and on the bytes as they come."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_big = RouterError(
-            413,
-            f"the request body is larger than {self.limit} bytes",
-            "invalid_request_error",
-            "request_too_large",
-        )
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await error_response(too_big)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await error_response(too_big)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
 
 def create_app(
-    settings: RouterSettings, api: client.ApiClient | None = None, registry: Registry | None = None
+    settings: RouterSettings,
+    api: client.ApiClient | None = None,
+    registry: Registry | None = None,
+    upstream: Upstream | None = None,
 ) -> FastAPI:
     """The router app. `api` is the Kubernetes client (watch and annotations); tests may pass a
-    pre-filled `registry` and no `api`."""
-    metrics = RouterMetrics()
-    service = Service(
+    pre-filled `registry` and no `api`, and an `upstream` with its own transport."""
+    dispatcher = Dispatcher(
         settings=settings,
         registry=registry or Registry(api, settings.namespace),
         annotator=Annotator(api, settings.activity_interval),
-        upstream=Upstream(settings.connect_timeout, settings.stall_timeout),
-        metrics=metrics,
+        upstream=upstream or Upstream(settings.connect_timeout, settings.stall_timeout),
+        metrics=RouterMetrics(),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        watch = asyncio.create_task(service.registry.run(), name="registry") if api is not None else None
+        watch = asyncio.create_task(dispatcher.registry.run(), name="registry") if api is not None else None
         yield
         if watch is not None:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
-        for running in list(service.active.values()):
+        for running in list(dispatcher.active.values()):
             running.cancel()
-        await service.upstream.close()
+        await dispatcher.upstream.close()
         if api is not None:
             await api.close()
 
+    def authorized(request: Request) -> None:
+        check_key(bearer_token(request), settings.api_keys)
+
     app = FastAPI(title="Hearth router", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.service = service
-
-    @app.exception_handler(RouterError)
-    async def router_error(_: Request, exc: RouterError) -> JSONResponse:
-        return error_response(exc)
-
-    def authorize(request: Request) -> None:
-        if not settings.api_keys:
-            return
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token or not any(hmac.compare_digest(token, key) for key in settings.api_keys):
-            raise RouterError(
-                401,
-                "missing or invalid API key (send Authorization: Bearer <key>)",
-                "invalid_request_error",
-                "invalid_api_key",
-            )
-
-    async def parse(request: Request, model: type[BaseModel]) -> tuple[BaseModel, dict[str, Any]]:
-        authorize(request)
-        try:
-            raw = json.loads(await request.body())
-        except ValueError:
-            raise bad_request("the request body is not valid JSON", "invalid_json") from None
-        if not isinstance(raw, dict):
-            raise bad_request("the request body must be a JSON object")
-        try:
-            return model.model_validate(raw), raw
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            raise bad_request(f"{where}: {err['msg']}", "invalid_field") from None
-
-    async def serve(
-        request: Request, kind: type[ChatRequest] | type[CompletionRequest], path: str
-    ) -> Response:
-        parsed, raw = await parse(request, kind)
-        assert isinstance(parsed, ChatRequest | CompletionRequest)
-        entry = service.resolve(parsed.model)
-        service.check_admission(entry)
-        chat = kind is ChatRequest
-        ident = chunks.StreamIdentity(new_request_id(chat), int(time.time()), parsed.model, chat)
-        if parsed.stream:
-            job = StreamJob(service, entry, raw, ident, path)
-            return StreamingResponse(job.sse(), media_type="text/event-stream", headers=STREAM_HEADERS)
-        return JSONResponse(await service.complete(entry, raw, path, ident))
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        return await serve(request, ChatRequest, "/v1/chat/completions")
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await serve(request, CompletionRequest, "/v1/completions")
-
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> Response:
-        parsed, raw = await parse(request, EmbeddingRequest)
-        assert isinstance(parsed, EmbeddingRequest)
-        entry = service.resolve(parsed.model)
-        service.check_admission(entry)
-        ident = chunks.StreamIdentity(new_request_id(False), int(time.time()), parsed.model, False)
-        return JSONResponse(await service.complete(entry, raw, "/v1/embeddings", ident))
-
-    @app.post("/v1/requests/{request_id}/cancel")
-    async def cancel(request_id: str, request: Request) -> dict[str, Any]:
-        authorize(request)
-        running = service.active.get(request_id)
-        if running is None:
-            raise RouterError(
-                404, f"no request {request_id} is in flight", "invalid_request_error", "not_found"
-            )
-        running.cancel()
-        return {"id": request_id, "cancelled": True}
-
-    @app.get("/v1/models")
-    async def list_models(request: Request) -> dict[str, Any]:
-        authorize(request)
-        return models_api.openai_models(service)
-
-    @app.get("/api/models")
-    async def api_models(request: Request) -> dict[str, Any]:
-        authorize(request)
-        return {"models": models_api.model_views(service)}
-
-    @app.get("/api/models/events")
-    async def api_model_events(request: Request) -> StreamingResponse:
-        authorize(request)
-        return StreamingResponse(
-            models_api.model_events(service), media_type="text/event-stream", headers=STREAM_HEADERS
-        )
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> Response:
-        if service.registry.ready.is_set():
-            return JSONResponse({"status": "ready", "models": len(service.registry.entries)})
-        return JSONResponse({"status": "waiting for the first list of ModelDeployments"}, status_code=503)
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
+    app.state.dispatcher = dispatcher
+    app.add_exception_handler(RouterError, _router_error)  # type: ignore[arg-type]
+    app.include_router(_api_routes(dispatcher), dependencies=[Depends(authorized)])
+    app.include_router(_probe_routes(dispatcher))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Browser clients (Open WebUI's direct connections, a dashboard on another origin).
     app.add_middleware(
@@ -252,3 +87,85 @@ def create_app(
         max_age=600,
     )
     return app
+
+
+async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
+    return error_response(exc)
+
+
+def _api_routes(dispatcher: Dispatcher) -> APIRouter:
+    routes = APIRouter()
+
+    async def serve(request: Request, kind: type[ChatRequest | CompletionRequest], path: str) -> Response:
+        parsed, raw = await parse(request, kind)
+        entry = dispatcher.resolve(parsed.model)
+        dispatcher.check_admission(entry)
+        chat = kind is ChatRequest
+        ident = chunks.StreamIdentity(new_request_id(chat), int(time.time()), parsed.model, chat)
+        if parsed.stream:
+            job = StreamJob(dispatcher, entry, raw, ident, path)
+            return StreamingResponse(job.sse(), media_type="text/event-stream", headers=STREAM_HEADERS)
+        return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
+
+    @routes.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await serve(request, ChatRequest, "/v1/chat/completions")
+
+    @routes.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await serve(request, CompletionRequest, "/v1/completions")
+
+    @routes.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        parsed, raw = await parse(request, EmbeddingRequest)
+        entry = dispatcher.resolve(parsed.model)
+        dispatcher.check_admission(entry)
+        ident = chunks.StreamIdentity(new_request_id(False), int(time.time()), parsed.model, False)
+        return JSONResponse(await dispatcher.complete(entry, raw, "/v1/embeddings", ident))
+
+    @routes.post("/v1/requests/{request_id}/cancel")
+    async def cancel(request_id: str) -> dict[str, Any]:
+        running = dispatcher.active.get(request_id)
+        if running is None:
+            raise RouterError(
+                404, f"no request {request_id} is in flight", "invalid_request_error", "not_found"
+            )
+        running.cancel()
+        return {"id": request_id, "cancelled": True}
+
+    @routes.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return models_api.openai_models(dispatcher)
+
+    @routes.get("/api/models")
+    async def api_models() -> dict[str, Any]:
+        return {"models": models_api.model_views(dispatcher)}
+
+    @routes.get("/api/models/events")
+    async def api_model_events() -> StreamingResponse:
+        return StreamingResponse(
+            models_api.model_events(dispatcher), media_type="text/event-stream", headers=STREAM_HEADERS
+        )
+
+    return routes
+
+
+def _probe_routes(dispatcher: Dispatcher) -> APIRouter:
+    """Kubernetes' probes and Prometheus: no key (they come from the cluster, not from users)."""
+    routes = APIRouter()
+
+    @routes.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @routes.get("/readyz")
+    async def readyz() -> Response:
+        if dispatcher.registry.ready.is_set():
+            return JSONResponse({"status": "ready", "models": len(dispatcher.registry.entries)})
+        return JSONResponse({"status": "waiting for the first list of ModelDeployments"}, status_code=503)
+
+    @routes.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(dispatcher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return routes

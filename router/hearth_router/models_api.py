@@ -11,8 +11,8 @@ from typing import Any
 
 from hearth_router import progress
 from hearth_router.chunks import KEEPALIVE_FRAME
+from hearth_router.dispatcher import Dispatcher
 from hearth_router.registry import Entry
-from hearth_router.service import Service
 
 
 def _created(entry: Entry) -> int:
@@ -23,16 +23,16 @@ def _created(entry: Entry) -> int:
         return 0
 
 
-def _eta(service: Service, entry: Entry) -> int:
+def _eta(dispatcher: Dispatcher, entry: Entry) -> int:
     md = entry.md
     if md.status.phase is not None and md.status.phase.value == "Warm":
         return 0
     return progress.loading(md, datetime.now(UTC)).estimated_time
 
 
-def openai_models(service: Service) -> dict[str, Any]:
+def openai_models(dispatcher: Dispatcher) -> dict[str, Any]:
     data = []
-    for entry in sorted(service.registry.entries.values(), key=lambda e: e.md.spec.model):
+    for entry in sorted(dispatcher.registry.entries.values(), key=lambda e: e.md.spec.model):
         md = entry.md
         for name in md.spec.names:
             data.append(
@@ -43,13 +43,13 @@ def openai_models(service: Service) -> dict[str, Any]:
                     "owned_by": "hearth",
                     "phase": md.status.phase.value if md.status.phase else None,
                     "gpu": md.status.gpu_class or md.spec.gpu.gpu_class.value,
-                    "estimated_time": _eta(service, entry),
+                    "estimated_time": _eta(dispatcher, entry),
                 }
             )
     return {"object": "list", "data": data}
 
 
-def model_view(service: Service, entry: Entry) -> dict[str, Any]:
+def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
     md = entry.md
     endpoints = md.status.endpoints
     return {
@@ -61,36 +61,38 @@ def model_view(service: Service, entry: Entry) -> dict[str, Any]:
         "engine": md.spec.engine.value,
         "gpu": md.spec.gpu.model_dump(by_alias=True, mode="json"),
         "status": md.status.model_dump(by_alias=True, mode="json"),
-        "estimated_time": _eta(service, entry),
+        "estimated_time": _eta(dispatcher, entry),
         "router": {
-            "waiters": service.waiters(entry.key),
-            "queued": service.slots.waiting(entry.key),
-            "in_flight": service.slots.in_flight(endpoints),
+            "waiters": dispatcher.waiters.count(entry.key),
+            "queued": dispatcher.slots.waiting(entry.key),
+            "in_flight": dispatcher.slots.in_flight(endpoints),
         },
     }
 
 
-def model_views(service: Service) -> list[dict[str, Any]]:
-    return [model_view(service, e) for e in sorted(service.registry.entries.values(), key=lambda e: e.key)]
+def model_views(dispatcher: Dispatcher) -> list[dict[str, Any]]:
+    return [
+        model_view(dispatcher, e) for e in sorted(dispatcher.registry.entries.values(), key=lambda e: e.key)
+    ]
 
 
-async def model_events(service: Service) -> AsyncIterator[bytes]:
+async def model_events(dispatcher: Dispatcher) -> AsyncIterator[bytes]:
     """Every model once, then each change as it happens (a removed model: `{"deleted": key}`)."""
     queue: asyncio.Queue[Entry | str] = asyncio.Queue()
-    service.registry.listeners.add(queue)
+    dispatcher.registry.listeners.add(queue)
     try:
-        for view in model_views(service):
+        for view in model_views(dispatcher):
             yield b"data: " + json.dumps(view).encode() + b"\n\n"
         while True:
             try:
-                change = await asyncio.wait_for(queue.get(), service.settings.keepalive_interval)
+                change = await asyncio.wait_for(queue.get(), dispatcher.settings.keepalive_interval)
             except TimeoutError:
                 yield KEEPALIVE_FRAME
                 continue
             if isinstance(change, str):
                 payload: dict[str, Any] = {"deleted": change}
             else:
-                payload = model_view(service, change)
+                payload = model_view(dispatcher, change)
             yield b"data: " + json.dumps(payload).encode() + b"\n\n"
     finally:
-        service.registry.listeners.discard(queue)
+        dispatcher.registry.listeners.discard(queue)

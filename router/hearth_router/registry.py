@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from hearth_api.model_deployment import ModelDeployment
 from hearth_api.names import GROUP, PLURAL, VERSION
+from hearth_router.signals import Signal
 
 log = logging.getLogger("hearth.router.registry")
 
@@ -36,7 +37,7 @@ class Registry:
         self.namespace = namespace
         self.entries: dict[str, Entry] = {}
         self.ready = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._changed = Signal()
         self.listeners: set[asyncio.Queue[Entry | str]] = set()
 
     # --- reading -----------------------------------------------------------------------------
@@ -59,11 +60,7 @@ class Registry:
 
     async def wait_change(self, within: float) -> None:
         """Return on the next change of any model, or after `within` seconds."""
-        event = self._changed
-        try:
-            await asyncio.wait_for(event.wait(), within)
-        except TimeoutError:
-            pass
+        await self._changed.wait(within)
 
     # --- writing (from the watch, or from tests that feed objects directly) -------------------
 
@@ -86,8 +83,7 @@ class Registry:
         self._notify(entry)
 
     def _notify(self, change: Entry | str) -> None:
-        old, self._changed = self._changed, asyncio.Event()
-        old.set()
+        self._changed.notify()
         for queue in list(self.listeners):
             queue.put_nowait(change)
 

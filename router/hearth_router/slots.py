@@ -7,11 +7,11 @@ has a free slot, so nobody overtakes.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
 from hearth_router.routing import pick
+from hearth_router.signals import Signal
 
 
 @dataclass(eq=False)
@@ -24,7 +24,7 @@ class Ticket:
 class Slots:
     inflight: dict[str, int] = field(default_factory=dict)  # endpoint → requests in flight
     queues: dict[str, deque[Ticket]] = field(default_factory=dict)  # model key → waiting tickets
-    _freed: dict[str, asyncio.Event] = field(default_factory=dict)
+    _freed: dict[str, Signal] = field(default_factory=dict)  # model key → a slot or place changed
 
     def enqueue(self, key: str) -> Ticket:
         ticket = Ticket(key)
@@ -71,14 +71,10 @@ class Slots:
         return sum(self.inflight.get(e, 0) for e in endpoints)
 
     def _signal(self, key: str) -> None:
-        event = self._freed.pop(key, None)
-        if event is not None:
-            event.set()
+        signal = self._freed.get(key)
+        if signal is not None:
+            signal.notify()
 
     async def wait(self, key: str, within: float) -> None:
         """Return when a slot or a place in the queue of `key` changes, or after `within` seconds."""
-        event = self._freed.setdefault(key, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), within)
-        except TimeoutError:
-            pass
+        await self._freed.setdefault(key, Signal()).wait(within)

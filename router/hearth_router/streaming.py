@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hearth_api.model_deployment import ModelDeployment
 from hearth_router import chunks, progress
+from hearth_router.dispatcher import Admission, Dispatcher, Queued
 from hearth_router.errors import RouterError
 from hearth_router.registry import Entry
-from hearth_router.service import Service
 
 log = logging.getLogger("hearth.router.stream")
 
@@ -27,7 +28,7 @@ def new_request_id(chat: bool) -> str:
 
 @dataclass
 class StreamJob:
-    service: Service
+    dispatcher: Dispatcher
     entry: Entry
     body: dict[str, Any]
     ident: chunks.StreamIdentity
@@ -45,59 +46,49 @@ class StreamJob:
             chunks.status_chunk(self.ident, status, message, timestamp=time.time(), backend=gpu, **extra)
         )
 
+    def _latest(self) -> ModelDeployment:
+        return (self.dispatcher.registry.get(self.entry.key) or self.entry).md
+
     async def _events(self) -> AsyncIterator[bytes]:
-        service, key = self.service, self.entry.key
-        began = time.monotonic()
         yield self._status("routing", "Selecting backend…")
-        warmed_in: float | None = None
-        ticket = service.slots.enqueue(key)
-        try:
-            with service.waiters.waiting(key, self.model):
-                async for update in service.hold(self.entry):
-                    md = (service.registry.get(key) or self.entry).md
-                    warmed_in = 0.0
-                    yield self._status(
-                        "loading",
-                        update.message,
-                        estimated_time=update.estimated_time,
-                        progress=update.progress,
-                        gpu_class=md.status.gpu_class,
-                        node=md.status.node,
-                    )
-                if warmed_in is not None:
-                    warmed_in = time.monotonic() - began
-                async for place in service.acquire(self.entry, ticket):
+        async with self.dispatcher.admit(self.entry) as admission:
+            async for update in admission.wait():
+                if isinstance(update, Queued):
                     yield self._status(
                         "queued",
-                        progress.queued_message(self.model, place.position, place.estimated_time),
-                        queue_position=place.position,
-                        estimated_time=place.estimated_time,
+                        progress.queued_message(self.model, update.position, update.estimated_time),
+                        queue_position=update.position,
+                        estimated_time=update.estimated_time,
                     )
-            md = (service.registry.get(key) or self.entry).md
-            endpoint = ticket.endpoint
-            assert endpoint is not None
+                    continue
+                md = self._latest()
+                yield self._status(
+                    "loading",
+                    update.message,
+                    estimated_time=update.estimated_time,
+                    progress=update.progress,
+                    gpu_class=md.status.gpu_class,
+                    node=md.status.node,
+                )
+            md = self._latest()
             yield self._status(
                 "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
             )
-            async for frame in self._generate(
-                endpoint, md.status.gpu_class, md.status.node, warmed_in, began
-            ):
+            async for frame in self._generate(admission, md.status.gpu_class, md.status.node):
                 yield frame
-        finally:
-            service.slots.release(ticket)
 
     async def _generate(
-        self, endpoint: str, gpu_class: str | None, node: str | None, warmed_in: float | None, began: float
+        self, admission: Admission, gpu_class: str | None, node: str | None
     ) -> AsyncIterator[bytes]:
-        service = self.service
+        dispatcher, endpoint, began = self.dispatcher, admission.endpoint, admission.began
         body = {**self.body, "model": self.model, "stream": True}
         text: list[str] = []
         finish = "stop"
         usage: dict[str, Any] | None = None
         first_token: float | None = None
         started = time.monotonic()
-        async for chunk in service.upstream.stream(endpoint, self.path, body):
-            await service.annotator.touch(self.entry.key, self.entry.md.spec.scaling.idle_timeout_seconds)
+        async for chunk in dispatcher.upstream.stream(endpoint, self.path, body):
+            await dispatcher.annotator.touch(self.entry.key, self.entry.md.spec.scaling.idle_timeout_seconds)
             if chunk.get("usage"):
                 usage = chunk["usage"]
             choices = chunk.get("choices") or []
@@ -109,8 +100,8 @@ class StreamJob:
                 finish = reason
             if piece and first_token is None:
                 first_token = time.monotonic()
-                service.metrics.ttft.labels(model=self.model).observe(first_token - began)
-                service.metrics.upstream.labels(model=self.model).observe(first_token - started)
+                dispatcher.metrics.ttft.labels(model=self.model).observe(first_token - began)
+                dispatcher.metrics.upstream.labels(model=self.model).observe(first_token - started)
             if piece:
                 text.append(piece)
             if piece or (choices[0].get("delta") or {}).get("role"):
@@ -119,16 +110,16 @@ class StreamJob:
                 out["choices"] = [{**choices[0], "finish_reason": None}]
                 yield chunks.frame(out)
         elapsed = time.monotonic() - started
-        service.record_generation(self.entry.key, elapsed)
+        dispatcher.record_generation(self.entry.key, elapsed)
         completion_tokens = (usage or {}).get("completion_tokens") or len(text)
         rate = completion_tokens / (time.monotonic() - (first_token or started)) if text else None
-        summary = progress.summary(gpu_class, warmed_in, rate)
+        summary = progress.summary(gpu_class, admission.load_waited, rate)
         usage = usage or {
             "prompt_tokens": 0,
             "completion_tokens": completion_tokens,
             "total_tokens": completion_tokens,
         }
-        service.metrics.requests.labels(model=self.model, outcome="ok").inc()
+        dispatcher.metrics.requests.labels(model=self.model, outcome="ok").inc()
         yield chunks.frame(
             chunks.status_chunk(
                 self.ident,
@@ -137,7 +128,7 @@ class StreamJob:
                 timestamp=time.time(),
                 done=True,
                 finish_reason=finish,
-                hidden=service.settings.hide_status_summary,
+                hidden=dispatcher.settings.hide_status_summary,
                 content="".join(text),
                 backend=progress.short_gpu(gpu_class),
                 node=node,
@@ -154,8 +145,8 @@ class StreamJob:
             async for frame in self._events():
                 queue.put_nowait(frame)
         except RouterError as exc:
-            self.service.metrics.stream_errors.labels(model=self.model, code=exc.code or "error").inc()
-            self.service.metrics.requests.labels(model=self.model, outcome=exc.code or "error").inc()
+            self.dispatcher.metrics.stream_errors.labels(model=self.model, code=exc.code or "error").inc()
+            self.dispatcher.metrics.requests.labels(model=self.model, outcome=exc.code or "error").inc()
             queue.put_nowait(
                 chunks.frame(
                     chunks.error_chunk(
@@ -165,7 +156,7 @@ class StreamJob:
             )
         except Exception:  # a bug must still end the stream with a clear error, and be logged
             log.exception("stream %s failed", self.ident.id)
-            self.service.metrics.stream_errors.labels(model=self.model, code="internal_error").inc()
+            self.dispatcher.metrics.stream_errors.labels(model=self.model, code="internal_error").inc()
             queue.put_nowait(
                 chunks.frame(
                     chunks.error_chunk(
@@ -190,13 +181,15 @@ class StreamJob:
         client goes away, the generator is closed and the engine request with it."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._produce(queue), name=f"stream {self.ident.id}")
-        self.service.active[self.ident.id] = self
+        self.dispatcher.active[self.ident.id] = self
         try:
             ended = False
             while not ended:
                 if queue.empty():
                     try:
-                        first = await asyncio.wait_for(queue.get(), self.service.settings.keepalive_interval)
+                        first = await asyncio.wait_for(
+                            queue.get(), self.dispatcher.settings.keepalive_interval
+                        )
                     except TimeoutError:
                         yield chunks.KEEPALIVE_FRAME
                         continue
@@ -211,7 +204,7 @@ class StreamJob:
                 if frames:
                     yield frames
             if self.user_cancelled:
-                self.service.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
+                self.dispatcher.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
                 yield chunks.frame(
                     chunks.error_chunk(
                         self.ident,
@@ -223,10 +216,10 @@ class StreamJob:
                 )
             yield chunks.DONE_FRAME
         finally:
-            self.service.active.pop(self.ident.id, None)
+            self.dispatcher.active.pop(self.ident.id, None)
             # Cancel, and let the producer close the engine request on its own: awaiting it here
             # (under Starlette's cancelled scope) would cancel it again mid-cleanup and leave the
             # engine connection open.
             self._task.cancel()
-            self.service.background.add(self._task)
-            self._task.add_done_callback(self.service.background.discard)
+            self.dispatcher.background.add(self._task)
+            self._task.add_done_callback(self.dispatcher.background.discard)

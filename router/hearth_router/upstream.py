@@ -14,11 +14,15 @@ from hearth_router.errors import RouterError
 
 
 class Upstream:
-    def __init__(self, connect_timeout: float, stall_timeout: float) -> None:
+    def __init__(
+        self, connect_timeout: float, stall_timeout: float, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport`: how to reach the engines — the network, or an engine's ASGI app in tests."""
         self.stall_timeout = stall_timeout
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=connect_timeout, read=stall_timeout, write=30.0, pool=None),
             limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+            transport=transport,
         )
 
     async def close(self) -> None:

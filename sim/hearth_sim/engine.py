@@ -206,6 +206,61 @@ class _Generation:
         }
 
 
+async def _body_or_error(state: EngineState, request: Request) -> dict[str, Any] | JSONResponse:
+    if not state.loaded.is_set():
+        return _error(503, f"model {state.settings.model} is still loading", "service_unavailable")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "request body is not valid JSON", "invalid_request_error")
+    if not isinstance(body, dict):
+        return _error(400, "request body must be a JSON object", "invalid_request_error")
+    return body
+
+
+async def _generate(state: EngineState, request: Request, chat: bool) -> Response:
+    body = await _body_or_error(state, request)
+    if isinstance(body, JSONResponse):
+        return body
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "`messages` must be a non-empty list", "invalid_request_error")
+        prompt = text.prompt_text(messages)
+    else:
+        raw = body.get("prompt", "")
+        prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
+    gen = _Generation(state, body, prompt, chat)
+    if body.get("stream"):
+        return StreamingResponse(
+            gen.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    return JSONResponse(await gen.whole())
+
+
+async def _embeddings(state: EngineState, request: Request) -> Response:
+    body = await _body_or_error(state, request)
+    if isinstance(body, JSONResponse):
+        return body
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(inputs, list) or not inputs:
+        return _error(400, "`input` must be a string or a non-empty list", "invalid_request_error")
+    data = [
+        {"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
+        for i, item in enumerate(inputs)
+    ]
+    used = sum(text.count_tokens(str(item)) for item in inputs)
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", state.settings.model),
+            "usage": {"prompt_tokens": used, "total_tokens": used},
+        }
+    )
+
+
 def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_now) -> FastAPI:
     state = EngineState(settings, exit_fn)
 
@@ -217,36 +272,6 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
 
     app = FastAPI(title=f"hearth sim engine ({settings.model})", lifespan=lifespan)
     app.state.engine = state
-
-    async def body_or_error(request: Request) -> dict[str, Any] | JSONResponse:
-        if not state.loaded.is_set():
-            return _error(503, f"model {settings.model} is still loading", "service_unavailable")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "request body is not valid JSON", "invalid_request_error")
-        if not isinstance(body, dict):
-            return _error(400, "request body must be a JSON object", "invalid_request_error")
-        return body
-
-    async def generate(request: Request, chat: bool) -> Response:
-        body = await body_or_error(request)
-        if isinstance(body, JSONResponse):
-            return body
-        if chat:
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                return _error(400, "`messages` must be a non-empty list", "invalid_request_error")
-            prompt = text.prompt_text(messages)
-        else:
-            raw = body.get("prompt", "")
-            prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
-        gen = _Generation(state, body, prompt, chat)
-        if body.get("stream"):
-            return StreamingResponse(
-                gen.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-            )
-        return JSONResponse(await gen.whole())
 
     @app.get("/health")
     async def health() -> Response:
@@ -275,34 +300,15 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        return await generate(request, chat=True)
+        return await _generate(state, request, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await generate(request, chat=False)
+        return await _generate(state, request, chat=False)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        body = await body_or_error(request)
-        if isinstance(body, JSONResponse):
-            return body
-        raw = body.get("input")
-        inputs = [raw] if isinstance(raw, str) else raw
-        if not isinstance(inputs, list) or not inputs:
-            return _error(400, "`input` must be a string or a non-empty list", "invalid_request_error")
-        data = [
-            {"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
-            for i, item in enumerate(inputs)
-        ]
-        used = sum(text.count_tokens(str(item)) for item in inputs)
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "model": body.get("model", settings.model),
-                "usage": {"prompt_tokens": used, "total_tokens": used},
-            }
-        )
+        return await _embeddings(state, request)
 
     return app
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 
 from hearth_router.app import create_app
 from hearth_router.registry import Registry
 from hearth_router.settings import RouterSettings
+from hearth_router.upstream import Upstream
+from hearth_sim.engine import EngineSettings
+from hearth_sim.engine import create_app as create_engine
 
 
 def client(registry: Registry, **settings: object) -> httpx.AsyncClient:
-    app = create_app(RouterSettings.model_validate(settings), None, registry)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router")
+    return client_for(create_app(RouterSettings.model_validate(settings), None, registry))
 
 
 async def test_before_the_first_list_requests_get_503_not_404() -> None:
@@ -43,3 +50,52 @@ async def test_browsers_may_call_it_from_other_origins() -> None:
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "http://webui.lan"
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+def md_body(phase: str, endpoints: list[str] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "hearth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "medium", "namespace": "default", "resourceVersion": "1"},
+        "spec": {"model": "medium", "engine": "sim", "gpu": {"class": "rtx3090", "vramGiB": 14}},
+        "status": {"phase": phase, "endpoints": endpoints or [], "gpuClass": "rtx3090", **status},
+    }
+
+
+async def test_a_streamed_request_walks_every_stage_in_process() -> None:
+    """Cold → Loading → Warm seen by the registry; the engine is the sim engine's app itself."""
+    engine = create_engine(EngineSettings(model="medium", load_seconds=0, tokens_per_second=1000))
+    registry = Registry(None)
+    registry.apply("ADDED", md_body("Cold", warmup={"estimateSeconds": 15}))
+    registry.ready.set()
+    upstream = Upstream(5, 30, transport=httpx.ASGITransport(app=engine))
+    app = create_app(RouterSettings(loading_interval=0.05), None, registry, upstream)
+    dispatcher = app.state.dispatcher
+    async with engine.router.lifespan_context(engine), client_for(app) as http:
+        await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
+        request = asyncio.create_task(
+            http.post(
+                "/v1/chat/completions",
+                json={"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            )
+        )
+        while dispatcher.waiters.count("default/medium") == 0:  # admitted: now it waits for the load
+            await registry.wait_change(0.01)
+        registry.apply("MODIFIED", md_body("Loading", loadingSince=datetime.now(UTC).isoformat()))
+        registry.apply("MODIFIED", md_body("Warm", ["http://engine"], node="gpu-3090"))
+        response = await asyncio.wait_for(request, 10)
+    assert response.status_code == 200
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    statuses = [e["status"] for e in events if "status" in e]
+    assert statuses[0] == "routing" and "loading" in statuses
+    assert statuses[-2:] == ["generating", "done"]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if "status" not in e)
+    done = events[-1]
+    assert text and done["content"] == text and done["node"] == "gpu-3090"
+    assert done["message"].startswith("Warmed up in ")
+    assert response.text.endswith("data: [DONE]\n\n")
+    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router")

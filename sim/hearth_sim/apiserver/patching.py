@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonpatch
+from jsonpointer import JsonPointerException
+
 from hearth_sim.apiserver.errors import ApiError
 
 MERGE = "application/merge-patch+json"
@@ -55,80 +58,19 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise ApiError(422, "Invalid", f"json patch path {path!r} must start with /")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
-    node = doc
-    for part in parts[:-1]:
-        try:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(422, "Invalid", f"json patch path {path!r} does not exist") from None
-    return node, parts[-1]
-
-
-def _get(doc: Any, path: str) -> Any:
-    node = doc
-    for part in _pointer(path):
-        try:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(422, "Invalid", f"json patch path {path!r} does not exist") from None
-    return node
-
-
 def json_patch(doc: Any, ops: Any) -> Any:
-    """RFC 6902. A failed `test` is 422 Invalid, as kube-apiserver answers."""
+    """RFC 6902 (python-json-patch), answered as kube-apiserver answers: a failed `test` or a
+    path that does not exist is 422 Invalid, a malformed patch 400; the input is never touched."""
     if not isinstance(ops, list):
         raise ApiError(400, "BadRequest", "json patch must be a list of operations")
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        kind, path = op.get("op"), op.get("path", "")
-        if kind == "test":
-            if _get(doc, path) != op.get("value"):
-                raise ApiError(422, "Invalid", f"json patch test failed at {path!r}")
-            continue
-        if kind in ("move", "copy"):
-            value = copy.deepcopy(_get(doc, op["from"]))
-            if kind == "move":
-                doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
-            doc = json_patch(doc, [{"op": "add", "path": path, "value": value}])
-            continue
-        parts = _pointer(path)
-        if not parts:
-            if kind in ("add", "replace"):
-                doc = copy.deepcopy(op["value"])
-                continue
-            raise ApiError(422, "Invalid", "cannot remove the whole document")
-        parent, last = _parent(doc, parts, path)
-        if isinstance(parent, list):
-            index = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(index, copy.deepcopy(op["value"]))
-            elif kind == "remove":
-                parent.pop(index)
-            elif kind == "replace":
-                parent[index] = copy.deepcopy(op["value"])
-            else:
-                raise ApiError(400, "BadRequest", f"unknown json patch op {kind!r}")
-        elif isinstance(parent, dict):
-            if kind in ("remove", "replace") and last not in parent:
-                raise ApiError(422, "Invalid", f"json patch path {path!r} does not exist")
-            if kind == "remove":
-                del parent[last]
-            elif kind in ("add", "replace"):
-                parent[last] = copy.deepcopy(op["value"])
-            else:
-                raise ApiError(400, "BadRequest", f"unknown json patch op {kind!r}")
-        else:
-            raise ApiError(422, "Invalid", f"json patch path {path!r} does not exist")
-    return doc
+    try:
+        return jsonpatch.apply_patch(doc, ops, in_place=False)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise ApiError(422, "Invalid", f"json patch test failed: {exc}") from None
+    except (jsonpatch.JsonPatchConflict, JsonPointerException) as exc:
+        raise ApiError(422, "Invalid", f"json patch path does not exist: {exc}") from None
+    except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPatchException, TypeError, ValueError) as exc:
+        raise ApiError(400, "BadRequest", f"invalid json patch: {exc}") from None
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> Any:

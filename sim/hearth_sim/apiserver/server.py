@@ -157,61 +157,79 @@ class HearthApiServer(kmock.KubernetesEmulator):
         method = str(request.method.value).upper()
         params: dict[str, str] = dict(request.params)
         if method == "GET":
-            doc = discovery.document(list(self.store.types.values()), path)
-            if doc is not None:
-                return aiohttp.web.json_response(doc)
-            if path == "/openapi/v2":
-                # An empty protobuf document: kubectl then skips client-side validation.
-                return aiohttp.web.Response(
-                    body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-                )
-            if path in ("/healthz", "/livez", "/readyz"):
-                return aiohttp.web.Response(text="ok")
+            fixed = self._serve_fixed(path)
+            if fixed is not None:
+                return fixed
         target = parse_resource_path(path)
         if target is None:
             raise errors.ApiError(
                 404, "NotFound", f"the server could not find the requested resource ({path})"
             )
         rtype = self.store.resolve(target.group, target.version, target.plural)
-        accept = request.headers.get("Accept", "")
-        watching = "/watch/" in path or _truthy(params.get("watch"))
-
-        if method == "GET" and watching:
-            return await self._stream_watch(request, rtype, target, params, accept)
-        if method == "GET" and target.subresource == "log" and rtype.kind == "Pod" and target.name:
-            return self._serve_log(target, params)
         if target.subresource == "scale" and target.name:
             return aiohttp.web.json_response(await self._serve_scale(request, rtype, target, method))
-        if method == "GET" and target.name:
+        if method == "GET":
+            return await self._serve_read(request, rtype, target, params, path)
+        return self._serve_write(request, rtype, target, params, method, path)
+
+    def _serve_fixed(self, path: str) -> aiohttp.web.Response | None:
+        """Discovery, the OpenAPI stub and the health paths: answers that name no resource."""
+        doc = discovery.document(list(self.store.types.values()), path)
+        if doc is not None:
+            return aiohttp.web.json_response(doc)
+        if path == "/openapi/v2":
+            # An empty protobuf document: kubectl then skips client-side validation.
+            return aiohttp.web.Response(
+                body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            )
+        if path in ("/healthz", "/livez", "/readyz"):
+            return aiohttp.web.Response(text="ok")
+        return None
+
+    async def _serve_read(
+        self, request: Any, rtype: ResourceType, target: Target, params: dict[str, str], path: str
+    ) -> aiohttp.web.StreamResponse:
+        accept = request.headers.get("Accept", "")
+        if "/watch/" in path or _truthy(params.get("watch")):
+            return await self._stream_watch(request, rtype, target, params, accept)
+        if target.subresource == "log" and rtype.kind == "Pod" and target.name:
+            return self._serve_log(target, params)
+        if target.name:
             obj = self.store.get(rtype, target.namespace, target.name)
             return self._reply(rtype, [obj], accept, single=True)
-        if method == "GET":
-            items = self.store.list_objects(
-                rtype, target.namespace, params.get("labelSelector"), params.get("fieldSelector")
-            )
-            return self._reply(rtype, items, accept, single=False)
+        items = self.store.list_objects(
+            rtype, target.namespace, params.get("labelSelector"), params.get("fieldSelector")
+        )
+        return self._reply(rtype, items, accept, single=False)
+
+    def _serve_write(
+        self,
+        request: Any,
+        rtype: ResourceType,
+        target: Target,
+        params: dict[str, str],
+        method: str,
+        path: str,
+    ) -> aiohttp.web.Response:
         body = self._body(request)
         strict = params.get("fieldValidation") == "Strict"  # kubectl's default
-        if method == "POST" and not target.name:
+        name, namespace = target.name, target.namespace
+        if method == "POST" and not name:
+            return aiohttp.web.json_response(self.store.create(rtype, namespace, body, strict), status=201)
+        if method == "PUT" and name:
             return aiohttp.web.json_response(
-                self.store.create(rtype, target.namespace, body, strict), status=201
+                self.store.replace(rtype, namespace, name, body, target.subresource, strict)
             )
-        if method == "PUT" and target.name:
-            return aiohttp.web.json_response(
-                self.store.replace(rtype, target.namespace, target.name, body, target.subresource, strict)
-            )
-        if method == "PATCH" and target.name:
+        if method == "PATCH" and name:
             ctype = request.headers.get("Content-Type", patching.MERGE)
             return aiohttp.web.json_response(
-                self.store.patch(
-                    rtype, target.namespace, target.name, ctype, body, target.subresource, strict
-                )
+                self.store.patch(rtype, namespace, name, ctype, body, target.subresource, strict)
             )
-        if method == "DELETE" and target.name:
-            return aiohttp.web.json_response(self.store.delete(rtype, target.namespace, target.name))
+        if method == "DELETE" and name:
+            return aiohttp.web.json_response(self.store.delete(rtype, namespace, name))
         if method == "DELETE":
             gone = self.store.delete_collection(
-                rtype, target.namespace, params.get("labelSelector"), params.get("fieldSelector")
+                rtype, namespace, params.get("labelSelector"), params.get("fieldSelector")
             )
             return aiohttp.web.json_response(self._list_doc(rtype, gone))
         raise errors.ApiError(405, "MethodNotAllowed", f"{method} is not supported on {path}")

@@ -1,14 +1,14 @@
 """The cold-start path, behind two narrow steps (KubeAI's shape): `hold` — make sure the model
 is coming and wait for it, telling the caller how long — and `acquire` — wait for a free slot on
-a Ready replica, telling the caller its place in line. Streaming and non-streaming requests both
-walk it; only what they do with the progress differs."""
+a Ready replica, telling the caller its place in line. Both request paths (streamed and whole
+answers) walk them through one `Admission`; only what they do with the progress differs."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -42,22 +42,53 @@ class Waiters:
     gauge: Any = None  # metrics.waiters, labelled by model
     counts: dict[str, int] = field(default_factory=dict)
 
-    def __call__(self, key: str) -> int:
+    def count(self, key: str) -> int:
         return self.counts.get(key, 0)
 
-    @contextmanager
-    def waiting(self, key: str, model: str) -> Iterator[None]:
-        self.counts[key] = self(key) + 1
-        self.gauge.labels(model=model).set(self(key))
-        try:
-            yield
-        finally:
-            self.counts[key] = self(key) - 1
-            self.gauge.labels(model=model).set(self(key))
+    def add(self, key: str, model: str, delta: int) -> None:
+        self.counts[key] = self.count(key) + delta
+        self.gauge.labels(model=model).set(self.count(key))
 
 
 @dataclass
-class Service:
+class Admission:
+    """One request on its way to a slot: counted as a waiter from its admission until it holds
+    a slot (or gives up), then holding the slot until the dispatcher's `admit` block ends."""
+
+    dispatcher: Dispatcher
+    entry: Entry
+    ticket: Ticket
+    began: float = field(default_factory=time.monotonic)
+    load_waited: float | None = None  # seconds it waited for a load; None: it found it warm
+    waiting: bool = True
+
+    @property
+    def endpoint(self) -> str:
+        if self.ticket.endpoint is None:
+            raise RuntimeError("the admission holds no slot yet: iterate wait() to the end first")
+        return self.ticket.endpoint
+
+    async def wait(self) -> AsyncIterator[progress.Loading | Queued]:
+        """Loading updates while the model comes up, then queue places while every replica is
+        busy; ends holding a slot."""
+        held = False
+        async for update in self.dispatcher.hold(self.entry):
+            held = True
+            yield update
+        if held:
+            self.load_waited = time.monotonic() - self.began
+        async for place in self.dispatcher.acquire(self.entry, self.ticket):
+            yield place
+        self.stop_waiting()
+
+    def stop_waiting(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, -1)
+
+
+@dataclass
+class Dispatcher:
     settings: RouterSettings
     registry: Registry
     annotator: Annotator
@@ -72,21 +103,20 @@ class Service:
     def __post_init__(self) -> None:
         self.waiters.gauge = self.metrics.waiters
 
-    # --- which model -------------------------------------------------------------------------
+    # --- which model, and may it wait --------------------------------------------------------
 
     def resolve(self, name: str) -> Entry:
-        if name in routing.AUTO_NAMES:
-            models = [e.md for e in self.registry.entries.values()]
-            chosen = routing.choose_auto(models, self.slots.inflight)
-            if chosen is None:
-                raise unavailable("no model can serve `auto` right now", "no_model")
-            entry = self.registry.get(f"{chosen.namespace}/{chosen.name}")
-            assert entry is not None
-            return entry
         if not self.registry.ready.is_set():
             raise unavailable(
                 "the router is starting: the list of models is not loaded yet", "not_ready", retry_after=2
             )
+        if name in routing.AUTO_NAMES:
+            models = [e.md for e in self.registry.entries.values()]
+            chosen = routing.choose_auto(models, self.slots.inflight)
+            entry = self.registry.get(chosen.key) if chosen is not None else None
+            if entry is None:
+                raise unavailable("no model can serve `auto` right now", "no_model")
+            return entry
         entry = self.registry.resolve(name)
         if entry is None:
             raise unknown_model(name, self.registry.names())
@@ -99,17 +129,36 @@ class Service:
             raise unavailable(f"{md.spec.model} cannot run: {md.status.message}", "model_failed")
         if md.never_fits:
             raise unavailable(f"{md.spec.model} cannot be placed: {md.status.message}", "model_unschedulable")
-        if self.waiters(entry.key) >= self.settings.max_waiters:
+        if self.waiters.count(entry.key) >= self.settings.max_waiters:
             raise RouterError(
                 429,
-                f"{self.waiters(entry.key)} requests are already waiting for {md.spec.model}; "
+                f"{self.waiters.count(entry.key)} requests are already waiting for {md.spec.model}; "
                 "try again later",
                 "rate_limit_error",
                 "too_many_waiters",
                 retry_after=md.warmup_estimate,
             )
 
+    @asynccontextmanager
+    async def admit(self, entry: Entry) -> AsyncIterator[Admission]:
+        """Check and count the request in one step (no await between them, so a burst cannot
+        slip past the waiter limit), give it a place in line, and free what it holds at the end."""
+        self.check_admission(entry)
+        self.waiters.add(entry.key, entry.md.spec.model, +1)
+        admission = Admission(self, entry, self.slots.enqueue(entry.key))
+        try:
+            yield admission
+        finally:
+            admission.stop_waiting()
+            self.slots.release(admission.ticket)
+
     # --- hold: wake and wait for Warm --------------------------------------------------------
+
+    def _current(self, entry: Entry) -> Entry:
+        current = self.registry.get(entry.key)
+        if current is None:
+            raise unavailable(f"{entry.md.spec.model} was deleted while the request waited", "model_deleted")
+        return current
 
     async def hold(self, entry: Entry) -> AsyncIterator[progress.Loading]:
         """Yield a Loading update about once a second and on every status change until the model
@@ -119,15 +168,11 @@ class Service:
         deadline = began + self.settings.hold_timeout(entry.md.warmup_estimate)
         shown: int | None = None
         last: tuple[str, float] | None = None  # what was last yielded, and when
-        waited = False
         while True:
-            current = self.registry.get(key)
-            if current is None:
-                raise unavailable(f"{model} was deleted while the request waited", "model_deleted")
-            md = current.md
+            md = self._current(entry).md
             self.annotator.observe(key, md.status.phase)
             if md.status.phase is Phase.WARM and md.status.endpoints:
-                if waited:
+                if last is not None:
                     self.metrics.cold_wait.labels(model=model).observe(time.monotonic() - began)
                 return
             if md.status.phase is Phase.FAILED:
@@ -141,7 +186,6 @@ class Service:
                     f"{deadline - began:.0f} s ({md.status.message or md.status.phase})",
                     code="load_timeout",
                 )
-            waited = True
             await self.annotator.ensure_awake(key, md.status.phase)
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
             update = progress.loading(md, datetime.now(UTC), at_most=shown)
@@ -159,11 +203,7 @@ class Service:
         a slot (ticket.endpoint). Re-holds when the model stops being Warm meanwhile."""
         key = entry.key
         while True:
-            current = self.registry.get(key)
-            if current is None:
-                raise unavailable(
-                    f"{entry.md.spec.model} was deleted while the request waited", "model_deleted"
-                )
+            current = self._current(entry)
             md = current.md
             if md.status.phase is not Phase.WARM or not md.status.endpoints:
                 async for _ in self.hold(current):
@@ -195,28 +235,23 @@ class Service:
             raise RuntimeError("complete() runs inside a task")
         task: asyncio.Task[Any] = current
         self.active[ident.id] = task
-        key, model = entry.key, entry.md.spec.model
-        ticket = self.slots.enqueue(key)
-        began = time.monotonic()
+        model = entry.md.spec.model
         try:
-            with self.waiters.waiting(key, model):
-                async for _ in self.hold(entry):
+            async with self.admit(entry) as admission:
+                async for _ in admission.wait():
                     pass
-                async for _ in self.acquire(entry, ticket):
-                    pass
-            assert ticket.endpoint is not None
-            started = time.monotonic()
-            answer = await self.upstream.fetch(
-                ticket.endpoint, path, {**body, "model": model, "stream": False}
-            )
-            self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
-            if path != "/v1/embeddings":
-                self.record_generation(key, time.monotonic() - started)
-                answer["id"] = ident.id
-            answer["model"] = ident.model
-            self.metrics.requests.labels(model=model, outcome="ok").inc()
-            self.metrics.ttft.labels(model=model).observe(time.monotonic() - began)
-            return answer
+                started = time.monotonic()
+                answer = await self.upstream.fetch(
+                    admission.endpoint, path, {**body, "model": model, "stream": False}
+                )
+                self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
+                if path != "/v1/embeddings":
+                    self.record_generation(entry.key, time.monotonic() - started)
+                    answer["id"] = ident.id
+                answer["model"] = ident.model
+                self.metrics.requests.labels(model=model, outcome="ok").inc()
+                self.metrics.ttft.labels(model=model).observe(time.monotonic() - admission.began)
+                return answer
         except RouterError as exc:
             self.metrics.requests.labels(model=model, outcome=exc.code or "error").inc()
             raise
@@ -226,5 +261,4 @@ class Service:
                 raise RouterError(409, "Cancelled by the client", "cancelled", "cancelled") from None
             raise
         finally:
-            self.slots.release(ticket)
             self.active.pop(ident.id, None)
