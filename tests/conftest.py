@@ -1,18 +1,27 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return ROOT
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10) -> None:
+    """Ask a process to stop (SIGTERM), and kill it if it has not within `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def descendants(pid: int) -> list[int]:

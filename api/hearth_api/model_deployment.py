@@ -37,6 +37,11 @@ class GpuClass(enum.StrEnum):
     ANY = "any"
 
 
+def gpu_short_name(gpu_class: str | None) -> str | None:
+    """`rtx3090` → `3090`: what people call the card."""
+    return gpu_class.removeprefix("rtx") if gpu_class else None
+
+
 class Phase(enum.StrEnum):
     """A model's lifecycle. Cold → Loading → Warm; Warm → Evicting → Cold when a GPU is freed;
     Unschedulable when no GPU can take it; Failed when it cannot run as specified."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hearth_api.model_deployment import GpuClass, Phase
+from hearth_api.model_deployment import GpuClass, Phase, gpu_short_name
 from hearth_api.names import GPU_CLASS_LABEL, GPU_VRAM_LABEL, NVIDIA_GPU_RESOURCE, NVIDIA_PRODUCT_LABEL
 
 # NVIDIA GPU feature discovery's product label → (class, VRAM), for nodes without Hearth's labels.
@@ -39,11 +39,6 @@ class GpuNode:
     gpu_class: str
     vram_gib: int
     slots: int = 1
-
-    @property
-    def short(self) -> str:
-        """`3090` for `rtx3090`: what users call the card."""
-        return self.gpu_class.removeprefix("rtx")
 
 
 def gpu_node(node: dict[str, Any]) -> GpuNode | None:
@@ -166,7 +161,7 @@ def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: date
             return Decision(
                 node=n,
                 waiting_for=leaving,
-                message=f"Freeing the {n.short} on {n.name}: unloading "
+                message=f"Freeing the {gpu_short_name(n.gpu_class)} on {n.name}: unloading "
                 + ", ".join(r.model for r in on[n.name] if r.phase is Phase.EVICTING),
             )
 
@@ -197,7 +192,7 @@ def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: date
         return Decision(
             node=node,
             victims=tuple(v.key for v in victims),
-            message=f"Freeing the {node.short} on {node.name}: unloading "
+            message=f"Freeing the {gpu_short_name(node.gpu_class)} on {node.name}: unloading "
             + ", ".join(v.model for v in victims),
         )
 

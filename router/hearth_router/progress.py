@@ -7,12 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from hearth_api.model_deployment import Eviction, ModelDeployment, Phase
-
-
-def short_gpu(gpu_class: str | None) -> str | None:
-    """`rtx3090` → `3090`: what people call the card."""
-    return gpu_class.removeprefix("rtx") if gpu_class else None
+from hearth_api.model_deployment import Eviction, ModelDeployment, Phase, gpu_short_name
 
 
 @dataclass(frozen=True)
@@ -20,7 +15,6 @@ class Loading:
     message: str
     estimated_time: int
     progress: float
-    overdue: bool
 
 
 def _freeing(gpu: str | None, eviction: Eviction) -> str:
@@ -36,7 +30,7 @@ def loading(md: ModelDeployment, now: datetime, at_most: int | None = None) -> L
     since = status.loading_since
     elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
     remaining = estimate - elapsed
-    gpu = short_gpu(status.gpu_class)
+    gpu = gpu_short_name(status.gpu_class)
     on = f" on {gpu}" if gpu else ""
     if status.phase is Phase.LOADING and status.evicting is not None:
         base = _freeing(gpu, status.evicting)
@@ -50,12 +44,10 @@ def loading(md: ModelDeployment, now: datetime, at_most: int | None = None) -> L
         base = f"Waking {model}{on}…"
     if remaining < 0:
         over = math.ceil(-remaining)
-        return Loading(
-            f"{base} taking longer than usual ({over} s over the usual {estimate:.0f} s)", 0, 0.99, True
-        )
+        return Loading(f"{base} taking longer than usual ({over} s over the usual {estimate:.0f} s)", 0, 0.99)
     left = math.ceil(remaining) if at_most is None else min(math.ceil(remaining), at_most)
     progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
-    return Loading(f"{base} ~{left} s", left, round(progress, 3), False)
+    return Loading(f"{base} ~{left} s", left, round(progress, 3))
 
 
 def queued_message(model: str, position: int, seconds: int) -> str:
@@ -65,6 +57,6 @@ def queued_message(model: str, position: int, seconds: int) -> str:
 
 def summary(gpu_class: str | None, warmed_in: float | None, tokens_per_second: float | None) -> str:
     """The line Open WebUI keeps above the reply: "Warmed up in 12 s on 3090 · 38 tokens/s"."""
-    gpu = short_gpu(gpu_class) or "GPU"
+    gpu = gpu_short_name(gpu_class) or "GPU"
     head = f"Warmed up in {warmed_in:.0f} s on {gpu}" if warmed_in is not None else f"On {gpu}"
     return f"{head} · {tokens_per_second:.0f} tokens/s" if tokens_per_second else head

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth_api.model_deployment import ModelDeployment
+from hearth_api.model_deployment import ModelDeployment, gpu_short_name
 from hearth_router import chunks, progress
 from hearth_router.dispatcher import Admission, Dispatcher, Queued
 from hearth_router.errors import RouterError
@@ -41,7 +41,7 @@ class StreamJob:
         return self.entry.md.spec.model
 
     def _status(self, status: str, message: str, **extra: Any) -> bytes:
-        gpu = progress.short_gpu(extra.pop("gpu_class", None))
+        gpu = gpu_short_name(extra.pop("gpu_class", None))
         return chunks.frame(
             chunks.status_chunk(self.ident, status, message, timestamp=time.time(), backend=gpu, **extra)
         )
@@ -130,7 +130,7 @@ class StreamJob:
                 finish_reason=finish,
                 hidden=dispatcher.settings.hide_status_summary,
                 content="".join(text),
-                backend=progress.short_gpu(gpu_class),
+                backend=gpu_short_name(gpu_class),
                 node=node,
                 usage=usage,
             )

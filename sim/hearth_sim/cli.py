@@ -92,8 +92,12 @@ def _up_parser(sub: Any) -> None:
     p.set_defaults(func=_run_up)
 
 
-def _port_taken(host: str, port: int) -> bool:
+def port_taken(host: str, port: int) -> bool:
+    """Whether a server could not listen on host:port now. Bound as the servers bind (with
+    SO_REUSEADDR, asyncio's default), so connections of a run just stopped, still in TIME_WAIT,
+    do not count: only a live listener does."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -106,7 +110,7 @@ def _run_up(args: argparse.Namespace) -> int:
     if not args.no_control_plane:
         ports.append((args.router_host, args.router_port, "--router-port"))
     for host, port, flag in ports:
-        if port and _port_taken(host, port):
+        if port and port_taken(host, port):
             print(
                 f"hearth-sim up: {host}:{port} is already in use (another `hearth-sim up`?); "
                 f"stop it, or choose another with {flag}",

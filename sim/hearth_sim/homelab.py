@@ -161,10 +161,6 @@ class HomelabThread:
             raise RuntimeError("the simulated homelab did not start") from self._error
         return self.homelab
 
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        """Run a coroutine on the homelab's loop (e.g. to read the store) and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
     def stop(self) -> None:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)

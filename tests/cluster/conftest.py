@@ -18,6 +18,8 @@ import pytest
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
+from ..conftest import stop_process
+
 if TYPE_CHECKING:
     from .operator_helpers import OperatorProcess
 
@@ -92,13 +94,7 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace=5)
 
 
 # --- the simulated homelab ----------------------------------------------------------------------

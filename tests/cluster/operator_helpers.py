@@ -17,6 +17,7 @@ from typing import Any
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
 
+from ..conftest import stop_process
 from .conftest import eventually, free_port
 
 MD_API = "hearth.dev/v1alpha1"
@@ -60,12 +61,8 @@ class OperatorProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, grace=15)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))

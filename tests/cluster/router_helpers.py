@@ -15,6 +15,7 @@ import httpx
 
 from hearth_sim.homelab import HomelabThread
 
+from ..conftest import stop_process
 from .conftest import free_port
 
 
@@ -55,13 +56,8 @@ class RouterProcess:
         raise TimeoutError(f"the router did not become ready:\n{self.logs()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"router-{self.port}.log"))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from hearth_sim.cli import port_taken
 
 from ..conftest import descendants
 from .conftest import free_port, pod_ip_prefix
@@ -30,10 +33,10 @@ def engine_pids(model: str) -> list[int]:
     return pids
 
 
-def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
-    port, router_port = free_port(), free_port()
-    # A short hold timeout: if something is wrong, the stream below ends with an error event
-    # in seconds rather than holding for five minutes.
+def start_up(port: int, router_port: int, state_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """`hearth-sim up` as `make demo` runs it; returns once it printed its banner."""
+    # A short hold timeout: if something is wrong, a stream ends with an error event in seconds
+    # rather than holding for five minutes.
     env = {**os.environ, "HEARTH_LOG_LEVEL": "WARNING", "HEARTH_ROUTER_HOLD_TIMEOUT_MIN": "20"}
     up = subprocess.Popen(
         [
@@ -50,19 +53,33 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
             "--time-scale",
             "0.05",
             "--state-dir",
-            str(tmp_path),
+            str(state_dir),
         ],
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
+    assert up.stdout is not None and up.stderr is not None
+    banner = ""
+    while "Ctrl-C" not in banner:
+        line = up.stdout.readline()
+        if not line:
+            up.wait(20)
+            raise AssertionError(f"hearth-sim up exited early ({up.returncode}): {banner}{up.stderr.read()}")
+        banner += line
+    return up, banner
+
+
+def ctrl_c(up: subprocess.Popen[str]) -> None:
+    up.send_signal(signal.SIGINT)
+    assert up.wait(20) == 0
+
+
+def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
+    port, router_port = free_port(), free_port()
+    up, banner = start_up(port, router_port, tmp_path)
     try:
-        assert up.stdout is not None
-        banner = ""
-        while "Ctrl-C" not in banner:
-            line = up.stdout.readline()
-            assert line, f"hearth-sim up exited early: {banner}"
-            banner += line
         assert str(tmp_path / "kubeconfig") in banner
         url = f"http://127.0.0.1:{port}"
         names = {
@@ -115,6 +132,29 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
         pids = descendants(up.pid)
         assert len(pids) >= 4, "the operator, the router and two engines run under hearth-sim up"
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(20) == 0
+        ctrl_c(up)
     assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a process outlived hearth-sim up"
+
+    # A newcomer's restart: the same command again at once, while the first run's connections
+    # still sit in TIME_WAIT on its ports.
+    again, _ = start_up(port, router_port, tmp_path)
+    try:
+        models = httpx.get(f"http://127.0.0.1:{router_port}/v1/models").json()
+        assert {m["id"] for m in models["data"]} >= {"small", "medium", "big"}
+    finally:
+        ctrl_c(again)
+
+
+def test_a_port_in_time_wait_is_free_but_a_listening_one_is_taken() -> None:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert port_taken("127.0.0.1", port)
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first: its side of the connection enters TIME_WAIT
+    client.close()
+    listener.close()
+    assert not port_taken("127.0.0.1", port), "a port whose old connections linger is free to bind"

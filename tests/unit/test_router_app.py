@@ -79,8 +79,7 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
                 json={"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
             )
         )
-        while dispatcher.waiters.count("default/medium") == 0:  # admitted: now it waits for the load
-            await registry.wait_change(0.01)
+        await asyncio.wait_for(admitted(dispatcher, "default/medium", request), 10)
         registry.apply("MODIFIED", md_body("Loading", loadingSince=datetime.now(UTC).isoformat()))
         registry.apply("MODIFIED", md_body("Warm", ["http://engine"], node="gpu-3090"))
         response = await asyncio.wait_for(request, 10)
@@ -95,6 +94,12 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
     assert done["message"].startswith("Warmed up in ")
     assert response.text.endswith("data: [DONE]\n\n")
     assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}
+
+
+async def admitted(dispatcher: Any, key: str, request: asyncio.Task[Any]) -> None:
+    """Until the request waits for its model (or has ended, for a failure to show)."""
+    while dispatcher.waiters.count(key) == 0 and not request.done():
+        await dispatcher.registry.wait_change(0.01)
 
 
 def client_for(app: Any) -> httpx.AsyncClient:
