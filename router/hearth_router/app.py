@@ -7,6 +7,7 @@ dependency of every route but the probes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,7 +63,8 @@ def create_app(
         yield
         if watch is not None:
             watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         for running in list(dispatcher.active.values()):
             running.cancel()
         await dispatcher.upstream.close()

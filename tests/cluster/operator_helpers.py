@@ -168,4 +168,6 @@ async def recording(kube: Kube) -> AsyncIterator[Recorder]:
     finally:
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):  # a watch that failed still fails
+                await t

@@ -1,0 +1,56 @@
+"""The router's wake, against an API server that refuses it: the client hears why at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from hearth_api.model_deployment import Phase
+from hearth_router.annotations import Annotator
+from hearth_router.errors import RouterError
+
+
+@pytest.fixture
+async def refusing_api() -> AsyncIterator[tuple[client.ApiClient, list[int]]]:
+    """An API server on loopback that answers every PATCH with the next status of `answers`."""
+    answers: list[int] = []
+    patched: list[str] = []
+
+    async def patch(request: web.Request) -> web.Response:
+        patched.append(request.path)
+        code = answers.pop(0) if answers else 200
+        body = {"kind": "Status", "code": code, "message": "nope", "reason": "Forbidden"}
+        return web.json_response(body if code >= 400 else {"metadata": {}}, status=code)
+
+    app = web.Application()
+    app.router.add_route("PATCH", "/{tail:.*}", patch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    config = client.Configuration(host=f"http://127.0.0.1:{port}")
+    api = client.ApiClient(config)
+    yield api, answers
+    await api.close()
+    await runner.cleanup()
+
+
+async def test_a_refused_wake_is_an_error_naming_why_and_the_next_request_tries_again(
+    refusing_api: tuple[client.ApiClient, list[int]],
+) -> None:
+    api, answers = refusing_api
+    annotator = Annotator(api)
+    answers.append(403)
+    with pytest.raises(RouterError) as refused:
+        await annotator.ensure_awake("default/medium", Phase.COLD)
+    assert refused.value.status == 503 and refused.value.code == "wake_refused"
+    assert "403" in refused.value.message and "RBAC" in refused.value.message
+    answers.append(404)
+    with pytest.raises(RouterError) as gone:
+        await annotator.ensure_awake("default/medium", Phase.COLD)
+    assert gone.value.code == "model_deleted"
+    await annotator.ensure_awake("default/medium", Phase.COLD)  # accepted this time: no error
