@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 PREFIXES = ("HEARTH_ROUTER_", "HEARTH_OPERATOR_", "HEARTH_SIM_")
 SHARED = frozenset({"HEARTH_LOG_LEVEL"})
+
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def load_settings(cls: type[Settings], program: str, environ: Mapping[str, str], **flags: Any) -> Settings:
+    """A part's settings (a pydantic-settings class reading `environ`), the command line's flags
+    over them; a misspelt HEARTH_* variable is a ValueError naming it."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    unknown = unknown_variables(environ, prefix, cls.model_fields)
+    if unknown:
+        raise ValueError(unknown_message(program, unknown, prefix, cls.model_fields))
+    return cls(**{k: v for k, v in flags.items() if v is not None})
 
 
 def unknown_variables(environ: Mapping[str, str], prefix: str, settings: Iterable[str]) -> list[str]:

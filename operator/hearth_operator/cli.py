@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from hearth_api import crd
-from hearth_api.environment import invalid_message
+from hearth_api.environment import invalid_message, load_settings
 from hearth_operator.settings import ENV_PREFIX, OperatorSettings
 
 
@@ -29,7 +30,9 @@ def _write_crd(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        settings = OperatorSettings.from_environment(namespace=args.namespace, liveness=args.liveness)
+        settings = load_settings(
+            OperatorSettings, "hearth-operator", os.environ, namespace=args.namespace, liveness=args.liveness
+        )
     except ValidationError as exc:
         print(invalid_message("hearth-operator", ENV_PREFIX, exc), file=sys.stderr)
         return 2

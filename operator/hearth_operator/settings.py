@@ -3,13 +3,8 @@ or the command line's flags."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from hearth_api.environment import unknown_message, unknown_variables
 
 ENV_PREFIX = "HEARTH_OPERATOR_"
 
@@ -26,11 +21,3 @@ class OperatorSettings(BaseSettings):
     liveness: str | None = Field(
         default=None, description="kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
     )
-
-    @classmethod
-    def from_environment(cls, **flags: Any) -> OperatorSettings:
-        """The environment's settings, flags over them; a misspelt HEARTH_* variable is an error."""
-        unknown = unknown_variables(os.environ, ENV_PREFIX, cls.model_fields)
-        if unknown:
-            raise ValueError(unknown_message("hearth-operator", unknown, ENV_PREFIX, cls.model_fields))
-        return cls(**{k: v for k, v in flags.items() if v is not None})

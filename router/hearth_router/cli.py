@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import uvicorn
@@ -12,7 +13,7 @@ from kubernetes_asyncio.config import ConfigException
 from pydantic import ValidationError
 
 from hearth_api.connect import api_client
-from hearth_api.environment import invalid_message
+from hearth_api.environment import invalid_message, load_settings
 from hearth_router.app import create_app
 from hearth_router.settings import ENV_PREFIX, RouterSettings
 
@@ -28,7 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", help="watch one namespace (default: all)")
     args = parser.parse_args(argv)
     try:
-        settings = RouterSettings.from_environment(host=args.host, port=args.port, namespace=args.namespace)
+        settings = load_settings(
+            RouterSettings,
+            "hearth-router",
+            os.environ,
+            host=args.host,
+            port=args.port,
+            namespace=args.namespace,
+        )
     except ValidationError as exc:
         print(invalid_message("hearth-router", ENV_PREFIX, exc), file=sys.stderr)
         return 2

@@ -3,14 +3,11 @@ the command line's flags for the few a person types."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from hearth_api.environment import unknown_message, unknown_variables
 
 ENV_PREFIX = "HEARTH_ROUTER_"
 
@@ -63,11 +60,3 @@ class RouterSettings(BaseSettings):
 
     def hold_timeout(self, estimate: float | None) -> float:
         return max(self.hold_timeout_min, self.hold_timeout_factor * (estimate or 0.0))
-
-    @classmethod
-    def from_environment(cls, **flags: Any) -> RouterSettings:
-        """The environment's settings, flags over them; a misspelt HEARTH_* variable is an error."""
-        unknown = unknown_variables(os.environ, ENV_PREFIX, cls.model_fields)
-        if unknown:
-            raise ValueError(unknown_message("hearth-router", unknown, ENV_PREFIX, cls.model_fields))
-        return cls(**{k: v for k, v in flags.items() if v is not None})
