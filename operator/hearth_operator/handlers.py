@@ -19,8 +19,9 @@ from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION
 from hearth_operator import placement
 from hearth_operator.kube import Writer
 from hearth_operator.metrics import OperatorMetrics
-from hearth_operator.reconciler import Indexes, Reconciler, key_of
+from hearth_operator.reconciler import Reconciler
 from hearth_operator.settings import OperatorSettings
+from hearth_operator.world import Indexes, key_of
 
 log = logging.getLogger("hearth.operator")
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")

@@ -18,28 +18,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase
-from hearth_api.names import LAST_ACTIVITY
-from hearth_api.times import parse_time
-from hearth_operator import children, lifecycle, placement
+from hearth_operator import children, lifecycle, placement, world
 from hearth_operator.metrics import OperatorMetrics
-from hearth_operator.pods import PodView, pod_view
+from hearth_operator.pods import PodView
 from hearth_operator.workqueue import WorkQueue
 
 # Phases after which the GPU a model held may be free for those waiting.
 RELEASING = (Phase.COLD, Phase.FAILED, Phase.UNSCHEDULABLE)
-
-
-def key_of(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
-
-
-def validation_message(exc: ValidationError) -> str:
-    """`spec.gpu.vramGiB: Input should be less than or equal to 48` — the field first."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
-    return "invalid spec: " + "; ".join(parts)
 
 
 class ChildWriter(Protocol):
@@ -53,39 +38,10 @@ class ChildWriter(Protocol):
 
 
 @dataclass
-class Indexes:
-    """kopf's live indexes (bound on the first handler call; kopf fills them before any), or
-    plain dicts of sets in the tests."""
-
-    nodes: Any = None  # name → {GpuNode}
-    models: Any = None  # "ns/name" → {body dict}
-    pods: Any = None  # "ns/name" → {pod dicts}
-
-    def one(self, index: Any, key: str) -> Any:
-        store = index.get(key) if index is not None else None
-        return next(iter(store), None) if store else None
-
-    def all(self, index: Any) -> list[Any]:
-        return [v for store in (index or {}).values() for v in store]
-
-
-def owner_reference(md_body: dict[str, Any]) -> dict[str, Any]:
-    meta = md_body["metadata"]
-    return {
-        "apiVersion": md_body.get("apiVersion", "hearth.dev/v1alpha1"),
-        "kind": md_body.get("kind", "ModelDeployment"),
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-@dataclass
 class Reconciler:
     writer: ChildWriter
     metrics: OperatorMetrics
-    indexes: Indexes = field(default_factory=Indexes)
+    indexes: world.Indexes = field(default_factory=world.Indexes)
     claims: dict[str, ModelDeploymentStatus] = field(default_factory=dict)
     evictions: dict[str, str] = field(default_factory=dict)  # victim key → the model it makes room for
     waiting: set[str] = field(default_factory=set)  # keys that want a GPU and have none yet
@@ -116,11 +72,11 @@ class Reconciler:
             return
         self.metrics.reconciles.inc()
         now = datetime.now(UTC)
-        pods = self._pods(key)
+        pods = self.indexes.pods_of(key)
         try:
             md = ModelDeployment.model_validate(body)
         except ValidationError as exc:
-            await self._reject(key, body, pods, validation_message(exc), now)
+            await self._reject(key, body, pods, world.validation_message(exc), now)
             return
         prior = self.claims.get(key)
         if prior is not None:  # our own last write may not have come back through the watch yet
@@ -128,7 +84,7 @@ class Reconciler:
         result = await self._decide(key, md, pods, now)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
-        owner = owner_reference(body)
+        owner = world.owner_reference(body)
         # Children follow the plan even for a failed spec (its replicas are then 0): a name
         # clash that appears later must stop what already runs.
         await self.writer.ensure_service(children.service(md), owner)
@@ -151,7 +107,7 @@ class Reconciler:
         self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime
     ) -> lifecycle.Plan:
         """Place (if it needs a node) and plan, under the one lock, and remember the claim."""
-        failure = self._name_conflict(md)
+        failure = world.name_conflict(md, self.indexes.all(self.indexes.models))
         held_name = md.status.node if md.status.phase in (Phase.LOADING, Phase.WARM) else None
         held = self.indexes.one(self.indexes.nodes, held_name) if held_name else None
         async with self._place_lock:
@@ -162,7 +118,12 @@ class Reconciler:
                 and held is None
                 and lifecycle.wanted(md, pods, now)
             ):
-                decision = placement.place(self._want(md), self._nodes(), self._residents(now), now)
+                decision = placement.place(
+                    world.want(md),
+                    self.indexes.gpu_nodes(),
+                    world.residents(self.indexes.models_valid(), self.claims, self.evictions),
+                    now,
+                )
             result = lifecycle.plan(
                 lifecycle.Inputs(
                     md=md,
@@ -210,67 +171,6 @@ class Reconciler:
         self.evictions.pop(key, None)
         self.queue.forget(key)
         self.kick_waiting()
-
-    # --- views of the world ------------------------------------------------------------------
-
-    def _pods(self, key: str) -> list[PodView]:
-        store = (self.indexes.pods or {}).get(key) or []
-        return [pod_view(p) for p in store]
-
-    def _nodes(self) -> list[placement.GpuNode]:
-        return sorted(self.indexes.all(self.indexes.nodes), key=lambda n: n.name)
-
-    def _want(self, md: ModelDeployment) -> placement.Want:
-        return placement.Want(
-            key=md.key,
-            gpu_class=md.spec.gpu.gpu_class,
-            vram_gib=md.spec.gpu.vram_gib,
-            gpus=md.spec.gpu.count,
-            priority=md.spec.priority,
-            current_node=md.status.node,
-        )
-
-    def _residents(self, now: datetime) -> list[placement.Resident]:
-        out = []
-        for body in self.indexes.all(self.indexes.models):
-            try:
-                md = ModelDeployment.model_validate(body)
-            except ValidationError:
-                continue
-            status = self.claims.get(md.key, md.status)
-            if md.key in self.evictions and status.phase is Phase.WARM:
-                status = status.model_copy(update={"phase": Phase.EVICTING})
-            out.append(
-                placement.Resident(
-                    key=md.key,
-                    model=md.spec.model,
-                    node=status.node,
-                    phase=status.phase,
-                    vram_gib=md.spec.gpu.vram_gib,
-                    gpus=md.spec.gpu.count,
-                    priority=md.spec.priority,
-                    last_activity=parse_time(md.annotations.get(LAST_ACTIVITY)),
-                    idle_timeout=md.spec.scaling.idle_timeout_seconds,
-                    estimate=status.warmup.estimate_seconds or 0.0,
-                    pinned=md.spec.scaling.min_replicas > 0,
-                )
-            )
-        return out
-
-    def _name_conflict(self, md: ModelDeployment) -> str | None:
-        """The older ModelDeployment keeps a name; the newer one fails, naming the field."""
-        mine = (md.metadata.get("creationTimestamp", ""), md.name)
-        for body in self.indexes.all(self.indexes.models):
-            meta = body["metadata"]
-            if meta.get("namespace", "default") != md.namespace or meta["name"] == md.name:
-                continue
-            spec = body.get("spec") or {}
-            theirs = {spec.get("model"), *(spec.get("aliases") or [])}
-            clash = sorted(theirs & set(md.spec.names))
-            if clash and (meta.get("creationTimestamp", ""), meta["name"]) < mine:
-                field_name = "spec.model" if md.spec.model in clash else "spec.aliases"
-                return f"{field_name}: {clash[0]!r} is already served by modeldeployment/{meta['name']}"
-        return None
 
     # --- status ------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from hearth_api.times import rfc3339
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.placement import GpuNode
-from hearth_operator.reconciler import Indexes, Reconciler
+from hearth_operator.reconciler import Reconciler
+from hearth_operator.world import Indexes
 
 
 class RecordingWriter:
