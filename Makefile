@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit install crd clean
+.PHONY: demo test lint typecheck unit install crd manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ unit: $(STAMP)
 
 crd: $(STAMP)
 	$(BIN)/hearth-operator crd
+
+# deploy/hearth.yaml: the chart rendered by Helm with default values (a test fails on drift).
+manifests: $(STAMP)
+	$(BIN)/hearth-sim manifests
 
 clean:
 	rm -rf $(VENV) .hearth .mypy_cache .ruff_cache .pytest_cache

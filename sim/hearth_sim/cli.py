@@ -132,6 +132,13 @@ def _run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_manifests(args: argparse.Namespace) -> int:
+    from hearth_sim import chart
+
+    print(f"wrote {chart.write_manifests()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
@@ -143,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _engine_parser(sub)
     _up_parser(sub)
+    manifests = sub.add_parser(
+        "manifests", help="render the chart into deploy/hearth.yaml (needs the test extras)"
+    )
+    manifests.set_defaults(func=_write_manifests)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

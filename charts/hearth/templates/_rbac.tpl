@@ -1,0 +1,39 @@
+{{/*
+What each part calls, and nothing more (no wildcards). The operator: watches ModelDeployments
+and writes their status; creates and patches the Deployment and Service of each; watches Pods
+(its own models'); records Events. The router: watches ModelDeployments and patches their two
+annotations (wake, last activity). Nodes are cluster-scoped, so the operator's read of them is
+always a ClusterRole rule.
+*/}}
+{{- define "hearth.operatorRules" -}}
+- apiGroups: [hearth.dev]
+  resources: [modeldeployments]
+  verbs: [get, list, watch]
+- apiGroups: [hearth.dev]
+  resources: [modeldeployments/status]
+  verbs: [get, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- define "hearth.operatorNodeRules" -}}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list, watch]
+{{- end -}}
+
+{{- define "hearth.routerRules" -}}
+- apiGroups: [hearth.dev]
+  resources: [modeldeployments]
+  verbs: [get, list, watch, patch]
+{{- end -}}

@@ -1,0 +1,191 @@
+"""The Helm chart, linted and rendered by Helm itself (helm-python-sdk, real Helm v4), every
+object checked against Kubernetes' own schemas, and deploy/hearth.yaml kept in step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from helm_python.chart import lint
+from helm_python.errors import HelmError
+
+from hearth_api.model_deployment import ModelDeployment
+from hearth_sim import chart
+
+KUBERNETES = "1.32.0"
+EXAMPLE = yaml.safe_load((chart.CHART.parents[1] / "deploy" / "examples" / "sim-small.yaml").read_text())
+
+# Every documented option, each rendered and checked on its own.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "one namespace": {"watchNamespace": "ai"},
+    "api keys made by the chart": {"apiKeys": {"enabled": True, "keys": ["sekrit-key-1"]}},
+    "api keys from a Secret": {"apiKeys": {"enabled": True, "existingSecret": "my-keys"}},
+    "ingress-nginx with TLS": {
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "hosts": [{"host": "ai.lan", "paths": [{"path": "/hearth", "pathType": "Prefix"}]}],
+            "tls": [{"secretName": "ai-tls", "hosts": ["ai.lan"]}],
+        }
+    },
+    "traefik": {"ingress": {"enabled": True, "className": "traefik", "annotations": {}}},
+    "service monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "models": {"models": [{"name": "small", "spec": EXAMPLE["spec"]}]},
+    "placement and images": {
+        "image": {"tag": "dev", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "router": {
+            "replicas": 2,
+            "settings": {"maxWaiters": 64, "hideStatusSummary": True},
+            "nodeSelector": {"kubernetes.io/arch": "amd64"},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "homelab-high",
+        },
+        "operator": {"affinity": {}, "priorityClassName": "homelab-high"},
+    },
+}
+
+
+def kinds(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        out.setdefault(obj["kind"], []).append(obj)
+    return out
+
+
+@pytest.mark.parametrize("values", OPTIONS.values(), ids=OPTIONS.keys())
+def test_every_option_lints_renders_and_passes_kubernetes_schemas(values: dict[str, Any]) -> None:
+    report = lint(str(chart.CHART), values, strict=True, kube_version=f"v{KUBERNETES}")
+    assert not report["errors"], report
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
+    objects = chart.objects(chart.render(values))
+    for obj in objects:
+        if obj["kind"] == "ModelDeployment":
+            ModelDeployment.model_validate(obj)  # our own types check what the CRD checks
+        elif obj["kind"] != "ServiceMonitor":  # not a built-in kind
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def test_both_parts_run_as_non_root_with_a_read_only_root_and_no_privileges() -> None:
+    for deployment in kinds(chart.objects(chart.render()))["Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert container["image"] == "ghcr.io/hearth-dev/hearth:0.1.0"  # appVersion by default
+            assert container.get("livenessProbe") and container["resources"]["limits"]["memory"]
+
+
+def rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+OPERATOR_CALLS = {
+    ("hearth.dev", "modeldeployments", "get"),
+    ("hearth.dev", "modeldeployments", "list"),
+    ("hearth.dev", "modeldeployments", "watch"),
+    ("hearth.dev", "modeldeployments/status", "get"),
+    ("hearth.dev", "modeldeployments/status", "patch"),
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "create"),
+    ("apps", "deployments", "patch"),
+    ("", "services", "get"),
+    ("", "services", "create"),
+    ("", "services", "patch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("", "events", "create"),
+}
+NODE_READS = {("", "nodes", "list"), ("", "nodes", "watch")}
+ROUTER_CALLS = {("hearth.dev", "modeldeployments", v) for v in ("get", "list", "watch", "patch")}
+
+
+def test_rbac_grants_exactly_what_each_part_calls_and_no_wildcard() -> None:
+    by_kind = kinds(chart.objects(chart.render()))
+    roles = {r["metadata"]["name"]: r for r in by_kind["ClusterRole"]}
+    assert rules(roles["hearth-operator"]) == OPERATOR_CALLS | NODE_READS
+    assert rules(roles["hearth-router"]) == ROUTER_CALLS
+    assert "Role" not in by_kind
+    for role in roles.values():
+        assert not any("*" in part for rule in rules(role) for part in rule)
+    bound = {b["roleRef"]["name"]: b["subjects"][0] for b in by_kind["ClusterRoleBinding"]}
+    assert bound["hearth-operator"] == {
+        "kind": "ServiceAccount",
+        "name": "hearth-operator",
+        "namespace": "hearth",
+    }
+
+
+def test_one_watched_namespace_makes_the_roles_namespaced() -> None:
+    by_kind = kinds(chart.objects(chart.render({"watchNamespace": "ai"})))
+    cluster = {r["metadata"]["name"]: r for r in by_kind["ClusterRole"]}
+    assert set(cluster) == {"hearth-operator"} and rules(cluster["hearth-operator"]) == NODE_READS
+    roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
+    assert all(r["metadata"]["namespace"] == "ai" for r in roles.values())
+    assert rules(roles["hearth-operator"]) == OPERATOR_CALLS and rules(roles["hearth-router"]) == ROUTER_CALLS
+    for deployment in by_kind["Deployment"]:
+        env = {
+            e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert "ai" in (env.get("HEARTH_OPERATOR_NAMESPACE"), env.get("HEARTH_ROUTER_NAMESPACE"))
+
+
+def router_env(values: dict[str, Any]) -> dict[str, str]:
+    by_kind = kinds(chart.objects(chart.render(values)))
+    router = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "hearth-router")
+    return {e["name"]: e["value"] for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_router_settings_become_the_variables_the_router_reads() -> None:
+    env = router_env({"router": {"settings": {"maxWaiters": 64, "hideStatusSummary": True}}})
+    assert env["HEARTH_ROUTER_MAX_WAITERS"] == "64" and env["HEARTH_ROUTER_HIDE_STATUS_SUMMARY"] == "true"
+    keyed = router_env({"apiKeys": {"enabled": True, "keys": ["sekrit-key-1"]}})
+    assert keyed["HEARTH_ROUTER_API_KEYS_FILE"] == "/etc/hearth/api-keys/keys"
+
+
+def test_the_ingress_keeps_server_sent_events_unbuffered() -> None:
+    values = {"ingress": {"enabled": True, "className": "nginx"}}
+    ingress = kinds(chart.objects(chart.render(values)))["Ingress"][0]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "hearth-router", "port": {"name": "http"}}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"imag": {"tag": "x"}}, "imag"),
+        ({"router": {"replicas": "two"}}, "replicas"),
+        ({"logLevel": "LOUD"}, "logLevel"),
+        ({"router": {"settings": {"max_waiters": 1}}}, "max_waiters"),
+        ({"ingress": {"hosts": [{"host": "a", "paths": [{"path": "nope", "pathType": "Prefix"}]}]}}, "path"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(values: dict[str, Any], named: str) -> None:
+    with pytest.raises(HelmError, match=named):
+        chart.render(values)
+
+
+def test_api_keys_enabled_without_keys_is_refused() -> None:
+    with pytest.raises(HelmError, match=r"apiKeys\.keys or apiKeys\.existingSecret"):
+        chart.render({"apiKeys": {"enabled": True}})
+
+
+def test_deploy_manifests_are_the_chart_rendered() -> None:
+    assert chart.MANIFESTS.read_text() == chart.manifests(), (
+        "deploy/hearth.yaml drifted: run `make manifests`"
+    )
