@@ -7,7 +7,6 @@ dependency of every route but the probes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -63,8 +62,7 @@ def create_app(
         yield
         if watch is not None:
             watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            await asyncio.wait({watch})  # never swallows a cancellation of the lifespan itself
         for running in list(dispatcher.active.values()):
             running.cancel()
         await dispatcher.upstream.close()

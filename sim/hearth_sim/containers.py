@@ -108,8 +108,10 @@ class PodRunner:
                 code = await self.proc.wait()
             finally:
                 probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+                # asyncio.wait, not `suppress(CancelledError): await probe`: a stop() that
+                # cancels this task while it waits here must not be swallowed with the probe's
+                # own cancellation (the crash loop would go on, and stop() would wait forever).
+                await asyncio.wait({probe})
             self.ready = False
             self.restarts += 1
             last = {

@@ -56,6 +56,7 @@ class Kubelet:
         self._next_ip = 2
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
 
     async def run(self) -> None:
         for node in self.config.nodes:
@@ -78,6 +79,7 @@ class Kubelet:
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(r.stop() for r in list(self.runners.values())), return_exceptions=True)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         self.runners.clear()
 
     # --- watches -----------------------------------------------------------------------------
@@ -98,13 +100,11 @@ class Kubelet:
                 self.pods.pop(uid, None)
                 runner = self.runners.get(uid)
                 if runner:
-                    # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile
-                    # still finds (and kills) it.
-                    await runner.stop()
-                    self.runners.pop(uid, None)
-                    await self.event(
-                        pod, "Normal", "Killing", f"Stopped container {runner.container.get('name')}"
-                    )
+                    # Off the watch: a stop may take the grace period, and other pods' events
+                    # must not wait for it.
+                    stopping = asyncio.create_task(self._stop_runner(uid, runner, pod))
+                    self._stopping.add(stopping)
+                    stopping.add_done_callback(self._stopping.discard)
                 self._ips.pop(uid, None)
                 # Its GPU is free now: pods waiting for one get another chance.
                 for waiting in list(self.pods.values()):
@@ -119,6 +119,13 @@ class Kubelet:
             owner = self._owner(pod)
             if owner:
                 self._dirty.put_nowait(owner)
+
+    async def _stop_runner(self, uid: str, runner: PodRunner, pod: Obj) -> None:
+        # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile still finds
+        # (and kills) it.
+        await runner.stop()
+        self.runners.pop(uid, None)
+        await self.event(pod, "Normal", "Killing", f"Stopped container {runner.container.get('name')}")
 
     def _allocate_ip(self) -> str:
         """The next loopback address whose port 8000 is free (another homelab may share 127/8)."""
