@@ -177,12 +177,17 @@ class EngineDefaults(BaseModel):
     image: str
     readiness_path: str
     concurrency: int
+    # A 7-8B model's single-stream speed on an RTX 3070/3090: the prior for queue estimates
+    # until the router has measured an answer of the model.
+    tokens_per_second: float = 40.0
 
 
 HEARTH_IMAGE = "ghcr.io/hearth-dev/hearth:0.1.0"
 
 ENGINE_DEFAULTS: dict[Engine, EngineDefaults] = {
-    Engine.VLLM: EngineDefaults(image="vllm/vllm-openai:v0.11.0", readiness_path="/health", concurrency=64),
+    Engine.VLLM: EngineDefaults(
+        image="vllm/vllm-openai:v0.11.0", readiness_path="/health", concurrency=64, tokens_per_second=50.0
+    ),
     Engine.LLAMACPP: EngineDefaults(
         image="ghcr.io/ggml-org/llama.cpp:server-cuda", readiness_path="/health", concurrency=4
     ),
@@ -190,6 +195,10 @@ ENGINE_DEFAULTS: dict[Engine, EngineDefaults] = {
     Engine.SIM: EngineDefaults(image=HEARTH_IMAGE, readiness_path="/health", concurrency=16),
     Engine.CUSTOM: EngineDefaults(image="", readiness_path="/health", concurrency=4),
 }
+
+
+def prior_tokens_per_second(spec: ModelDeploymentSpec) -> float:
+    return ENGINE_DEFAULTS[spec.engine].tokens_per_second
 
 
 def effective_concurrency(spec: ModelDeploymentSpec) -> int:

@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
-from hearth_router.dispatcher import Dispatcher
+from hearth_router.dispatcher import Admission, Dispatcher
 from hearth_router.errors import RouterError
 from hearth_router.limits import BodyLimit, error_response
 from hearth_router.metrics import RouterMetrics
@@ -89,6 +89,22 @@ def create_app(
     return app
 
 
+class AdmittedStream(StreamingResponse):
+    """A streamed answer that owns its admission and closes it however the response ends —
+    also when the client hangs up before the body began, where the body's own cleanup never
+    runs."""
+
+    def __init__(self, content: AsyncIterator[bytes], admission: Admission) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=STREAM_HEADERS)
+        self.admission = admission
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.admission.close()
+
+
 async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
     return error_response(exc)
 
@@ -99,12 +115,14 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
     async def serve(request: Request, kind: type[ChatRequest | CompletionRequest], path: str) -> Response:
         parsed, raw = await parse(request, kind)
         entry = dispatcher.resolve(parsed.model)
-        dispatcher.check_admission(entry)
         chat = kind is ChatRequest
         ident = chunks.StreamIdentity(new_request_id(chat), int(time.time()), parsed.model, chat)
         if parsed.stream:
-            job = StreamJob(dispatcher, entry, raw, ident, path)
-            return StreamingResponse(job.sse(), media_type="text/event-stream", headers=STREAM_HEADERS)
+            # Admitted here, before the response begins: past the waiter limit it is a 429, not
+            # an error event in a stream that was already accepted.
+            admission = dispatcher.admit(entry, raw)
+            job = StreamJob(dispatcher, admission, raw, ident, path)
+            return AdmittedStream(job.sse(), admission)
         return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
 
     @routes.post("/v1/chat/completions")
@@ -119,7 +137,6 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
     async def embeddings(request: Request) -> Response:
         parsed, raw = await parse(request, EmbeddingRequest)
         entry = dispatcher.resolve(parsed.model)
-        dispatcher.check_admission(entry)
         ident = chunks.StreamIdentity(new_request_id(False), int(time.time()), parsed.model, False)
         return JSONResponse(await dispatcher.complete(entry, raw, "/v1/embeddings", ident))
 

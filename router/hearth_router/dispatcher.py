@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from hearth_api.model_deployment import Phase, effective_concurrency
+from hearth_api.model_deployment import Phase, effective_concurrency, prior_tokens_per_second
 from hearth_router import chunks, progress, routing
 from hearth_router.annotations import Annotator
 from hearth_router.errors import RouterError, unavailable, unknown_model
@@ -53,12 +52,14 @@ class Waiters:
 @dataclass
 class Admission:
     """One request on its way to a slot: counted as a waiter from its admission until it holds
-    a slot (or gives up), then holding the slot until the dispatcher's `admit` block ends."""
+    a slot (or gives up), then holding the slot until closed. A context manager; a streamed
+    answer's response closes it however the response ends."""
 
     dispatcher: Dispatcher
     entry: Entry
     ticket: Ticket
     began: float = field(default_factory=time.monotonic)
+    max_tokens: int | None = None  # what the request asked for, for its queue estimate
     load_waited: float | None = None  # seconds it waited for a load; None: it found it warm
     waiting: bool = True
 
@@ -77,7 +78,7 @@ class Admission:
             yield update
         if held:
             self.load_waited = time.monotonic() - self.began
-        async for place in self.dispatcher.acquire(self.entry, self.ticket):
+        async for place in self.dispatcher.acquire(self.entry, self.ticket, self.max_tokens):
             yield place
         self.stop_waiting()
 
@@ -85,6 +86,28 @@ class Admission:
         if self.waiting:
             self.waiting = False
             self.dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, -1)
+
+    def close(self) -> None:
+        """Leave the count and the line, or give the slot back. Idempotent."""
+        self.stop_waiting()
+        self.dispatcher.slots.release(self.ticket)
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def requested_tokens(body: dict[str, Any]) -> int | None:
+    """The answer length a request caps, if it does (OpenAI's two spellings)."""
+    value = body.get("max_completion_tokens", body.get("max_tokens"))
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _average(averages: dict[str, float], key: str, value: float) -> None:
+    previous = averages.get(key)
+    averages[key] = value if previous is None else 0.8 * previous + 0.2 * value
 
 
 @dataclass
@@ -97,6 +120,7 @@ class Dispatcher:
     slots: Slots = field(default_factory=Slots)
     waiters: Waiters = field(default_factory=Waiters)
     generation_seconds: dict[str, float] = field(default_factory=dict)  # key → moving average
+    tokens_per_second: dict[str, float] = field(default_factory=dict)  # key → moving average
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
     background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
 
@@ -122,7 +146,7 @@ class Dispatcher:
             raise unknown_model(name, self.registry.names())
         return entry
 
-    def check_admission(self, entry: Entry) -> None:
+    def _check_admission(self, entry: Entry) -> None:
         """Fail fast: a Failed model, one no node can hold, or too many already waiting."""
         md = entry.md
         if md.status.phase is Phase.FAILED:
@@ -139,18 +163,13 @@ class Dispatcher:
                 retry_after=md.warmup_estimate,
             )
 
-    @asynccontextmanager
-    async def admit(self, entry: Entry) -> AsyncIterator[Admission]:
-        """Check and count the request in one step (no await between them, so a burst cannot
-        slip past the waiter limit), give it a place in line, and free what it holds at the end."""
-        self.check_admission(entry)
+    def admit(self, entry: Entry, body: dict[str, Any] | None = None) -> Admission:
+        """Check and count the request in one step, before any await (so a burst cannot slip
+        past the waiter limit: exactly `max_waiters` get in, the rest 429), and give it a place
+        in line. The caller closes the admission."""
+        self._check_admission(entry)
         self.waiters.add(entry.key, entry.md.spec.model, +1)
-        admission = Admission(self, entry, self.slots.enqueue(entry.key))
-        try:
-            yield admission
-        finally:
-            admission.stop_waiting()
-            self.slots.release(admission.ticket)
+        return Admission(self, entry, self.slots.enqueue(entry.key), max_tokens=requested_tokens(body or {}))
 
     # --- hold: wake and wait for Warm --------------------------------------------------------
 
@@ -166,7 +185,7 @@ class Dispatcher:
         key, model = entry.key, entry.md.spec.model
         began = time.monotonic()
         deadline = began + self.settings.hold_timeout(entry.md.warmup_estimate)
-        shown: int | None = None
+        previous: progress.Loading | None = None  # the countdown as last computed
         last: tuple[str, float] | None = None  # what was last yielded, and when
         while True:
             md = self._current(entry).md
@@ -188,8 +207,8 @@ class Dispatcher:
                 )
             await self.annotator.ensure_awake(key, md.status.phase)
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            update = progress.loading(md, datetime.now(UTC), at_most=shown)
-            shown = update.estimated_time
+            update = progress.loading(md, datetime.now(UTC), previous)
+            previous = update
             now = time.monotonic()
             if last is None or last[0] != update.message or now - last[1] >= self.settings.loading_interval:
                 last = (update.message, now)
@@ -198,30 +217,46 @@ class Dispatcher:
 
     # --- acquire: a slot on a Ready replica --------------------------------------------------
 
-    async def acquire(self, entry: Entry, ticket: Ticket) -> AsyncIterator[Queued]:
-        """Yield the ticket's place while every replica is at `concurrency`; return once it holds
-        a slot (ticket.endpoint). Re-holds when the model stops being Warm meanwhile."""
-        key = entry.key
+    async def acquire(
+        self, entry: Entry, ticket: Ticket, max_tokens: int | None = None
+    ) -> AsyncIterator[Queued]:
+        """Yield the ticket's place while every replica is at `concurrency` — about once a
+        second, and at once when the place changes; return once it holds a slot
+        (ticket.endpoint). A slot freed goes to the next in line at once (the release wakes
+        it). Re-holds when the model stops being Warm meanwhile."""
+        key, interval = entry.key, self.settings.loading_interval
+        told: Queued | None = None
+        told_at = 0.0
         while True:
-            current = self._current(entry)
-            md = current.md
+            md = self._current(entry).md
             if md.status.phase is not Phase.WARM or not md.status.endpoints:
-                async for _ in self.hold(current):
+                async for _ in self.hold(self._current(entry)):
                     pass
                 continue
             concurrency = effective_concurrency(md.spec)
             if self.slots.grant(ticket, md.status.endpoints, concurrency):
                 return
             position = self.slots.position(ticket)
-            per_request = self.generation_seconds.get(key, 10.0)
-            capacity = concurrency * len(md.status.endpoints)
-            yield Queued(position, max(1, round(per_request * position / capacity)))
-            await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            await self.slots.wait(key, self.settings.loading_interval)
+            if told is None or position != told.position or time.monotonic() - told_at >= interval:
+                per_answer = progress.answer_seconds(
+                    self.generation_seconds.get(key),
+                    max_tokens,
+                    self.tokens_per_second.get(key),
+                    prior_tokens_per_second(md.spec),
+                )
+                capacity = concurrency * len(md.status.endpoints)
+                eta = progress.queued_eta(
+                    per_answer, position, capacity, told.estimated_time if told else None
+                )
+                told, told_at = Queued(position, eta), time.monotonic()
+                yield told
+                await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
+            await self.slots.wait(key, max(0.05, told_at + interval - time.monotonic()))
 
-    def record_generation(self, key: str, seconds: float) -> None:
-        previous = self.generation_seconds.get(key)
-        self.generation_seconds[key] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+    def record_generation(self, key: str, seconds: float, tokens_per_second: float | None = None) -> None:
+        _average(self.generation_seconds, key, seconds)
+        if tokens_per_second:
+            _average(self.tokens_per_second, key, tokens_per_second)
 
     # --- a whole answer (stream: false, embeddings) ------------------------------------------
 
@@ -237,7 +272,7 @@ class Dispatcher:
         self.active[ident.id] = task
         model = entry.md.spec.model
         try:
-            async with self.admit(entry) as admission:
+            with self.admit(entry, body) as admission:
                 async for _ in admission.wait():
                     pass
                 started = time.monotonic()

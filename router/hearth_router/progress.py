@@ -15,6 +15,7 @@ class Loading:
     message: str
     estimated_time: int
     progress: float
+    overdue: bool = False  # past the usual load time: the countdown starts again, saying why
 
 
 def _freeing(gpu: str | None, eviction: Eviction) -> str:
@@ -22,32 +23,77 @@ def _freeing(gpu: str | None, eviction: Eviction) -> str:
     return f"Freeing the {gpu or 'GPU'} on {eviction.node}: unloading {names}…"
 
 
-def loading(md: ModelDeployment, now: datetime, at_most: int | None = None) -> Loading:
-    """The countdown: the operator's estimate minus the time since the load began, never above
-    `at_most` (what the client was last told: a countdown does not count up); overdue loads say
-    so instead of counting below zero."""
-    model, status, estimate = md.spec.model, md.status, md.warmup_estimate
-    since = status.loading_since
-    elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
-    remaining = estimate - elapsed
+def _doing(md: ModelDeployment) -> str:
+    """What is happening, in words: waking, freeing a GPU, loading, waiting for room."""
+    status, model = md.status, md.spec.model
     gpu = gpu_short_name(status.gpu_class)
     on = f" on {gpu}" if gpu else ""
     if status.phase is Phase.LOADING and status.evicting is not None:
-        base = _freeing(gpu, status.evicting)
-    elif status.phase is Phase.EVICTING:
-        base = f"Waiting for {model} to finish unloading…"
-    elif status.phase is Phase.UNSCHEDULABLE:
-        base = f"Waiting for a free GPU: {status.message}"
-    elif status.phase is Phase.LOADING:
-        base = f"Warming up {model}{on}…"
+        return _freeing(gpu, status.evicting)
+    if status.phase is Phase.EVICTING:
+        return f"Waiting for {model} to finish unloading…"
+    if status.phase is Phase.UNSCHEDULABLE:
+        return f"Waiting for a free GPU: {status.message}"
+    if status.phase is Phase.LOADING:
+        return f"Warming up {model}{on}…"
+    return f"Waking {model}{on}…"
+
+
+def _overrun_left(md: ModelDeployment, elapsed: float, estimate: float) -> int:
+    """Past the usual time, still a figure and never 0: up to the slowest recent load, if it is
+    still ahead; beyond every past load, a quarter of the usual time."""
+    warmup = md.status.warmup
+    recent = (warmup.by_gpu_class.get(md.status.gpu_class or "") or warmup.samples)[-5:]
+    slowest = max(recent, default=estimate)
+    if slowest > elapsed:
+        return max(1, math.ceil(slowest - elapsed))
+    return max(1, math.ceil(estimate / 4))
+
+
+def loading(md: ModelDeployment, now: datetime, previous: Loading | None = None) -> Loading:
+    """The countdown: the operator's estimate minus the time since the load began, never above
+    what the client was last told (`previous`: a countdown does not count up). Past the
+    estimate it says so — "taking longer than usual — 18 s so far, usually 15 s" — and counts
+    down again from the spread of past loads, never showing 0 while the wait goes on."""
+    status, estimate = md.status, md.warmup_estimate
+    since = status.loading_since
+    elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
+    overdue = elapsed > estimate
+    if overdue:
+        left = _overrun_left(md, elapsed, estimate)
+        message = (
+            f"{_doing(md)} taking longer than usual — {elapsed:.0f} s so far, usually {estimate:.0f} s"
+        )
     else:
-        base = f"Waking {model}{on}…"
-    if remaining < 0:
-        over = math.ceil(-remaining)
-        return Loading(f"{base} taking longer than usual ({over} s over the usual {estimate:.0f} s)", 0, 0.99)
-    left = math.ceil(remaining) if at_most is None else min(math.ceil(remaining), at_most)
+        left = max(1, math.ceil(estimate - elapsed))
+    if previous is not None and previous.overdue == overdue:
+        left = min(left, previous.estimated_time)
     progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
-    return Loading(f"{base} ~{left} s", left, round(progress, 3))
+    if not overdue:
+        message = f"{_doing(md)} ~{left} s"
+    return Loading(message, left, round(progress, 3), overdue)
+
+
+TYPICAL_ANSWER_TOKENS = 256  # an answer's length when the request sets no max_tokens
+
+
+def answer_seconds(
+    measured: float | None, max_tokens: int | None, measured_tps: float | None, prior_tps: float
+) -> float:
+    """How long one answer takes, from what is known: this model's measured answers, else the
+    request's max_tokens at the measured (else the engine's typical) speed."""
+    if measured is not None:
+        return measured
+    tokens = max_tokens or TYPICAL_ANSWER_TOKENS
+    return tokens / (measured_tps or prior_tps)
+
+
+def queued_eta(per_answer: float, position: int, capacity: int, at_most: int | None = None) -> int:
+    """Seconds until a slot frees for the request at `position`: whole answers ahead of it,
+    spread over the replicas' slots. At least 1 while it waits, and never above what it was
+    last told (in FIFO nobody new gets ahead)."""
+    eta = max(1, math.ceil(per_answer * position / max(capacity, 1)))
+    return eta if at_most is None else min(eta, at_most)
 
 
 def queued_message(model: str, position: int, seconds: int) -> str:

@@ -29,12 +29,16 @@ def new_request_id(chat: bool) -> str:
 @dataclass
 class StreamJob:
     dispatcher: Dispatcher
-    entry: Entry
+    admission: Admission  # taken by the route, before the response began; closed by it
     body: dict[str, Any]
     ident: chunks.StreamIdentity
     path: str  # the engine's path: /v1/chat/completions or /v1/completions
     user_cancelled: bool = False
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def entry(self) -> Entry:
+        return self.admission.entry
 
     @property
     def model(self) -> str:
@@ -51,7 +55,8 @@ class StreamJob:
 
     async def _events(self) -> AsyncIterator[bytes]:
         yield self._status("routing", "Selecting backend…")
-        async with self.dispatcher.admit(self.entry) as admission:
+        admission = self.admission
+        try:
             async for update in admission.wait():
                 if isinstance(update, Queued):
                     yield self._status(
@@ -76,6 +81,8 @@ class StreamJob:
             )
             async for frame in self._generate(admission, md.status.gpu_class, md.status.node):
                 yield frame
+        finally:
+            admission.close()  # the slot goes back as soon as the answer is over
 
     async def _generate(
         self, admission: Admission, gpu_class: str | None, node: str | None
@@ -110,9 +117,9 @@ class StreamJob:
                 out["choices"] = [{**choices[0], "finish_reason": None}]
                 yield chunks.frame(out)
         elapsed = time.monotonic() - started
-        dispatcher.record_generation(self.entry.key, elapsed)
         completion_tokens = (usage or {}).get("completion_tokens") or len(text)
         rate = completion_tokens / (time.monotonic() - (first_token or started)) if text else None
+        dispatcher.record_generation(self.entry.key, elapsed, rate)
         summary = progress.summary(gpu_class, admission.load_waited, rate)
         usage = usage or {
             "prompt_tokens": 0,

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
 
@@ -54,6 +56,22 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    async def reconciling(self) -> None:
+        """Until this start of the operator has reconciled a model (its metrics say so)."""
+
+        async def counted() -> bool:
+            try:
+                async with httpx.AsyncClient() as http:
+                    text = (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+            except httpx.TransportError:
+                return False  # not listening yet
+            return any(
+                line.startswith("hearth_reconciles_total ") and float(line.split()[1]) >= 1
+                for line in text.splitlines()
+            )
+
+        await eventually(counted, deadline=30, what="the operator to reconcile")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -113,6 +113,9 @@ async def test_warmup_estimate_is_learned_and_survives_restarts(
 
     operator.stop()
     operator.start()
+    # A wake sent while no operator runs is gone after the 1 s idle timeout unless renewed (the
+    # router renews it while a request waits); here the operator is up before the wake.
+    await operator.reconciling()
     await wake(kube, "timed")
     await wait_phase(kube, "timed", "Warm", deadline=20)
     after = await status(kube, "timed")

@@ -104,3 +104,33 @@ async def admitted(dispatcher: Any, key: str, request: asyncio.Task[Any]) -> Non
 
 def client_for(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router")
+
+
+async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
+    """Ten streams at a cold model whose limit is three: three wait, seven get 429 at once —
+    and the three still get their answers when the model is up."""
+    engine = create_engine(EngineSettings(model="medium", load_seconds=0, tokens_per_second=1000))
+    registry = Registry(None)
+    registry.apply("ADDED", md_body("Cold", warmup={"estimateSeconds": 15}))
+    registry.ready.set()
+    upstream = Upstream(5, 30, transport=httpx.ASGITransport(app=engine))
+    app = create_app(RouterSettings(max_waiters=3, loading_interval=0.05), None, registry, upstream)
+    dispatcher = app.state.dispatcher
+    body = {"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with engine.router.lifespan_context(engine), client_for(app) as http:
+        await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
+        pending = {asyncio.create_task(http.post("/v1/chat/completions", json=body)) for _ in range(10)}
+        done: set[asyncio.Task[httpx.Response]] = set()
+        while len(done) < 7:  # the refused answer at once; the admitted wait for the model
+            finished, pending = await asyncio.wait(pending, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            assert finished, f"only {len(done)} requests were answered while the model was cold"
+            done |= finished
+        refused = [t.result() for t in done if t.result().status_code == 429]
+        assert len(pending) == 3 and dispatcher.waiters.count("default/medium") == 3
+        registry.apply("MODIFIED", md_body("Warm", ["http://engine"], node="gpu-3090"))
+        admitted = await asyncio.wait_for(asyncio.gather(*pending), 10)
+    assert len(refused) == 7 and all(r.headers["retry-after"] == "15" for r in refused)
+    assert refused[0].json()["error"]["code"] == "too_many_waiters"
+    assert [r.status_code for r in admitted] == [200, 200, 200]
+    assert all('"status":"done"' in r.text for r in admitted)
+    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}

@@ -116,8 +116,8 @@ def medium(**status: Any) -> ModelDeployment:
                 "loadingSince": NOW - timedelta(seconds=30),
                 "warmup": {"estimateSeconds": 23},
             },
-            "Warming up medium on 3090… taking longer than usual (7 s over the usual 23 s)",
-            0,
+            "Warming up medium on 3090… taking longer than usual — 30 s so far, usually 23 s",
+            6,
         ),
         (
             {
@@ -149,8 +149,38 @@ def test_loading_messages_count_down_and_say_what_is_happening(
 
 def test_the_countdown_never_counts_up() -> None:
     cold = medium(phase="Cold", warmup={"estimateSeconds": 23})
-    assert progress.loading(cold, NOW, at_most=17).message == "Waking medium… ~17 s"
-    assert progress.loading(cold, NOW, at_most=30).estimated_time == 23
+    told = progress.Loading("Waking medium… ~17 s", 17, 0.2)
+    assert progress.loading(cold, NOW, told).message == "Waking medium… ~17 s"
+    assert progress.loading(cold, NOW, progress.Loading("", 30, 0.0)).estimated_time == 23
+
+
+def test_an_overrun_says_so_and_never_shows_zero() -> None:
+    def at(seconds: float, previous: progress.Loading | None = None) -> progress.Loading:
+        loading = medium(
+            phase="Loading",
+            gpuClass="rtx3090",
+            loadingSince=NOW - timedelta(seconds=seconds),
+            warmup={"estimateSeconds": 15, "byGpuClass": {"rtx3090": [14, 15, 16, 21]}},
+        )
+        return progress.loading(loading, NOW, previous)
+
+    last_normal = at(14.5)
+    assert (last_normal.estimated_time, last_normal.overdue) == (1, False)
+    over = at(18, last_normal)  # a rise, but the message says why
+    assert over.overdue and over.estimated_time == 3  # up to the slowest recent load, 21 s
+    assert over.message == "Warming up medium on 3090… taking longer than usual — 18 s so far, usually 15 s"
+    later = at(30, over)  # past every load seen: a quarter of the usual time, capped by what was said
+    assert later.overdue and later.estimated_time == 3 and at(30).estimated_time == 4
+    assert all(at(s).estimated_time >= 1 for s in range(0, 120))
+
+
+def test_queue_estimates_come_from_what_is_known_and_never_rise() -> None:
+    assert progress.answer_seconds(2.5, 100, 50.0, 40.0) == 2.5  # measured answers first
+    assert progress.answer_seconds(None, 100, 50.0, 40.0) == 2.0  # max_tokens at measured speed
+    assert progress.answer_seconds(None, None, None, 40.0) == 256 / 40  # a stated prior
+    assert progress.queued_eta(2.0, position=8, capacity=4) == 4
+    assert progress.queued_eta(6.0, position=8, capacity=4, at_most=4) == 4  # slower answers: no rise
+    assert progress.queued_eta(0.01, position=1, capacity=16) == 1  # never 0 while waiting
 
 
 def test_summaries_for_open_webui() -> None:
