@@ -22,5 +22,8 @@ MODEL_LABEL = "hearth.dev/model"
 # Labels a GPU node carries: Hearth's own, else NVIDIA GPU feature discovery's.
 GPU_CLASS_LABEL = "hearth.dev/gpu-class"
 GPU_VRAM_LABEL = "hearth.dev/gpu-vram-gib"
-NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"
+NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"  # `-SHARED` appended under time-slicing
+NVIDIA_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per card
+NVIDIA_COUNT_LABEL = "nvidia.com/gpu.count"  # physical cards
+NVIDIA_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing replicas per card
 NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"

@@ -1,8 +1,9 @@
 """Where a model runs: GPU nodes, free VRAM and device slots, and whom to evict. Pure.
 
-Free VRAM on a node is its capacity minus the VRAM of models Loading, Warm or Evicting there;
-free device slots are its `nvidia.com/gpu` capacity minus the GPUs those models hold (a card
-shared by time-slicing advertises several). A model fits where both suffice.
+Each physical card is its own VRAM bin: a node with two 3090s is two 24 GiB bins, never one
+48 GiB pool. A model fits a node when it and the models Loading, Warm or Evicting there pack
+into its cards (a model of `gpu.count` k takes an even share of its VRAM on k cards), and the
+node's `nvidia.com/gpu` units (cards times the device plugin's time-slicing replicas) suffice.
 
 Eviction rule, when nothing fits: on a node of the right class, unload Warm models (never one
 that is Loading) in this order — lowest `priority` first, then longest idle, then the one
@@ -20,7 +21,15 @@ from datetime import datetime
 from typing import Any
 
 from hearth_api.model_deployment import GpuClass, Phase, gpu_short_name
-from hearth_api.names import GPU_CLASS_LABEL, GPU_VRAM_LABEL, NVIDIA_GPU_RESOURCE, NVIDIA_PRODUCT_LABEL
+from hearth_api.names import (
+    GPU_CLASS_LABEL,
+    GPU_VRAM_LABEL,
+    NVIDIA_COUNT_LABEL,
+    NVIDIA_GPU_RESOURCE,
+    NVIDIA_MEMORY_LABEL,
+    NVIDIA_PRODUCT_LABEL,
+    NVIDIA_REPLICAS_LABEL,
+)
 
 # NVIDIA GPU feature discovery's product label → (class, VRAM), for nodes without Hearth's labels.
 PRODUCTS: dict[str, tuple[str, int]] = {
@@ -37,26 +46,42 @@ OCCUPYING = (Phase.LOADING, Phase.WARM, Phase.EVICTING)
 class GpuNode:
     name: str
     gpu_class: str
-    vram_gib: int
-    slots: int = 1
+    vram_gib: int  # per card
+    slots: int = 1  # `nvidia.com/gpu` units it hands out: cards times time-slicing replicas
+    cards: int = 1  # physical cards, each its own VRAM bin
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 def gpu_node(node: dict[str, Any]) -> GpuNode | None:
-    """A node's GPU from Hearth's labels, else from NVIDIA's product label; None for CPU nodes."""
+    """A node's GPUs from Hearth's labels, else from what NVIDIA's GPU feature discovery puts on
+    it: `nvidia.com/gpu.product` (with `-SHARED` under time-slicing), `nvidia.com/gpu.memory`
+    (MiB per card), `nvidia.com/gpu.count` (cards); None for CPU nodes. Without a card count,
+    one card (a single bin: never more VRAM than there is on one card)."""
     meta = node.get("metadata") or {}
-    node_labels = meta.get("labels") or {}
-    gpu_class = node_labels.get(GPU_CLASS_LABEL)
-    vram = node_labels.get(GPU_VRAM_LABEL)
-    if gpu_class is None and node_labels.get(NVIDIA_PRODUCT_LABEL) in PRODUCTS:
-        gpu_class, default_vram = PRODUCTS[node_labels[NVIDIA_PRODUCT_LABEL]]
-        vram = vram or str(default_vram)
-    if gpu_class is None or vram is None:
+    labels = meta.get("labels") or {}
+    product = str(labels.get(NVIDIA_PRODUCT_LABEL, "")).removesuffix("-SHARED")
+    known = PRODUCTS.get(product)
+    gpu_class = labels.get(GPU_CLASS_LABEL) or (known[0] if known else None)
+    vram = _int(labels.get(GPU_VRAM_LABEL))
+    if vram is None and _int(labels.get(NVIDIA_MEMORY_LABEL)):
+        vram = int(labels[NVIDIA_MEMORY_LABEL]) // 1024
+    if vram is None and known:
+        vram = known[1]
+    if gpu_class is None or not vram:
         return None
+    cards = max(_int(labels.get(NVIDIA_COUNT_LABEL)) or 1, 1)
+    replicas = max(_int(labels.get(NVIDIA_REPLICAS_LABEL)) or 1, 1)
     allocatable = (node.get("status") or {}).get("allocatable") or {}
-    try:
-        return GpuNode(meta["name"], gpu_class, int(vram), int(allocatable.get(NVIDIA_GPU_RESOURCE, 1)))
-    except ValueError:
+    slots = _int(allocatable.get(NVIDIA_GPU_RESOURCE, cards * replicas))
+    if slots is None:
         return None
+    return GpuNode(meta["name"], gpu_class, vram, slots, cards)
 
 
 @dataclass(frozen=True)
@@ -108,13 +133,29 @@ class Decision:
 
 def _suits(want: Want, node: GpuNode) -> bool:
     class_ok = want.gpu_class is GpuClass.ANY or node.gpu_class == want.gpu_class.value
-    return class_ok and node.vram_gib >= want.vram_gib and node.slots >= want.gpus
+    return class_ok and packs([(want.vram_gib, want.gpus)], node) and node.slots >= want.gpus
 
 
 def _fits(want: Want, node: GpuNode, occupants: list[Resident]) -> bool:
-    used_vram = sum(r.vram_gib for r in occupants)
     used_slots = sum(r.gpus for r in occupants)
-    return node.vram_gib - used_vram >= want.vram_gib and node.slots - used_slots >= want.gpus
+    if node.slots - used_slots < want.gpus:
+        return False
+    return packs([(r.vram_gib, r.gpus) for r in occupants] + [(want.vram_gib, want.gpus)], node)
+
+
+def packs(models: list[tuple[int, int]], node: GpuNode) -> bool:
+    """Whether models of (VRAM, cards) fit the node's cards, each card its own bin: largest
+    share first, each on the cards with the most room left."""
+    free = [float(node.vram_gib)] * node.cards
+    for share, count in sorted(((v / max(c, 1), c) for v, c in models), reverse=True):
+        if count > node.cards:
+            return False
+        roomiest = sorted(range(node.cards), key=lambda i: free[i], reverse=True)[:count]
+        if any(free[i] < share for i in roomiest):
+            return False
+        for i in roomiest:
+            free[i] -= share
+    return True
 
 
 def _ago(now: datetime, when: datetime | None) -> str:

@@ -132,3 +132,67 @@ def test_gpu_nodes_from_hearth_or_nvidia_labels() -> None:
     nvidia = {"metadata": {"name": "b", "labels": {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-3070"}}}
     assert gpu_node(nvidia) == GpuNode("b", "rtx3070", 8, 1)
     assert gpu_node({"metadata": {"name": "cpu", "labels": {}}}) is None
+
+
+# Label sets as NVIDIA's GPU feature discovery writes them (gpu-feature-discovery 0.17).
+GFD_TWO_3090S = {
+    "nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-3090",
+    "nvidia.com/gpu.memory": "24576",
+    "nvidia.com/gpu.count": "2",
+    "nvidia.com/gpu.family": "ampere",
+    "nvidia.com/gpu.compute.major": "8",
+    "nvidia.com/gpu.present": "true",
+}
+GFD_SHARED_3070 = {
+    "nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-3070-SHARED",
+    "nvidia.com/gpu.memory": "8192",
+    "nvidia.com/gpu.count": "1",
+    "nvidia.com/gpu.replicas": "4",
+    "nvidia.com/gpu.sharing-strategy": "time-slicing",
+}
+
+
+def labelled(name: str, labels: dict[str, str], allocatable: str | None = None) -> dict[str, object]:
+    status = {"allocatable": {"nvidia.com/gpu": allocatable}} if allocatable else {}
+    return {"metadata": {"name": name, "labels": labels}, "status": status}
+
+
+def test_gpu_feature_discovery_labels_need_no_hand_labelling() -> None:
+    assert gpu_node(labelled("big", GFD_TWO_3090S, "2")) == GpuNode("big", "rtx3090", 24, slots=2, cards=2)
+    shared = gpu_node(labelled("small", GFD_SHARED_3070, "4"))
+    assert shared == GpuNode("small", "rtx3070", 8, slots=4, cards=1)
+    # Hearth's own labels still override what GFD says.
+    relabelled = gpu_node(labelled("x", {**GFD_TWO_3090S, "hearth.dev/gpu-vram-gib": "22"}, "2"))
+    assert relabelled is not None and relabelled.vram_gib == 22
+    unknown = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.memory": "81920"}
+    assert gpu_node(labelled("dc", unknown, "1")) is None  # no class Hearth knows: not placed on
+
+
+def test_each_card_is_its_own_bin() -> None:
+    two = gpu_node(labelled("gpu-2x3090", GFD_TWO_3090S, "2"))
+    assert two is not None
+    # A 30 GiB model does not "fit" two 24 GiB cards.
+    huge = place(want("huge", GpuClass.RTX3090, 30), [two], [], NOW)
+    assert huge.node is None and "gpu.vramGiB=30" in huge.message
+    # Two 14 GiB models do fit: one on each card.
+    d = place(want("second", GpuClass.RTX3090, 14), [two], [resident("first", "gpu-2x3090", 14)], NOW)
+    assert d.placed and d.node == two
+    # A third does not: 10 GiB left on each card is not 14.
+    full = [resident("first", "gpu-2x3090", 14, active_s_ago=1), resident("second", "gpu-2x3090", 14)]
+    assert not place(want("third", GpuClass.RTX3090, 14), [two], full, NOW).placed
+
+
+def test_time_slicing_shares_one_card_by_vram() -> None:
+    shared = gpu_node(labelled("gpu-3070", GFD_SHARED_3070, "4"))
+    assert shared is not None
+    d = place(want("b", GpuClass.RTX3070, 4), [shared], [resident("a", "gpu-3070", 4)], NOW)
+    assert d.placed
+    busy = [resident("a", "gpu-3070", 4, active_s_ago=1), resident("b", "gpu-3070", 4, active_s_ago=1)]
+    assert not place(want("c", GpuClass.RTX3070, 1), [shared], busy, NOW).placed  # 8 GiB used
+
+
+def test_a_model_on_two_cards_takes_half_its_vram_on_each() -> None:
+    two = GpuNode("gpu-2x3090", "rtx3090", 24, slots=2, cards=2)
+    pair = Want(key="default/pair", gpu_class=GpuClass.RTX3090, vram_gib=40, gpus=2)
+    assert place(pair, [two], [], NOW).placed
+    assert not place(pair, [GpuNode("one", "rtx3090", 24, slots=2)], [], NOW).node  # one card: no
