@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.apiserver.resources import now_rfc3339
+from hearth_sim.kube import kubeconfig
 
 if TYPE_CHECKING:
     from hearth_sim.kubelet import Kubelet
@@ -150,7 +152,10 @@ class PodRunner:
         }
         for item in self.container.get("env") or []:
             if "value" in item:
-                env[item["name"]] = str(item["value"])
+                # A pod has its own network namespace: "all addresses" there means its own.
+                env[item["name"]] = str(item["value"]).replace("0.0.0.0", self.ip)
+        if argv[0].endswith(("hearth-operator", "hearth-router")):
+            env.update(self._control_plane_env())
         # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
         env.update(
             {
@@ -170,13 +175,39 @@ class PodRunner:
             )
         self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
 
+    def _port(self, port: int | str) -> int | str:
+        """A probe's port, by number or by the name of one of the container's ports."""
+        named = {p.get("name"): p.get("containerPort") for p in self.container.get("ports") or []}
+        return named.get(port, port) if isinstance(port, str) else port
+
+    def _control_plane_env(self) -> dict[str, str]:
+        """What a kubelet gives Hearth's own pods: the API server's address and their
+        ServiceAccount's credentials — here a kubeconfig of the pod's own (there is no
+        /var/run/secrets to mount into a local process) — and the pod's address to listen on."""
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        server = str(self.kubelet.kube.http.base_url).rstrip("/")
+        config = kubeconfig(
+            server,
+            self.ns,
+            f"system:serviceaccount:{self.ns}:{account}",
+            self.kubelet.token(self.ns, account),
+        )
+        path = self.kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "kubeconfig"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return {
+            "KUBECONFIG": str(path),
+            "HEARTH_ROUTER_HOST": self.ip,
+            "HEARTH_OPERATOR_METRICS_HOST": self.ip,
+        }
+
     async def _probe(self) -> None:
         probe = (self.container.get("readinessProbe") or {}).get("httpGet")
         if probe is None:
             self.ready = True
             await self._status({"running": {"startedAt": now_rfc3339()}}, True)
             return
-        url = f"http://{self.ip}:{probe.get('port', 8000)}{probe.get('path', '/')}"
+        url = f"http://{self.ip}:{self._port(probe.get('port', 8000))}{probe.get('path', '/')}"
         failures = 0
         async with httpx.AsyncClient(timeout=1.0) as http:
             while True:

@@ -22,28 +22,11 @@ import httpx
 import yaml
 
 from hearth_sim.apiserver import HearthApiServer, serve_api
-from hearth_sim.kube import ApiError, Kube
+from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def kubeconfig(server: str, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": [{"name": "hearth-sim", "cluster": {"server": server}}],
-        "users": [{"name": "hearth-sim", "user": {"token": "hearth-sim"}}],
-        "contexts": [
-            {
-                "name": "hearth-sim",
-                "context": {"cluster": "hearth-sim", "user": "hearth-sim", "namespace": namespace},
-            }
-        ],
-        "current-context": "hearth-sim",
-    }
 
 
 def manifests(paths: list[Path]) -> list[dict[str, Any]]:

@@ -44,6 +44,23 @@ def path_for(
     return "/".join(parts)
 
 
+def kubeconfig(
+    server: str, namespace: str = "default", user: str = "hearth-sim", token: str = "hearth-sim"
+) -> dict[str, Any]:
+    """A kubeconfig for the homelab's API server: the admin's, or a pod's ServiceAccount's."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": "hearth-sim", "cluster": {"server": server}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": "hearth-sim", "context": {"cluster": "hearth-sim", "user": user, "namespace": namespace}}
+        ],
+        "current-context": "hearth-sim",
+    }
+
+
 class Kube:
     def __init__(self, server: str, token: str = "hearth-sim") -> None:
         self.http = httpx.AsyncClient(

@@ -1,0 +1,86 @@
+"""The plain manifests (deploy/hearth.yaml, the chart rendered) applied with the machine's
+kubectl to a fresh homelab: the operator and the router run as the manifests' pods, with the
+credentials a kubelet gives them, and serve a cold model end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hearth_sim.homelab import HomelabThread
+from hearth_sim.kube import Kube
+
+from .conftest import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+
+
+def kubectl(homelab: HomelabThread, *args: str) -> str:
+    assert KUBECTL is not None
+    cmd = [KUBECTL, "--kubeconfig", str(homelab.homelab.kubeconfig_path), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+async def ready_pod(kube: Kube, component: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        selector = f"app.kubernetes.io/component={component}"
+        for pod in (await kube.list("v1", "pods", "hearth", selector))["items"]:
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return dict(pod)
+        return None
+
+    return await eventually(check, deadline=60, what=f"the {component} pod to be Ready")
+
+
+async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(homelab: HomelabThread) -> None:
+    applied = kubectl(
+        homelab, "apply", "-f", str(ROOT / "deploy" / "crds"), "-f", str(ROOT / "deploy" / "hearth.yaml")
+    )
+    assert "deployment.apps/hearth-operator created" in applied and "clusterrole" in applied
+    kube = Kube(homelab.homelab.url)
+    try:
+        await ready_pod(kube, "operator")
+        router = await ready_pod(kube, "router")
+        kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-small.yaml"))
+        url = f"http://{router['status']['podIP']}:8012"
+        body = {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+        async def listed() -> bool:
+            async with httpx.AsyncClient() as http:
+                models = (await http.get(f"{url}/v1/models")).json()["data"]
+            return any(m["id"] == "small" for m in models)
+
+        await eventually(listed, deadline=30, what="the router pod to see the model")
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("POST", f"{url}/v1/chat/completions", json=body) as r,
+        ):
+            lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "[DONE]"
+        statuses = [json.loads(line).get("status") for line in lines[:-1]]
+        assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
+        small = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "small")
+        assert small["status"]["phase"] == "Warm" and small["status"]["node"] == "gpu-3070"
+        # The operator and the router talked to the API server with their pods' credentials.
+        for component in ("operator", "router"):
+            pod = await ready_pod(kube, component)
+            assert pod["spec"]["serviceAccountName"] == f"hearth-{component}"
+    finally:
+        kubectl(homelab, "delete", "-f", str(ROOT / "deploy" / "hearth.yaml"), "--wait=false")
+
+        async def gone() -> bool:
+            return not (await kube.list("v1", "pods", "hearth"))["items"]
+
+        await eventually(gone, deadline=30, what="Hearth's pods to go")
+        await kube.close()
