@@ -3,13 +3,25 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], deadline: float, what: str, interval: float = 0.05) -> T:
+    """`check()` until it returns something truthy, or fail after a generous `deadline` (the
+    synchronous twin of the cluster tests' `eventually`)."""
+    end = time.monotonic() + deadline
+    while not (result := check()):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        time.sleep(interval)
+    return result
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 10) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from hearth_sim.homelab import HomelabThread
+
+from ..conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
@@ -138,8 +139,8 @@ spec:
          args: [--model, chatter, --load-seconds, "0"]}
 """)
     kubectl(homelab, "apply", "-f", str(manifest))
-    deadline = time.monotonic() + 15
-    while True:
+
+    def served() -> str | None:
         pod = kubectl(
             homelab,
             "get",
@@ -151,8 +152,7 @@ spec:
             check=False,
         )
         logs = kubectl(homelab, "logs", pod, check=False) if pod and "error" not in pod else ""
-        if "serving chatter" in logs:
-            break
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.1)
+        return logs if "serving chatter" in logs else None
+
+    wait_until(served, deadline=15, what="the engine's output in `kubectl logs`")
     kubectl(homelab, "delete", "deployment", "chatter")

@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from hearth_sim.cli import port_taken
 
-from ..conftest import descendants
+from ..conftest import descendants, wait_until
 from .conftest import free_port, pod_ip_prefix
 
 
@@ -114,11 +113,7 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
             },
         }
         httpx.post(f"{url}/apis/apps/v1/namespaces/default/deployments", json=dep).raise_for_status()
-        deadline = time.monotonic() + 15
-        while not engine_pids(model):
-            assert time.monotonic() < deadline, "the engine process never started"
-            time.sleep(0.05)
-        pids = engine_pids(model)
+        pids = wait_until(lambda: engine_pids(model), deadline=15, what="the engine process to start")
 
         # The operator and the router run too: a chat request to a cold example model streams
         # through to the end.
