@@ -3,6 +3,7 @@ object checked against Kubernetes' own schemas, and deploy/hearth.yaml kept in s
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
@@ -12,6 +13,8 @@ from helm_python.chart import lint
 from helm_python.errors import HelmError
 
 from hearth_api.model_deployment import ModelDeployment
+from hearth_operator.metrics import OperatorMetrics
+from hearth_router.metrics import RouterMetrics
 from hearth_sim import chart
 
 KUBERNETES = "1.32.0"
@@ -33,6 +36,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "traefik": {"ingress": {"enabled": True, "className": "traefik", "annotations": {}}},
     "service monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "grafana dashboard": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}},
     "models": {"models": [{"name": "small", "spec": EXAMPLE["spec"]}]},
     "placement and images": {
         "image": {"tag": "dev", "pullPolicy": "Always"},
@@ -189,3 +193,23 @@ def test_deploy_manifests_are_the_chart_rendered() -> None:
     assert chart.MANIFESTS.read_text() == chart.manifests(), (
         "deploy/hearth.yaml drifted: run `make manifests`"
     )
+
+
+def test_the_grafana_dashboard_charts_what_hearth_exports() -> None:
+    values = {"grafanaDashboard": {"enabled": True}}
+    config = kinds(chart.objects(chart.render(values)))["ConfigMap"][0]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["hearth.json"])
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    metrics = {
+        "hearth_warmup_seconds_bucket",
+        "hearth_models",
+        "hearth_evictions_total",
+        "hearth_router_waiters",
+        "hearth_router_time_to_first_token_seconds_bucket",
+        "hearth_router_requests_total",
+    }
+    assert all(m in queries for m in metrics)
+    # Each is a metric the operator or the router really exports (families drop _total/_bucket).
+    families = {f.name for m in (OperatorMetrics(), RouterMetrics()) for f in m.registry.collect()}
+    assert {m.removesuffix("_bucket").removesuffix("_total") for m in metrics} <= families
