@@ -155,7 +155,7 @@ class PodRunner:
                 # A pod has its own network namespace: "all addresses" there means its own.
                 env[item["name"]] = str(item["value"]).replace("0.0.0.0", self.ip)
         if argv[0].endswith(("hearth-operator", "hearth-router")):
-            env.update(self._control_plane_env())
+            env.update(await self._control_plane_env())
         # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
         env.update(
             {
@@ -180,18 +180,14 @@ class PodRunner:
         named = {p.get("name"): p.get("containerPort") for p in self.container.get("ports") or []}
         return named.get(port, port) if isinstance(port, str) else port
 
-    def _control_plane_env(self) -> dict[str, str]:
+    async def _control_plane_env(self) -> dict[str, str]:
         """What a kubelet gives Hearth's own pods: the API server's address and their
         ServiceAccount's credentials — here a kubeconfig of the pod's own (there is no
         /var/run/secrets to mount into a local process) — and the pod's address to listen on."""
         account = self.pod["spec"].get("serviceAccountName") or "default"
         server = str(self.kubelet.kube.http.base_url).rstrip("/")
-        config = kubeconfig(
-            server,
-            self.ns,
-            f"system:serviceaccount:{self.ns}:{account}",
-            self.kubelet.token(self.ns, account),
-        )
+        token = await self.kubelet.kube.request_token(self.ns, account)
+        config = kubeconfig(server, self.ns, f"system:serviceaccount:{self.ns}:{account}", token)
         path = self.kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "kubeconfig"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))

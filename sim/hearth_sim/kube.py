@@ -91,6 +91,11 @@ class Kube:
     async def create(self, api_version: str, plural: str, namespace: str | None, body: Obj) -> Obj:
         return await self._call("POST", path_for(api_version, plural, namespace), json=body)
 
+    async def replace(
+        self, api_version: str, plural: str, namespace: str | None, name: str, body: Obj
+    ) -> Obj:
+        return await self._call("PUT", path_for(api_version, plural, namespace, name), json=body)
+
     async def patch(
         self,
         api_version: str,
@@ -106,6 +111,14 @@ class Kube:
             content=json.dumps(patch),
             headers={"Content-Type": "application/merge-patch+json"},
         )
+
+    async def request_token(self, namespace: str, account: str) -> str:
+        """A ServiceAccount's token, through the TokenRequest API (as a kubelet gets one)."""
+        path = path_for("v1", "serviceaccounts", namespace, account, "token")
+        answer = await self._call(
+            "POST", path, json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"}
+        )
+        return str(answer["status"]["token"])
 
     async def delete(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj:
         return await self._call("DELETE", path_for(api_version, plural, namespace, name))

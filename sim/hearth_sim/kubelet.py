@@ -120,11 +120,6 @@ class Kubelet:
             if owner:
                 self._dirty.put_nowait(owner)
 
-    def token(self, namespace: str, account: str) -> str:
-        """A bearer token for a ServiceAccount, as a kubelet gets one for a pod. The API server
-        accepts any token today; the name is what RBAC will authenticate."""
-        return f"sim-serviceaccount.{namespace}.{account}.{secrets.token_hex(8)}"
-
     async def _stop_runner(self, uid: str, runner: PodRunner, pod: Obj) -> None:
         # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile still finds
         # (and kills) it.

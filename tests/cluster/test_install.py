@@ -72,10 +72,29 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
         small = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "small")
         assert small["status"]["phase"] == "Warm" and small["status"]["node"] == "gpu-3070"
-        # The operator and the router talked to the API server with their pods' credentials.
+        # They talked to the API server as their ServiceAccounts, and the chart's RBAC let them
+        # do all they did: not one request was refused.
         for component in ("operator", "router"):
             pod = await ready_pod(kube, component)
             assert pod["spec"]["serviceAccountName"] == f"hearth-{component}"
+        assert homelab.homelab.api is not None
+        assert homelab.homelab.api.auth.tokens, "the pods must use their own tokens"
+        assert homelab.homelab.api.auth.denied == []
+
+        # The enforcement is real: without its rule for Services, the operator is refused.
+        role = await kube.get("rbac.authorization.k8s.io/v1", "clusterroles", None, "hearth-operator")
+        role["rules"] = [r for r in role["rules"] if r["resources"] != ["services"]]
+        await kube.replace("rbac.authorization.k8s.io/v1", "clusterroles", None, "hearth-operator", role)
+        kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-medium.yaml"))
+
+        async def refused() -> list[str]:
+            assert homelab.homelab.api is not None
+            return [m for m in homelab.homelab.api.auth.denied if "services" in m]
+
+        denied = await eventually(refused, deadline=30, what="the operator to be refused")
+        assert (
+            'User "system:serviceaccount:hearth:hearth-operator" cannot get resource "services"' in denied[0]
+        )
     finally:
         kubectl(homelab, "delete", "-f", str(ROOT / "deploy" / "hearth.yaml"), "--wait=false")
 

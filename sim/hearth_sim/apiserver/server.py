@@ -23,6 +23,7 @@ import kmock
 import yaml
 
 from hearth_sim.apiserver import discovery, errors, patching, tables
+from hearth_sim.apiserver.auth import Authorizer
 from hearth_sim.apiserver.resources import ResourceType
 from hearth_sim.apiserver.store import Store
 
@@ -88,11 +89,13 @@ def _action(method: str, target: Target | None, params: dict[str, str]) -> kmock
 @attrs.define(kw_only=True)
 class HearthApiServer(kmock.KubernetesEmulator):
     store: Store = attrs.field(factory=Store)
+    auth: Authorizer = attrs.field(init=False)
     # Where the kubelet keeps each pod's output, for `kubectl logs` (namespace, pod) → file.
     pod_log: Callable[[str, str], Path | None] | None = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.auth = Authorizer(self.store)
         for rtype in discovery.builtin_types():
             self.store.register(rtype)
         for ns in ("default", "kube-system", "kube-public"):
@@ -146,6 +149,10 @@ class HearthApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         try:
+            path = request.url.path
+            target = parse_resource_path(path)
+            watching = "/watch/" in path or _truthy(request.params.get("watch"))
+            self.auth.check(request.headers, request.method, target, watching)
             return await self._route(request)
         except errors.ApiError as exc:
             return aiohttp.web.json_response(exc.status(), status=exc.code)
@@ -165,6 +172,10 @@ class HearthApiServer(kmock.KubernetesEmulator):
             raise errors.ApiError(
                 404, "NotFound", f"the server could not find the requested resource ({path})"
             )
+        if target.plural == "serviceaccounts" and target.subresource == "token" and method == "POST":
+            # TokenRequest: a ServiceAccount's token, as a kubelet asks for one per pod.
+            issued = self.auth.issue(target.namespace or "default", target.name or "")
+            return aiohttp.web.json_response(issued, status=201)
         rtype = self.store.resolve(target.group, target.version, target.plural)
         if target.subresource == "scale" and target.name:
             return aiohttp.web.json_response(await self._serve_scale(request, rtype, target, method))
