@@ -44,6 +44,15 @@ class KubeletConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
+def _bindable(ip: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
 class Kubelet:
     def __init__(self, kube: Kube, config: KubeletConfig) -> None:
         self.kube = kube
@@ -114,7 +123,7 @@ class Kubelet:
             else:
                 self.pods[uid] = pod
                 if uid not in self.runners and pod["spec"].get("nodeName"):
-                    ip = self._ips.setdefault(uid, self._allocate_ip())
+                    ip = self._ips.setdefault(uid, self._allocate_ip(pod))
                     self.runners[uid] = PodRunner(self, pod, ip)
             owner = self._owner(pod)
             if owner:
@@ -127,18 +136,21 @@ class Kubelet:
         self.runners.pop(uid, None)
         await self.event(pod, "Normal", "Killing", f"Stopped container {runner.container.get('name')}")
 
-    def _allocate_ip(self) -> str:
-        """The next loopback address whose port 8000 is free (another homelab may share 127/8)."""
+    def _allocate_ip(self, pod: Obj) -> str:
+        """The next loopback address on which every port the pod's containers declare is free
+        (other homelabs, or other test sessions, may share 127/8)."""
+        ports = {
+            int(port["containerPort"])
+            for container in pod["spec"].get("containers") or []
+            for port in container.get("ports") or []
+            if "containerPort" in port
+        } or {8000}
         while True:
             n = self._next_ip
             self._next_ip += 1
             ip = f"{self.config.ip_prefix}.{n // 250}.{n % 250 + 2}"
-            with socket.socket() as probe:
-                try:
-                    probe.bind((ip, 8000))
-                except OSError:
-                    continue
-            return ip
+            if all(_bindable(ip, port) for port in ports):
+                return ip
 
     def _owner(self, pod: Obj) -> tuple[str, str] | None:
         for ref in pod["metadata"].get("ownerReferences") or []:
@@ -254,7 +266,8 @@ class Kubelet:
             await self.event(bound, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
             uid = bound["metadata"]["uid"]
             if uid not in self.runners:
-                self.runners[uid] = PodRunner(self, bound, self._ips.setdefault(uid, self._allocate_ip()))
+                ip = self._ips.setdefault(uid, self._allocate_ip(bound))
+                self.runners[uid] = PodRunner(self, bound, ip)
 
     # --- API helpers -------------------------------------------------------------------------
 

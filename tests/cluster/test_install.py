@@ -103,3 +103,72 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
 
         await eventually(gone, deadline=30, what="Hearth's pods to go")
         await kube.close()
+
+
+async def router_env(kube: Kube, namespace: str) -> dict[str, str]:
+    """The environment of the router's only Ready pod (one rollout finished)."""
+
+    async def settled() -> dict[str, str] | None:
+        pods = (await kube.list("v1", "pods", namespace, "app.kubernetes.io/component=router"))["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        ready = [
+            p
+            for p in live
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []
+            )
+        ]
+        if len(live) != 1 or len(ready) != 1:
+            return None
+        return {e["name"]: e.get("value", "") for e in ready[0]["spec"]["containers"][0]["env"]}
+
+    return await eventually(settled, deadline=60, what="one Ready router pod")
+
+
+async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(homelab: HomelabThread) -> None:
+    """Real Helm v4 (helm-python-sdk, in-process). Its releases are kept in memory: the default
+    Secret storage posts protobuf, which the simulated API server does not decode yet."""
+    from helm_python import Config
+
+    helm = Config(
+        kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace="lab", storage_driver="memory"
+    )
+    kube = Kube(homelab.homelab.url)
+    chart = str(ROOT / "charts" / "hearth")
+    try:
+        helm.install(
+            chart,
+            "hearth",
+            {"router": {"settings": {"maxWaiters": 8}}},
+            create_namespace=True,
+            wait="watcher",
+            timeout=120,
+        )
+        assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
+        helm.upgrade(
+            chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
+        )
+        assert (await router_env(kube, "lab"))[
+            "HEARTH_ROUTER_MAX_WAITERS"
+        ] == "9"  # the value reached the pod
+        helm.rollback("hearth", version=1, wait="watcher", timeout=120)
+        assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
+        assert [r["revision"] for r in helm.history("hearth")] == [1, 2, 3]
+        helm.uninstall("hearth", wait="watcher", timeout=120)
+
+        async def gone() -> bool:
+            left = await kube.list("apps/v1", "deployments", "lab")
+            pods = await kube.list("v1", "pods", "lab")
+            return not left["items"] and not pods["items"]
+
+        await eventually(gone, deadline=30, what="the release's objects to go")
+        crd = await kube.get(
+            "apiextensions.k8s.io/v1", "customresourcedefinitions", None, "modeldeployments.hearth.dev"
+        )
+        assert crd["metadata"]["name"] == "modeldeployments.hearth.dev"  # kept, as Helm keeps CRDs
+        assert homelab.homelab.api is not None and not [
+            m for m in homelab.homelab.api.auth.denied if "serviceaccount:lab:" in m
+        ]
+    finally:
+        helm.close()
+        await kube.close()
