@@ -22,6 +22,7 @@ import httpx
 import yaml
 
 from hearth_sim.apiserver import HearthApiServer, serve_api
+from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
@@ -73,10 +74,12 @@ class Homelab:
     ip_prefix: str = "127.10"  # pods get <prefix>.x.y; tests running side by side pick their own
     install_crd: bool = True
     examples: bool = False
+    ingress_port: int | None = None  # an ingress controller on this port (0: any free one)
 
     api: HearthApiServer | None = None
     url: str = ""
     kubelet: Kubelet | None = None
+    ingress_url: str = ""
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -104,7 +107,12 @@ class Homelab:
             try:
                 if self.examples:
                     await apply(kube, sim_examples())
-                yield self
+                async with contextlib.AsyncExitStack() as stack:
+                    if self.ingress_port is not None:
+                        self.ingress_url = await stack.enter_async_context(
+                            serve_ingress(kube, self.host, self.ingress_port)
+                        )
+                    yield self
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

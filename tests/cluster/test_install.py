@@ -7,20 +7,38 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from hearth_sim.homelab import HomelabThread
+from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.kube import Kube
 
-from .conftest import eventually
+from .conftest import TIME_SCALE, eventually, pod_ip_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+
+
+@pytest.fixture(scope="module")
+def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]:
+    """This module's homelab also runs an ingress controller, as a user's cluster does."""
+    lab = Homelab(
+        state_dir=tmp_path_factory.mktemp("homelab"),
+        time_scale=TIME_SCALE,
+        backoff_base=0.2,
+        ip_prefix=pod_ip_prefix(),
+        ingress_port=0,
+    )
+    thread = HomelabThread(lab)
+    thread.start()
+    yield thread
+    thread.stop()
 
 
 def kubectl(homelab: HomelabThread, *args: str) -> str:
@@ -125,6 +143,42 @@ async def router_env(kube: Kube, namespace: str) -> dict[str, str]:
     return await eventually(settled, deadline=60, what="one Ready router pod")
 
 
+async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube) -> None:
+    """A chat reached the way a user reaches it (the Ingress's host), streamed unbuffered: its
+    first event arrives while the model is still loading."""
+    slow = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-medium.yaml").read_text())
+    slow["metadata"] = {"name": "slowpoke"}
+    slow["spec"].update(model="slowpoke", aliases=[])
+    slow["spec"]["env"] = [{"name": "HEARTH_SIM_LOAD_SECONDS", "value": "100"}]  # 5 s here
+    await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", slow)
+    body = {"model": "slowpoke", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Host": "hearth.lan"}
+    url = f"{homelab.homelab.ingress_url}/v1/chat/completions"
+
+    async def listed() -> bool:
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"{homelab.homelab.ingress_url}/v1/models", headers=headers)
+        return r.status_code == 200 and any(m["id"] == "slowpoke" for m in r.json()["data"])
+
+    await eventually(listed, deadline=30, what="the router to answer through the ingress")
+    statuses: list[str] = []
+    phase_at_first_event = None
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", url, json=body, headers=headers) as r,
+    ):
+        assert r.headers["content-type"].startswith("text/event-stream")
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            statuses.append(json.loads(line[6:]).get("status"))
+            if phase_at_first_event is None:
+                md = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "slowpoke")
+                phase_at_first_event = (md.get("status") or {}).get("phase")
+    assert phase_at_first_event in (None, "Cold", "Loading"), "the ingress held the stream back"
+    assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
+
+
 async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(homelab: HomelabThread) -> None:
     """Real Helm v4 (helm-python-sdk, in-process). Its releases are kept in memory: the default
     Secret storage posts protobuf, which the simulated API server does not decode yet."""
@@ -135,16 +189,22 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(homela
     )
     kube = Kube(homelab.homelab.url)
     chart = str(ROOT / "charts" / "hearth")
+    ingress = {
+        "enabled": True,
+        "className": "nginx",
+        "hosts": [{"host": "hearth.lan", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+    }
     try:
         helm.install(
             chart,
             "hearth",
-            {"router": {"settings": {"maxWaiters": 8}}},
+            {"router": {"settings": {"maxWaiters": 8}}, "ingress": ingress},
             create_namespace=True,
             wait="watcher",
             timeout=120,
         )
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
+        await streams_through_the_ingress(homelab, kube)
         helm.upgrade(
             chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
         )
