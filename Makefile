@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit install crd manifests clean
+.PHONY: demo demo-chart test lint typecheck unit install crd manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hearth-sim up
+
+# The same demo, installed the way a user installs Hearth: the Helm chart, pods, an Ingress.
+demo-chart: $(STAMP)
+	$(BIN)/hearth-sim up --via-chart
 
 NODE_CLIENT := tests/cluster/node_client
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hearth_sim.engine import EngineSettings, Failure, serve
-from hearth_sim.homelab import ControlPlane, Homelab, serve_until_signalled
+from hearth_sim.homelab import ChartPlane, ControlPlane, Homelab, serve_until_signalled
 from hearth_sim.nodes import load_nodes
 
 ENV_PREFIX = "HEARTH_SIM_"
@@ -89,6 +89,12 @@ def _up_parser(sub: Any) -> None:
         action="store_true",
         help="only the homelab: do not start the operator and the router",
     )
+    p.add_argument(
+        "--via-chart",
+        action="store_true",
+        help="install the operator and the router with the Helm chart, as pods reached through an "
+        "ingress controller on --router-port (the real install path), instead of as processes",
+    )
     p.set_defaults(func=_run_up)
 
 
@@ -125,9 +131,11 @@ def _run_up(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         examples=not args.no_examples,
         ip_prefix=args.pod_ip_prefix,
+        ingress_port=args.router_port if args.via_chart else None,
+        ingress_host=args.router_host,
     )
-
-    plane = None if args.no_control_plane else ControlPlane(homelab, args.router_host, args.router_port)
+    kind = ChartPlane if args.via_chart else ControlPlane
+    plane = None if args.no_control_plane else kind(homelab, args.router_host, args.router_port)
     asyncio.run(serve_until_signalled(homelab, plane))
     return 0
 

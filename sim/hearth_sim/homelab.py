@@ -75,6 +75,7 @@ class Homelab:
     install_crd: bool = True
     examples: bool = False
     ingress_port: int | None = None  # an ingress controller on this port (0: any free one)
+    ingress_host: str = "127.0.0.1"
 
     api: HearthApiServer | None = None
     url: str = ""
@@ -110,7 +111,7 @@ class Homelab:
                 async with contextlib.AsyncExitStack() as stack:
                     if self.ingress_port is not None:
                         self.ingress_url = await stack.enter_async_context(
-                            serve_ingress(kube, self.host, self.ingress_port)
+                            serve_ingress(kube, self.ingress_host, self.ingress_port)
                         )
                     yield self
             finally:
@@ -240,6 +241,37 @@ class ControlPlane:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+@dataclass
+class ChartPlane(ControlPlane):
+    """The operator and the router installed the way a user installs them: the Helm chart (real
+    Helm, in-process; releases kept in memory), run as pods under its RBAC and reached through
+    the homelab's ingress controller on the router's port."""
+
+    async def start(self) -> None:
+        from helm_python import Config  # a test/dev extra, like the chart rendering
+
+        def install() -> None:
+            helm = Config(
+                kubeconfig_path=str(self.homelab.kubeconfig_path), namespace="hearth", storage_driver="memory"
+            )
+            try:
+                helm.install(str(CHART), "hearth", CHART_VALUES, create_namespace=True, timeout=120)
+            finally:
+                helm.close()
+
+        await asyncio.to_thread(install)
+
+    async def stop(self) -> None:
+        """Nothing of its own to stop: the pods go with the homelab."""
+
+
+CHART = REPO_ROOT / "charts" / "hearth"
+# Reached through the homelab's ingress controller, whatever host the user types.
+CHART_VALUES = {
+    "ingress": {"enabled": True, "hosts": [{"host": "", "paths": [{"path": "/", "pathType": "Prefix"}]}]}
+}
 
 
 async def serve_until_signalled(homelab: Homelab, plane: ControlPlane | None = None) -> None:

@@ -32,7 +32,7 @@ def engine_pids(model: str) -> list[int]:
     return pids
 
 
-def start_up(port: int, router_port: int, state_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_up(port: int, router_port: int, state_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], str]:
     """`hearth-sim up` as `make demo` runs it; returns once it printed its banner."""
     # A short hold timeout: if something is wrong, a stream ends with an error event in seconds
     # rather than holding for five minutes.
@@ -53,19 +53,21 @@ def start_up(port: int, router_port: int, state_dir: Path) -> tuple[subprocess.P
             "0.05",
             "--state-dir",
             str(state_dir),
+            *flags,
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=(state_dir / "up.stderr").open("ab"),  # a file: a full pipe would block it
         text=True,
     )
-    assert up.stdout is not None and up.stderr is not None
+    assert up.stdout is not None
     banner = ""
     while "Ctrl-C" not in banner:
         line = up.stdout.readline()
         if not line:
             up.wait(20)
-            raise AssertionError(f"hearth-sim up exited early ({up.returncode}): {banner}{up.stderr.read()}")
+            errors = (state_dir / "up.stderr").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"hearth-sim up exited early ({up.returncode}): {banner}{errors}")
         banner += line
     return up, banner
 
@@ -153,3 +155,23 @@ def test_a_port_in_time_wait_is_free_but_a_listening_one_is_taken() -> None:
     client.close()
     listener.close()
     assert not port_taken("127.0.0.1", port), "a port whose old connections linger is free to bind"
+
+
+def test_up_via_chart_installs_hearth_as_a_user_would(tmp_path: Path) -> None:
+    """`hearth-sim up --via-chart`: the chart installed by Helm, the operator and the router as
+    pods under its RBAC, the router reached through the ingress controller on its usual port."""
+    port, router_port = free_port(), free_port()
+    up, banner = start_up(port, router_port, tmp_path, "--via-chart")
+    try:
+        router = f"http://127.0.0.1:{router_port}"
+        assert router in banner
+        body = {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", f"{router}/v1/chat/completions", json=body, timeout=60) as answer:
+            lines = [line for line in answer.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and '"status":"done"' in lines[-2]
+        url = f"http://127.0.0.1:{port}"
+        pods = httpx.get(f"{url}/api/v1/namespaces/hearth/pods").json()["items"]
+        accounts = {p["spec"].get("serviceAccountName") for p in pods}
+        assert accounts == {"hearth-operator", "hearth-router"}
+    finally:
+        ctrl_c(up)
