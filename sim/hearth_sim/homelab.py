@@ -215,20 +215,22 @@ class ControlPlane:
                     )
                 )
 
-    async def wait_ready(self, within: float = 30.0) -> bool:
-        """Wait until the router answers /readyz (it has listed the models), so the banner's
-        curl works the moment it is printed."""
+    async def wait_ready(self, within: float = 60.0) -> bool:
+        """Wait until the router has listed the models and the operator has given each a phase,
+        so the banner's curl works the moment it is printed."""
         deadline = asyncio.get_running_loop().time() + within
-        async with httpx.AsyncClient(timeout=1.0) as http:
+        async with httpx.AsyncClient(timeout=2.0) as http:
             while asyncio.get_running_loop().time() < deadline:
                 if any(p.returncode is not None for p in self.procs):
                     return False
                 try:
                     if (await http.get(f"{self.router_url}/readyz")).status_code == 200:
-                        return True
-                except httpx.HTTPError:
+                        models = (await http.get(f"{self.router_url}/v1/models")).json()["data"]
+                        if all(m.get("phase") for m in models):
+                            return True
+                except (httpx.HTTPError, ValueError, KeyError):
                     pass
-                await asyncio.sleep(0.1)  # a poll with a deadline: the router has no other signal
+                await asyncio.sleep(0.1)  # a poll with a deadline: neither part has another signal
         return False
 
     async def stop(self) -> None:
