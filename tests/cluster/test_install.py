@@ -143,14 +143,16 @@ async def router_env(kube: Kube, namespace: str) -> dict[str, str]:
     return await eventually(settled, deadline=60, what="one Ready router pod")
 
 
-async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube) -> None:
-    """A chat reached the way a user reaches it (the Ingress's host), streamed unbuffered: its
+async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube, tmp: Path) -> None:
+    """A model applied with kubectl goes Cold → Loading → Warm through the installed parts, and
+    a chat reached the way a user reaches it (the Ingress's host) is streamed unbuffered: its
     first event arrives while the model is still loading."""
     slow = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-medium.yaml").read_text())
     slow["metadata"] = {"name": "slowpoke"}
     slow["spec"].update(model="slowpoke", aliases=[])
     slow["spec"]["env"] = [{"name": "HEARTH_SIM_LOAD_SECONDS", "value": "100"}]  # 5 s here
-    await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", slow)
+    (tmp / "slowpoke.yaml").write_text(yaml.safe_dump(slow))
+    kubectl(homelab, "apply", "-n", "default", "-f", str(tmp / "slowpoke.yaml"))
     body = {"model": "slowpoke", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"Host": "hearth.lan"}
     url = f"{homelab.homelab.ingress_url}/v1/chat/completions"
@@ -177,9 +179,13 @@ async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube) -> Non
                 phase_at_first_event = (md.get("status") or {}).get("phase")
     assert phase_at_first_event in (None, "Cold", "Loading"), "the ingress held the stream back"
     assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
+    md = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "slowpoke")
+    assert md["status"]["phase"] == "Warm" and md["status"]["warmup"]["samples"]  # a load measured
 
 
-async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(homelab: HomelabThread) -> None:
+async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
+    homelab: HomelabThread, tmp_path: Path
+) -> None:
     """Real Helm v4 (helm-python-sdk, in-process). Its releases are kept in memory: the default
     Secret storage posts protobuf, which the simulated API server does not decode yet."""
     from helm_python import Config
@@ -204,7 +210,7 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(homela
             timeout=120,
         )
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
-        await streams_through_the_ingress(homelab, kube)
+        await streams_through_the_ingress(homelab, kube, tmp_path)
         helm.upgrade(
             chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
         )
