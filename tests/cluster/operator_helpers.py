@@ -147,16 +147,22 @@ async def wake(kube: Kube, name: str) -> float:
 
 @dataclass
 class Recorder:
-    """Every phase each ModelDeployment passed through, and when pods turned Ready."""
+    """Every phase each ModelDeployment passed through, in order, as one watch saw them."""
 
-    phases: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    pod_ready: dict[str, float] = field(default_factory=dict)  # model-deployment label → first Ready
+    phases: dict[str, list[str]] = field(default_factory=dict)
 
     def seen(self, name: str) -> list[str]:
-        return [p for _, p in self.phases.get(name, [])]
+        return list(self.phases.get(name, []))
 
-    def first(self, name: str, phase: str) -> float:
-        return next(t for t, p in self.phases.get(name, []) if p == phase)
+    async def until(self, name: str, phase: str) -> list[str]:
+        """Until this recorder's own watch has seen `name` reach `phase` (a GET may see it
+        first): the phases it went through."""
+
+        async def reached() -> list[str] | None:
+            seen = self.seen(name)
+            return seen if seen and seen[-1] == phase else None
+
+        return await eventually(reached, deadline=10, what=f"the recorder to see {name} {phase}")
 
 
 @contextlib.asynccontextmanager
@@ -167,20 +173,10 @@ async def recording(kube: Kube) -> AsyncIterator[Recorder]:
         async for _, obj in kube.watch(MD_API, "modeldeployments"):
             phase = (obj.get("status") or {}).get("phase")
             seen = rec.phases.setdefault(obj["metadata"]["name"], [])
-            if phase and (not seen or seen[-1][1] != phase):
-                seen.append((time.monotonic(), phase))
+            if phase and (not seen or seen[-1] != phase):
+                seen.append(phase)
 
-    async def pods() -> None:
-        async for _, obj in kube.watch("v1", "pods"):
-            label = (obj["metadata"].get("labels") or {}).get("hearth.dev/model-deployment")
-            ready = any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (obj.get("status") or {}).get("conditions") or []
-            )
-            if label and ready:
-                rec.pod_ready.setdefault(label, time.monotonic())
-
-    tasks = [asyncio.create_task(models()), asyncio.create_task(pods())]
+    tasks = [asyncio.create_task(models())]
     try:
         yield rec
     finally:

@@ -93,16 +93,6 @@ class Stream:
                     out.append((c.get("delta") or {}).get("content") or c.get("text") or "")
         return "".join(out)
 
-    def first_token_at(self) -> float:
-        for e in self.events:
-            if (
-                isinstance(e.data, dict)
-                and "status" not in e.data
-                and any((c.get("delta") or {}).get("content") for c in e.data.get("choices") or [])
-            ):
-                return e.at
-        raise AssertionError("no token arrived")
-
 
 async def sse(
     client: httpx.AsyncClient,
