@@ -248,16 +248,14 @@ class ControlPlane:
 @dataclass
 class ChartPlane(ControlPlane):
     """The operator and the router installed the way a user installs them: the Helm chart (real
-    Helm, in-process; releases kept in memory), run as pods under its RBAC and reached through
+    Helm, in-process, its releases as Secrets), run as pods under its RBAC and reached through
     the homelab's ingress controller on the router's port."""
 
     async def start(self) -> None:
         from helm_python import Config  # a test/dev extra, like the chart rendering
 
         def install() -> None:
-            helm = Config(
-                kubeconfig_path=str(self.homelab.kubeconfig_path), namespace="hearth", storage_driver="memory"
-            )
+            helm = Config(kubeconfig_path=str(self.homelab.kubeconfig_path), namespace="hearth")
             try:
                 helm.install(str(CHART), "hearth", CHART_VALUES, create_namespace=True, timeout=120)
             finally:

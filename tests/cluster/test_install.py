@@ -186,13 +186,11 @@ async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube, tmp: P
 async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
     homelab: HomelabThread, tmp_path: Path
 ) -> None:
-    """Real Helm v4 (helm-python-sdk, in-process). Its releases are kept in memory: the default
-    Secret storage posts protobuf, which the simulated API server does not decode yet."""
+    """Real Helm v4 (helm-python-sdk, in-process) with its default storage: release records are
+    Secrets, posted as protobuf, kept by the API server like any other object."""
     from helm_python import Config
 
-    helm = Config(
-        kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace="lab", storage_driver="memory"
-    )
+    helm = Config(kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace="lab")
     kube = Kube(homelab.homelab.url)
     chart = str(ROOT / "charts" / "hearth")
     ingress = {
@@ -220,6 +218,8 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
         helm.rollback("hearth", version=1, wait="watcher", timeout=120)
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
         assert [r["revision"] for r in helm.history("hearth")] == [1, 2, 3]
+        records = await kube.list("v1", "secrets", "lab", "owner=helm,name=hearth")
+        assert len(records["items"]) == 3  # one release Secret per revision, found by labels
         helm.uninstall("hearth", wait="watcher", timeout=120)
 
         async def gone() -> bool:

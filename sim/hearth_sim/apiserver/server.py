@@ -22,7 +22,7 @@ import attrs
 import kmock
 import yaml
 
-from hearth_sim.apiserver import discovery, errors, patching, tables
+from hearth_sim.apiserver import discovery, errors, patching, protobuf, tables
 from hearth_sim.apiserver.auth import Authorizer
 from hearth_sim.apiserver.resources import ResourceType
 from hearth_sim.apiserver.store import Store
@@ -292,12 +292,7 @@ class HearthApiServer(kmock.KubernetesEmulator):
         if not raw:
             return {}
         if "protobuf" in ctype:
-            raise errors.ApiError(
-                415,
-                "UnsupportedMediaType",
-                "protobuf bodies are not supported; "
-                "send JSON (e.g. KUBE_FEATURE_WatchListClient=false, --content-type)",
-            )
+            return protobuf.decode(raw)  # Helm's release Secrets; other kinds are a 415
         try:
             return yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:
