@@ -62,63 +62,55 @@ def _entry(value: int | bytes) -> tuple[str, bytes]:
     return key, item
 
 
-def object_meta(data: bytes) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    names = {1: "name", 2: "generateName", 3: "namespace", 5: "uid", 6: "resourceVersion"}
+# Each kind's fields: number → (JSON name, how its value reads). Maps are repeated entries.
+Schema = dict[int, tuple[str, str]]
+OBJECT_META: Schema = {
+    1: ("name", "text"),
+    2: ("generateName", "text"),
+    3: ("namespace", "text"),
+    5: ("uid", "text"),
+    6: ("resourceVersion", "text"),
+    11: ("labels", "map-text"),
+    12: ("annotations", "map-text"),
+}
+SCHEMAS: dict[str, Schema] = {
+    "Secret": {
+        1: ("metadata", "meta"),
+        2: ("data", "map-bytes"),  # base64 in JSON
+        3: ("type", "text"),
+        4: ("stringData", "map-text"),
+        5: ("immutable", "bool"),
+    },
+    "ConfigMap": {
+        1: ("metadata", "meta"),
+        2: ("data", "map-text"),
+        3: ("binaryData", "map-bytes"),
+        4: ("immutable", "bool"),
+    },
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int"), 4: ("propagationPolicy", "text")},
+}
+
+
+def message(data: bytes, schema: Schema) -> dict[str, Any]:
+    """A message's known fields as JSON; fields the schema does not name are skipped."""
+    out: dict[str, Any] = {}
     for number, value in fields(data):
-        if number in names:
-            meta[names[number]] = _text(value)
-        elif number in (11, 12):  # labels, annotations
+        if number not in schema:
+            continue
+        name, how = schema[number]
+        if how.startswith("map-"):
             key, item = _entry(value)
-            meta.setdefault("labels" if number == 11 else "annotations", {})[key] = item.decode()
-    return meta
-
-
-def _secret(raw: bytes) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret"}
-    for number, value in fields(raw):
-        if number == 1 and isinstance(value, bytes):
-            obj["metadata"] = object_meta(value)
-        elif number == 2:  # data: map<string, bytes>, base64 in JSON
-            key, item = _entry(value)
-            obj.setdefault("data", {})[key] = base64.b64encode(item).decode()
-        elif number == 3:
-            obj["type"] = _text(value)
-        elif number == 4:  # stringData
-            key, item = _entry(value)
-            obj.setdefault("stringData", {})[key] = item.decode()
-        elif number == 5:
-            obj["immutable"] = bool(value)
-    return obj
-
-
-def _config_map(raw: bytes) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap"}
-    for number, value in fields(raw):
-        if number == 1 and isinstance(value, bytes):
-            obj["metadata"] = object_meta(value)
-        elif number == 2:
-            key, item = _entry(value)
-            obj.setdefault("data", {})[key] = item.decode()
-        elif number == 3:
-            key, item = _entry(value)
-            obj.setdefault("binaryData", {})[key] = base64.b64encode(item).decode()
-        elif number == 4:
-            obj["immutable"] = bool(value)
-    return obj
-
-
-def _delete_options(raw: bytes) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
-    for number, value in fields(raw):
-        if number == 1:
-            obj["gracePeriodSeconds"] = value
-        elif number == 4:
-            obj["propagationPolicy"] = _text(value)
-    return obj
-
-
-DECODERS = {"Secret": _secret, "ConfigMap": _config_map, "DeleteOptions": _delete_options}
+            text = base64.b64encode(item).decode() if how == "map-bytes" else item.decode()
+            out.setdefault(name, {})[key] = text
+        elif how == "meta" and isinstance(value, bytes):
+            out[name] = message(value, OBJECT_META)
+        elif how == "text":
+            out[name] = _text(value)
+        elif how == "bool":
+            out[name] = bool(value)
+        elif how == "int":
+            out[name] = value
+    return out
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -131,9 +123,9 @@ def decode(body: bytes) -> dict[str, Any]:
             kind = next((_text(v) for n, v in fields(value) if n == 2), "")
         elif number == 2 and isinstance(value, bytes):
             raw = value
-    decoder = DECODERS.get(kind)
-    if decoder is None:
+    schema = SCHEMAS.get(kind)
+    if schema is None:
         raise ApiError(
             415, "UnsupportedMediaType", f"protobuf bodies of kind {kind or '?'} are not supported; send JSON"
         )
-    return decoder(raw)
+    return {"apiVersion": "v1", "kind": kind, **message(raw, schema)}
