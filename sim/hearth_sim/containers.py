@@ -38,6 +38,15 @@ def local_command(container: Obj) -> list[str] | None:
     return [str(script), *argv[1:]]
 
 
+def container_port(containers: list[Obj], port: int | str) -> int | str | None:
+    """A port as a probe or a Service's targetPort gives it: a number, or the name of one of
+    the containers' ports (None when no container has that name)."""
+    if not isinstance(port, str):
+        return port
+    named = {p.get("name"): p.get("containerPort") for c in containers for p in c.get("ports") or []}
+    return named.get(port)
+
+
 class PodRunner:
     """One Pod's container: start, probe, restart with back-off, stop."""
 
@@ -175,11 +184,6 @@ class PodRunner:
             )
         self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
 
-    def _port(self, port: int | str) -> int | str:
-        """A probe's port, by number or by the name of one of the container's ports."""
-        named = {p.get("name"): p.get("containerPort") for p in self.container.get("ports") or []}
-        return named.get(port, port) if isinstance(port, str) else port
-
     async def _control_plane_env(self) -> dict[str, str]:
         """What a kubelet gives Hearth's own pods: the API server's address and their
         ServiceAccount's credentials — here a kubeconfig of the pod's own (there is no
@@ -203,7 +207,8 @@ class PodRunner:
             self.ready = True
             await self._status({"running": {"startedAt": now_rfc3339()}}, True)
             return
-        url = f"http://{self.ip}:{self._port(probe.get('port', 8000))}{probe.get('path', '/')}"
+        port = container_port([self.container], probe.get("port", 8000))
+        url = f"http://{self.ip}:{port}{probe.get('path', '/')}"
         failures = 0
         async with httpx.AsyncClient(timeout=1.0) as http:
             while True:

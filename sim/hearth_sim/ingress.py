@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 
+from hearth_sim.containers import container_port
 from hearth_sim.kube import ApiError, Kube
 
 log = logging.getLogger("hearth.sim.ingress")
@@ -84,14 +85,8 @@ class IngressController:
                 c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
             )
             if ready and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
-                target = port.get("targetPort", port.get("port"))
-                if isinstance(target, str):
-                    named = {
-                        p.get("name"): p.get("containerPort")
-                        for c in pod["spec"].get("containers") or []
-                        for p in c.get("ports") or []
-                    }
-                    target = named.get(target)
+                containers = pod["spec"].get("containers") or []
+                target = container_port(containers, port.get("targetPort", port.get("port")))
                 if target:
                     return f"{status['podIP']}:{target}"
         return None
