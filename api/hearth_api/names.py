@@ -14,6 +14,9 @@ SHORT_NAMES = ("md",)
 # Annotations the router writes on the CR; the operator reads them.
 WAKE_REQUESTED_AT = "hearth.dev/wake-requested-at"
 LAST_ACTIVITY = "hearth.dev/last-activity"
+# Written by the router when a user asks to unload a model (the dashboard's "Unload"): the
+# operator scales it to zero unless a wake or activity is newer.
+SLEEP_REQUESTED_AT = "hearth.dev/sleep-requested-at"
 
 # Labels the operator puts on the Deployment, Service and Pods it owns for a ModelDeployment.
 MD_LABEL = "hearth.dev/model-deployment"

@@ -9,7 +9,8 @@ status) → replicas to run, the new status, and the Events to record.
 
 A model is *wanted* while `minReplicas ≥ 1`, or while its last touch (the router's
 `wake-requested-at` or `last-activity` annotation, whichever is later) lies within
-`idleTimeoutSeconds`, or while it is Loading (a load is never cut short).
+`idleTimeoutSeconds`, or while it is Loading (a load is never cut short by idleness) — unless a
+user asked to unload it (`sleep-requested-at`) after that last touch.
 
 `plan` picks one outcome — failed spec, evicted, cold, unplaced, waiting for room, placed —
 each its own function returning a frozen `Outcome`; `_status` alone turns an outcome into the
@@ -21,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from hearth_api import estimates
+from hearth_api.activity import idle_deadline, last_touch, sleep_requested
 from hearth_api.model_deployment import (
     Condition,
     ConditionType,
@@ -34,7 +37,6 @@ from hearth_api.model_deployment import (
 )
 from hearth_api.names import LAST_ACTIVITY, WAKE_REQUESTED_AT
 from hearth_api.times import parse_time
-from hearth_operator import estimates
 from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
 
@@ -45,32 +47,6 @@ Event = tuple[str, str, str]  # (type, reason, message)
 
 
 # --- when a model is wanted ---------------------------------------------------------------------
-
-
-def last_touch(md: ModelDeployment) -> datetime | None:
-    stamps = [parse_time(md.annotations.get(k)) for k in (WAKE_REQUESTED_AT, LAST_ACTIVITY)]
-    present = [s for s in stamps if s is not None]
-    return max(present) if present else None
-
-
-def warm_since(md: ModelDeployment) -> datetime | None:
-    """When the model last turned Ready (its Ready condition's transition time)."""
-    for c in md.status.conditions:
-        if c.type == ConditionType.READY.value and c.status == "True":
-            return c.last_transition_time
-    return None
-
-
-def idle_deadline(md: ModelDeployment) -> datetime | None:
-    """When the model stops being wanted unless touched again (None: never, or not now). Idle
-    time counts from the last touch or from turning Warm, whichever is later: a load that took
-    longer than the idle timeout still gets its full idle period once it is ready."""
-    touch = last_touch(md)
-    if md.spec.scaling.min_replicas > 0 or touch is None:
-        return None
-    ready = warm_since(md) if md.status.phase is Phase.WARM else None
-    start = max(touch, ready) if ready is not None else touch
-    return start + timedelta(seconds=md.spec.scaling.idle_timeout_seconds)
 
 
 def loading_since(md: ModelDeployment, now: datetime) -> datetime:
@@ -88,6 +64,8 @@ def loading_since(md: ModelDeployment, now: datetime) -> datetime:
 def wanted(md: ModelDeployment, pods: list[PodView], now: datetime) -> bool:
     if md.spec.scaling.min_replicas > 0:
         return True
+    if sleep_requested(md):
+        return False
     if md.status.phase is Phase.LOADING and any(not p.deleting for p in pods):
         return True
     touch, evicted = last_touch(md), md.status.evicted_at
@@ -156,7 +134,9 @@ def _evicted(i: Inputs) -> Outcome:
 
 def _cold(i: Inputs) -> Outcome:
     prev = i.md.status
-    if prev.phase in (Phase.WARM, Phase.LOADING):
+    if prev.phase in (Phase.WARM, Phase.LOADING) and sleep_requested(i.md):
+        message = "Unloaded on request; a request wakes it"
+    elif prev.phase in (Phase.WARM, Phase.LOADING):
         message = f"Scaled to zero after {i.md.spec.scaling.idle_timeout_seconds} s without requests"
     elif prev.phase is Phase.COLD and prev.message:
         message = prev.message

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from hearth_api.activity import idle_deadline
 from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase
 from hearth_operator import children, lifecycle, placement, world
 from hearth_operator.metrics import OperatorMetrics
@@ -101,7 +102,7 @@ class Reconciler:
         phase = result.status.phase
         if phase in RELEASING and md.status.phase not in (None, phase):
             self.kick_waiting()  # a GPU may have been freed
-        self.queue.at(key, lifecycle.idle_deadline(md.model_copy(update={"status": result.status})))
+        self.queue.at(key, idle_deadline(md.model_copy(update={"status": result.status})))
 
     async def _decide(
         self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime

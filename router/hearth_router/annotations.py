@@ -1,4 +1,5 @@
-"""The router's two annotations on a ModelDeployment: wake-requested-at and last-activity.
+"""The router's annotations on a ModelDeployment: wake-requested-at and last-activity, and the
+dashboard's explicit sleep-requested-at.
 
 One owner decides to wake (KubeAI's lesson): callers never check the phase and race. A wake is
 sent once per cold period however many requests wait; activity is sent at most once per
@@ -18,7 +19,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from hearth_api.model_deployment import Phase
-from hearth_api.names import GROUP, LAST_ACTIVITY, PLURAL, VERSION, WAKE_REQUESTED_AT
+from hearth_api.names import GROUP, LAST_ACTIVITY, PLURAL, SLEEP_REQUESTED_AT, VERSION, WAKE_REQUESTED_AT
 from hearth_api.times import now_rfc3339
 from hearth_router.errors import RouterError, unavailable
 
@@ -73,6 +74,29 @@ class Annotator:
             self._woken.pop(key, None)  # the next request tries again
             raise wake_refused(key, exc) from exc
 
+    async def request_wake(self, key: str) -> None:
+        """A user's "Warm up now": a wake sent whatever this cold period saw (after an unload, a
+        wake must be newer than it)."""
+        async with self._lock:
+            now = time.monotonic()
+            self._woken[key] = self._active[key] = now
+        when = now_rfc3339()
+        try:
+            await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
+        except (ApiException, OSError, aiohttp.ClientError) as exc:
+            self._woken.pop(key, None)
+            raise wake_refused(key, exc) from exc
+
+    async def request_sleep(self, key: str) -> None:
+        """A user's "Unload": the operator scales the model to zero unless a request comes after.
+        The next request sends a fresh wake (this cold period has not been woken yet)."""
+        async with self._lock:
+            self._woken.pop(key, None)
+        try:
+            await self._patch(key, {SLEEP_REQUESTED_AT: now_rfc3339()})
+        except (ApiException, OSError, aiohttp.ClientError) as exc:
+            raise wake_refused(key, exc, "unload") from exc
+
     async def touch(self, key: str, idle_timeout: float | None = None) -> None:
         """Record activity, at most every `activity_interval` — or a third of the model's idle
         timeout when that is shorter, so a short timeout never runs out under a live request.
@@ -97,14 +121,16 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def wake_refused(key: str, exc: Exception) -> RouterError:
+def wake_refused(key: str, exc: Exception, action: str = "wake") -> RouterError:
     name = key.split("/", 1)[-1]
     if isinstance(exc, ApiException) and exc.status == 404:
         return unavailable(f"{name} was deleted while the request waited", "model_deleted")
     if isinstance(exc, ApiException) and exc.status in (401, 403):
         return unavailable(
-            f"cannot wake {name}: the Kubernetes API refused the router ({exc.status} {exc.reason}); "
+            f"cannot {action} {name}: the Kubernetes API refused the router ({exc.status} {exc.reason}); "
             "check its RBAC (patch on modeldeployments)",
-            "wake_refused",
+            f"{action}_refused",
         )
-    return unavailable(f"cannot wake {name}: the Kubernetes API did not take it ({_why(exc)})", "wake_failed")
+    return unavailable(
+        f"cannot {action} {name}: the Kubernetes API did not take it ({_why(exc)})", f"{action}_failed"
+    )

@@ -10,21 +10,24 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
 from hearth_router.dispatcher import Admission, Dispatcher
-from hearth_router.errors import RouterError
+from hearth_router.errors import RouterError, unknown_model
 from hearth_router.limits import BodyLimit, error_response
 from hearth_router.metrics import RouterMetrics
-from hearth_router.registry import Registry
+from hearth_router.nodes import Nodes
+from hearth_router.registry import Entry, Registry
 from hearth_router.requests import (
     ChatRequest,
     CompletionRequest,
@@ -38,6 +41,7 @@ from hearth_router.streaming import StreamJob, new_request_id
 from hearth_router.upstream import Upstream
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DASHBOARD = Path(__file__).with_name("dashboard")
 
 
 def create_app(
@@ -56,13 +60,21 @@ def create_app(
         metrics=RouterMetrics(),
     )
 
+    nodes = Nodes(api, dispatcher.registry.changed)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        watch = asyncio.create_task(dispatcher.registry.run(), name="registry") if api is not None else None
+        watches = set()
+        if api is not None:
+            watches = {
+                asyncio.create_task(dispatcher.registry.run(), name="registry"),
+                asyncio.create_task(nodes.run(), name="nodes"),
+            }
         yield
-        if watch is not None:
+        for watch in watches:
             watch.cancel()
-            await asyncio.wait({watch})  # never swallows a cancellation of the lifespan itself
+        if watches:
+            await asyncio.wait(watches)  # never swallows a cancellation of the lifespan itself
         for running in list(dispatcher.active.values()):
             running.cancel()
         await dispatcher.upstream.close()
@@ -76,7 +88,11 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.add_exception_handler(RouterError, _router_error)  # type: ignore[arg-type]
     app.include_router(_api_routes(dispatcher), dependencies=[Depends(authorized)])
+    app.include_router(_dashboard_routes(dispatcher, nodes), dependencies=[Depends(authorized)])
     app.include_router(_probe_routes(dispatcher))
+    # The dashboard's page and its modules: no key (they hold no data; the page asks for one).
+    app.add_api_route("/", _dashboard_page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=DASHBOARD), name="dashboard")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # Browser clients (Open WebUI's direct connections, a dashboard on another origin).
     app.add_middleware(
@@ -154,15 +170,57 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
     async def list_models() -> dict[str, Any]:
         return models_api.openai_models(dispatcher)
 
+    return routes
+
+
+async def _dashboard_page() -> FileResponse:
+    return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _dashboard_routes(dispatcher: Dispatcher, nodes: Nodes) -> APIRouter:
+    """What the dashboard reads (models, GPUs, a feed of both) and its two actions."""
+    routes = APIRouter()
+
     @routes.get("/api/models")
     async def api_models() -> dict[str, Any]:
         return {"models": models_api.model_views(dispatcher)}
 
+    @routes.get("/api/gpus")
+    async def api_gpus() -> dict[str, Any]:
+        return models_api.gpus(dispatcher, nodes)
+
     @routes.get("/api/models/events")
     async def api_model_events() -> StreamingResponse:
         return StreamingResponse(
-            models_api.model_events(dispatcher), media_type="text/event-stream", headers=STREAM_HEADERS
+            models_api.model_events(dispatcher, nodes), media_type="text/event-stream", headers=STREAM_HEADERS
         )
+
+    def named(name: str) -> Entry:
+        entry = dispatcher.registry.resolve(name)
+        if entry is None:
+            raise unknown_model(name, dispatcher.registry.names())
+        return entry
+
+    @routes.post("/api/models/{name}/wake", status_code=202)
+    async def wake(name: str) -> dict[str, Any]:
+        entry = named(name)
+        await dispatcher.annotator.request_wake(entry.key)
+        return {"model": entry.md.spec.model, "requested": "wake", "phase": entry.md.status.phase}
+
+    @routes.post("/api/models/{name}/sleep", status_code=202)
+    async def sleep(name: str) -> dict[str, Any]:
+        entry = named(name)
+        pinned = entry.md.spec.scaling.min_replicas
+        if pinned > 0:
+            raise RouterError(
+                409,
+                f"{entry.md.spec.model} is kept warm by scaling.minReplicas={pinned}; "
+                "set it to 0 to let it be unloaded",
+                "invalid_request_error",
+                "pinned_warm",
+            )
+        await dispatcher.annotator.request_sleep(entry.key)
+        return {"model": entry.md.spec.model, "requested": "sleep", "phase": entry.md.status.phase}
 
     return routes
 

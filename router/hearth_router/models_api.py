@@ -1,18 +1,26 @@
 """The models API: OpenAI's `/v1/models` (plus phase, GPU, ETA) and the dashboard's
-`/api/models` and its SSE feed of changes."""
+`/api/models`, `/api/gpus` and their SSE feed of changes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from hearth_api import estimates
+from hearth_api.activity import idle_deadline
+from hearth_api.model_deployment import ModelDeployment, Phase, prior_warmup_seconds
+from hearth_api.times import rfc3339
 from hearth_router import progress
 from hearth_router.chunks import KEEPALIVE_FRAME
 from hearth_router.dispatcher import Dispatcher
+from hearth_router.gpu_map import gpu_map
+from hearth_router.nodes import Nodes
 from hearth_router.registry import Entry
+
+FEED_TICK = 1.0  # countdowns and queue lengths in the feed move at most this often
 
 
 def _created(entry: Entry) -> int:
@@ -23,9 +31,9 @@ def _created(entry: Entry) -> int:
         return 0
 
 
-def _eta(dispatcher: Dispatcher, entry: Entry) -> int:
+def _eta(entry: Entry) -> int:
     md = entry.md
-    if md.status.phase is not None and md.status.phase.value == "Warm":
+    if md.status.phase is Phase.WARM:
         return 0
     return progress.loading(md, datetime.now(UTC)).estimated_time
 
@@ -43,15 +51,23 @@ def openai_models(dispatcher: Dispatcher) -> dict[str, Any]:
                     "owned_by": "hearth",
                     "phase": md.status.phase.value if md.status.phase else None,
                     "gpu": md.status.gpu_class or md.spec.gpu.gpu_class.value,
-                    "estimated_time": _eta(dispatcher, entry),
+                    "estimated_time": _eta(entry),
                 }
             )
     return {"object": "list", "data": data}
 
 
+def warmup_history(md: ModelDeployment) -> list[dict[str, float]]:
+    """Each measured warm-up beside what the learned estimate said before it: the board's chart
+    of estimate vs actual."""
+    samples = md.status.warmup.samples
+    prior = prior_warmup_seconds(md.spec)
+    return [{"actual": s, "estimate": estimates.estimate(samples[:i], prior)} for i, s in enumerate(samples)]
+
+
 def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
     md = entry.md
-    endpoints = md.status.endpoints
+    sleeps_at = idle_deadline(md) if md.status.phase is Phase.WARM else None
     return {
         "key": entry.key,
         "name": md.name,
@@ -60,12 +76,15 @@ def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
         "aliases": md.spec.aliases,
         "engine": md.spec.engine.value,
         "gpu": md.spec.gpu.model_dump(by_alias=True, mode="json"),
+        "min_replicas": md.spec.scaling.min_replicas,
         "status": md.status.model_dump(by_alias=True, mode="json"),
-        "estimated_time": _eta(dispatcher, entry),
+        "estimated_time": _eta(entry),
+        "warmup_history": warmup_history(md),
+        "sleeps_at": rfc3339(sleeps_at) if sleeps_at else None,
         "router": {
             "waiters": dispatcher.waiters.count(entry.key),
             "queued": dispatcher.slots.waiting(entry.key),
-            "in_flight": dispatcher.slots.in_flight(endpoints),
+            "in_flight": dispatcher.slots.in_flight(md.status.endpoints),
         },
     }
 
@@ -76,23 +95,41 @@ def model_views(dispatcher: Dispatcher) -> list[dict[str, Any]]:
     ]
 
 
-async def model_events(dispatcher: Dispatcher) -> AsyncIterator[bytes]:
-    """Every model once, then each change as it happens (a removed model: `{"deleted": key}`)."""
-    queue: asyncio.Queue[Entry | str] = asyncio.Queue()
-    dispatcher.registry.listeners.add(queue)
-    try:
-        for view in model_views(dispatcher):
-            yield b"data: " + json.dumps(view).encode() + b"\n\n"
-        while True:
-            try:
-                change = await asyncio.wait_for(queue.get(), dispatcher.settings.keepalive_interval)
-            except TimeoutError:
-                yield KEEPALIVE_FRAME
-                continue
-            if isinstance(change, str):
-                payload: dict[str, Any] = {"deleted": change}
-            else:
-                payload = model_view(dispatcher, change)
-            yield b"data: " + json.dumps(payload).encode() + b"\n\n"
-    finally:
-        dispatcher.registry.listeners.discard(queue)
+def gpus(dispatcher: Dispatcher, nodes: Nodes) -> dict[str, Any]:
+    models = [e.md for e in dispatcher.registry.entries.values()]
+    return {"gpus": gpu_map(list(nodes.by_name.values()), models), "error": nodes.denied}
+
+
+def _frame(payload: str) -> bytes:
+    return b"data: " + payload.encode() + b"\n\n"
+
+
+async def model_events(dispatcher: Dispatcher, nodes: Nodes) -> AsyncIterator[bytes]:
+    """The GPU map and every model once, then whatever changed — a model (its whole view), a
+    removed model (`{"deleted": key}`), the GPU map (`{"gpus": [...]}`) — at most once a
+    `FEED_TICK` per model; a keep-alive comment after a quiet `keepalive_interval`."""
+    sent: dict[str, str] = {}
+    sent_gpus = ""
+    last_write = time.monotonic()
+    while True:
+        frames = []
+        board = json.dumps(gpus(dispatcher, nodes))
+        if board != sent_gpus:
+            frames.append(_frame(board))
+            sent_gpus = board
+        views = {v["key"]: json.dumps(v) for v in model_views(dispatcher)}
+        for key in sent.keys() - views.keys():
+            frames.append(_frame(json.dumps({"deleted": key})))
+            del sent[key]
+        for key, view in views.items():
+            if sent.get(key) != view:
+                frames.append(_frame(view))
+                sent[key] = view
+        now = time.monotonic()
+        if frames:
+            yield b"".join(frames)
+            last_write = now
+        elif now - last_write >= dispatcher.settings.keepalive_interval:
+            yield KEEPALIVE_FRAME
+            last_write = now
+        await dispatcher.registry.wait_change(FEED_TICK)

@@ -61,9 +61,7 @@ def loading(md: ModelDeployment, now: datetime, previous: Loading | None = None)
     overdue = elapsed > estimate
     if overdue:
         left = _overrun_left(md, elapsed, estimate)
-        message = (
-            f"{_doing(md)} taking longer than usual — {elapsed:.0f} s so far, usually {estimate:.0f} s"
-        )
+        message = f"{_doing(md)} taking longer than usual — {elapsed:.0f} s so far, usually {estimate:.0f} s"
     else:
         left = max(1, math.ceil(estimate - elapsed))
     if previous is not None and previous.overdue == overdue:

@@ -34,6 +34,7 @@ class StreamJob:
     ident: chunks.StreamIdentity
     path: str  # the engine's path: /v1/chat/completions or /v1/completions
     user_cancelled: bool = False
+    stage: str = "routing"  # the last status sent: where a hang-up found the request
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -46,6 +47,7 @@ class StreamJob:
 
     def _status(self, status: str, message: str, **extra: Any) -> bytes:
         gpu = gpu_short_name(extra.pop("gpu_class", None))
+        self.stage = status
         return chunks.frame(
             chunks.status_chunk(self.ident, status, message, timestamp=time.time(), backend=gpu, **extra)
         )
@@ -189,8 +191,8 @@ class StreamJob:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._produce(queue), name=f"stream {self.ident.id}")
         self.dispatcher.active[self.ident.id] = self
+        ended = False
         try:
-            ended = False
             while not ended:
                 if queue.empty():
                     try:
@@ -224,6 +226,11 @@ class StreamJob:
             yield chunks.DONE_FRAME
         finally:
             self.dispatcher.active.pop(self.ident.id, None)
+            if not ended:  # the client hung up (a closed tab, a dashboard's Cancel)
+                self.dispatcher.metrics.requests.labels(model=self.model, outcome="client_gone").inc()
+                log.info(
+                    "stream %s for %s: the client went away while %s", self.ident.id, self.model, self.stage
+                )
             # Cancel, and let the producer close the engine request on its own: awaiting it here
             # (under Starlette's cancelled scope) would cancel it again mid-cleanup and leave the
             # engine connection open.

@@ -52,6 +52,12 @@ def _engine_parser(sub: Any) -> None:
         default=_env("crash_after_tokens", d.crash_after_tokens),
         help="with --failure crash-/stall-after-tokens: tokens sent before it fails",
     )
+    p.add_argument(
+        "--fail-once-marker",
+        type=Path,
+        default=_env("fail_once_marker", None),
+        help="with a mid-stream failure: fail only while this file is absent, then create it",
+    )
     p.add_argument("--seed", type=int, default=_env("seed", None))
     p.set_defaults(func=_run_engine)
 

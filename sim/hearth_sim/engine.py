@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,7 +50,20 @@ class EngineSettings(BaseModel):
     time_scale: float = Field(default=1.0, gt=0, description="multiplies every delay")
     failure: Failure = Failure.NONE
     crash_after_tokens: int = Field(default=3, ge=0)
+    fail_once_marker: Path | None = Field(
+        default=None,
+        description="with a mid-stream failure: fail only while this file is absent, and create it "
+        "(a fault the restart clears, as most real crashes are)",
+    )
     seed: int | None = None
+
+    def failure_due(self) -> bool:
+        if self.fail_once_marker is None:
+            return True
+        if self.fail_once_marker.exists():
+            return False
+        self.fail_once_marker.touch()
+        return True
 
     def load_duration(self) -> float:
         """Real seconds this load will take, jitter drawn once per process."""
@@ -134,6 +148,11 @@ class _Generation:
         start = time.monotonic()
         failure = self.state.settings.failure
         fail_at = self.state.settings.crash_after_tokens
+        if (
+            failure in (Failure.CRASH_AFTER_TOKENS, Failure.STALL_AFTER_TOKENS)
+            and not self.state.settings.failure_due()
+        ):
+            failure = Failure.NONE
         for i, token in enumerate(self.tokens):
             if failure is Failure.CRASH_AFTER_TOKENS and i >= fail_at:
                 log.error("engine crashed after %d tokens (simulated)", i)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 _WORDS = (
@@ -32,9 +33,18 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split())) if text else 0
 
 
+ECHO = "echo:"
+
+
 def reply_tokens(prompt: str, max_tokens: int | None) -> list[str]:
     """The answer to `prompt`: 32 words, each a token with its leading space, cut to
-    `max_tokens` when that is smaller (then the engine reports finish_reason "length")."""
+    `max_tokens` when that is smaller (then the engine reports finish_reason "length").
+    A prompt whose last line starts with `echo:` is answered with the rest of that line, token
+    by token — a model repeating what it was given (markup included, as real models do)."""
+    last = prompt.rsplit("\n", 1)[-1]
+    if last.startswith(ECHO):
+        echoed = re.findall(r"\s*\S+", last.removeprefix(ECHO).lstrip())
+        return echoed[: max_tokens or None] or [""]
     n = REPLY_TOKENS if max_tokens is None else max(1, min(max_tokens, REPLY_TOKENS))
     seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
     start = seed % len(_WORDS)

@@ -120,7 +120,7 @@ def test_rbac_grants_exactly_what_each_part_calls_and_no_wildcard() -> None:
     by_kind = kinds(chart.objects(chart.render()))
     roles = {r["metadata"]["name"]: r for r in by_kind["ClusterRole"]}
     assert rules(roles["hearth-operator"]) == OPERATOR_CALLS | NODE_READS
-    assert rules(roles["hearth-router"]) == ROUTER_CALLS
+    assert rules(roles["hearth-router"]) == ROUTER_CALLS | NODE_READS
     assert "Role" not in by_kind
     for role in roles.values():
         assert not any("*" in part for rule in rules(role) for part in rule)
@@ -135,7 +135,8 @@ def test_rbac_grants_exactly_what_each_part_calls_and_no_wildcard() -> None:
 def test_one_watched_namespace_makes_the_roles_namespaced() -> None:
     by_kind = kinds(chart.objects(chart.render({"watchNamespace": "ai"})))
     cluster = {r["metadata"]["name"]: r for r in by_kind["ClusterRole"]}
-    assert set(cluster) == {"hearth-operator"} and rules(cluster["hearth-operator"]) == NODE_READS
+    assert set(cluster) == {"hearth-operator", "hearth-router"}
+    assert rules(cluster["hearth-operator"]) == rules(cluster["hearth-router"]) == NODE_READS
     roles = {r["metadata"]["name"]: r for r in by_kind["Role"]}
     assert all(r["metadata"]["namespace"] == "ai" for r in roles.values())
     assert rules(roles["hearth-operator"]) == OPERATOR_CALLS and rules(roles["hearth-router"]) == ROUTER_CALLS

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hearth_api import estimates
 from hearth_api.model_deployment import (
     ConditionType,
     ModelDeployment,
@@ -17,7 +18,7 @@ from hearth_api.model_deployment import (
     prior_warmup_seconds,
 )
 from hearth_api.times import parse_time, rfc3339
-from hearth_operator import estimates, lifecycle
+from hearth_operator import lifecycle
 from hearth_operator.lifecycle import Inputs, plan
 from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
@@ -37,8 +38,11 @@ def md(
     activity_s_ago: float | None = None,
     min_replicas: int = 0,
     idle: int = 300,
+    sleep_s_ago: float | None = None,
 ) -> ModelDeployment:
     annotations = {}
+    if sleep_s_ago is not None:
+        annotations["hearth.dev/sleep-requested-at"] = stamp(sleep_s_ago)
     if wake_s_ago is not None:
         annotations["hearth.dev/wake-requested-at"] = stamp(wake_s_ago)
     if activity_s_ago is not None:
@@ -292,3 +296,26 @@ def test_a_spec_the_types_refuse_fails_and_keeps_what_was_measured() -> None:
     assert result.events == [("Warning", "InvalidSpec", "invalid spec: spec.gpu.vramGiB: too big")]
     again = lifecycle.plan_invalid_spec(s, [], 3, "invalid spec: spec.gpu.vramGiB: too big", NOW)
     assert again.events == []
+
+
+@pytest.mark.parametrize("status, pods", [(WARM, [READY]), (LOADING, [STARTING])])
+def test_an_unload_request_after_the_last_touch_makes_it_cold(
+    status: dict[str, Any], pods: list[PodView]
+) -> None:
+    out = plan(
+        Inputs(md(wake_s_ago=20, activity_s_ago=10, sleep_s_ago=5, status=status), pods, NOW, node=N3090)
+    )
+    assert (out.status.phase, out.replicas) == (Phase.COLD, 0)
+    assert out.status.message == "Unloaded on request; a request wakes it"
+
+
+def test_a_request_after_an_unload_wakes_it_again() -> None:
+    out = plan(Inputs(md(sleep_s_ago=30, activity_s_ago=2, status=WARM), [READY], NOW, node=N3090))
+    assert (out.status.phase, out.replicas) == (Phase.WARM, 1)
+    woken = plan(Inputs(md(sleep_s_ago=30, wake_s_ago=1), [], NOW, decision=PLACED))
+    assert woken.status.phase is Phase.LOADING
+
+
+def test_an_unload_request_does_not_scale_below_min_replicas() -> None:
+    out = plan(Inputs(md(sleep_s_ago=1, min_replicas=1, status=WARM), [READY], NOW, node=N3090))
+    assert (out.status.phase, out.replicas) == (Phase.WARM, 1)

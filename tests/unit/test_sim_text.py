@@ -39,3 +39,9 @@ def test_load_duration_honours_jitter_and_time_scale() -> None:
     assert all(9.0 <= d <= 11.0 for d in durations)
     assert len(durations) > 40
     assert EngineSettings(load_seconds=10, time_scale=0.1).load_duration() == 1.0
+
+
+def test_an_echo_prompt_is_answered_with_its_own_text_token_by_token() -> None:
+    tokens = text.reply_tokens("earlier turn\necho: <b>bold</b> and more", None)
+    assert tokens == ["<b>bold</b>", " and", " more"]
+    assert text.reply_tokens("echo: a b c", 2) == ["a", " b"]

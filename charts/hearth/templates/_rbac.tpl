@@ -1,9 +1,9 @@
 {{/*
 What each part calls, and nothing more (no wildcards). The operator: watches ModelDeployments
 and writes their status; creates and patches the Deployment and Service of each; watches Pods
-(its own models'); records Events. The router: watches ModelDeployments and patches their two
-annotations (wake, last activity). Nodes are cluster-scoped, so the operator's read of them is
-always a ClusterRole rule.
+(its own models'); records Events. The router: watches ModelDeployments and patches their
+annotations (wake, last activity, the dashboard's unload), and reads Nodes for the dashboard's
+GPU map. Nodes are cluster-scoped, so reading them is always a ClusterRole rule.
 */}}
 {{- define "hearth.operatorRules" -}}
 - apiGroups: [hearth.dev]
@@ -26,7 +26,7 @@ always a ClusterRole rule.
   verbs: [create]
 {{- end -}}
 
-{{- define "hearth.operatorNodeRules" -}}
+{{- define "hearth.nodeReads" -}}
 - apiGroups: [""]
   resources: [nodes]
   verbs: [list, watch]
