@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { renderMarkdown } from "../../router/hearth_router/dashboard/markdown.js";
-import { secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
+import { duration, secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
 
 test("script and event-handler markup come out as text", () => {
   const html = renderMarkdown('<script>alert(1)</script> <img src=x onerror="alert(2)">');
@@ -33,4 +33,11 @@ test("the stage drops the router's snapshot ETA; the countdown never shows 0 whi
   assert.equal(stageText({ status: "loading", message: "Warming up medium on 3090… ~23 s" }), "Warming up medium on 3090…");
   assert.equal(secondsLeft({ estimatedTime: 3 }, 0, 1000), 2);
   assert.equal(secondsLeft({ estimatedTime: 1 }, 0, 5000), 1);
+});
+
+test("durations read as people say them, never '4 min 60 s'", () => {
+  assert.equal(duration(4.25), "4.3 s");
+  assert.equal(duration(119.6), "2 min");
+  assert.equal(duration(299.7), "5 min");
+  assert.equal(duration(185), "3 min 5 s");
 });

@@ -118,7 +118,7 @@ export class Board {
         el("dt", { text: "GPU" }), el("dd", { text: `${view.gpu.class} · ${view.gpu.vramGiB} GiB${view.gpu.count > 1 ? ` × ${view.gpu.count}` : ""}` }),
         el("dt", { text: "on" }), el("dd", { class: "where", text: summary.where || "–" }),
         el("dt", { text: "warm-up" }), el("dd", { class: "estimate", text: summary.estimate != null ? `~${duration(summary.estimate)}` : "–" }),
-        el("dt", { text: "waiting" }), el("dd", { class: "waiting", text: `${r.waiters || 0} waiting · ${r.queued || 0} queued · ${r.in_flight || 0} in flight` }),
+        el("dt", { text: "waiting" }), el("dd", { class: "waiting", text: `${r.waiters || 0} waiting · ${r.in_flight || 0} generating` }),
         el("dt", { text: "last used" }), el("dd", { text: view.status.lastActivity ? new Date(view.status.lastActivity).toLocaleTimeString() : "never" })),
       warmupChart(view.warmup_history || []),
     );

@@ -33,9 +33,10 @@ export function overdue(event) {
 export function duration(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "–";
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
-  if (seconds < 120) return `${Math.round(seconds)} s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes} min ${Math.round(seconds - minutes * 60)} s`;
+  const whole = Math.round(seconds);
+  if (whole < 120) return `${whole} s`;
+  const minutes = Math.floor(whole / 60);
+  return whole % 60 ? `${minutes} min ${whole % 60} s` : `${minutes} min`;
 }
 
 /** What stays under a finished reply: how long it waited, where, how fast. */
