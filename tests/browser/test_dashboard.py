@@ -20,24 +20,14 @@ from hearth_sim.kube import Kube
 
 from ..cluster.conftest import eventually, free_port
 from ..cluster.operator_helpers import MD_API, sim_md, wait_phase
-from ..cluster.router_helpers import RouterProcess
+from ..cluster.router_helpers import RouterProcess, cold_model
 from .conftest import shot
 
 MDS = "modeldeployments"
 WAIT = 30_000  # ms: generous for a loaded CI machine; every wait ends as soon as the page is right
 
 
-async def apply(kube: Kube, router: RouterProcess, name: str, **kw: Any) -> None:
-    """A Cold sim model that the router already lists."""
-    await kube.create(MD_API, MDS, "default", sim_md(name, **kw))
-    await wait_phase(kube, name, "Cold")
-
-    async def known() -> bool:
-        async with httpx.AsyncClient() as http:
-            models = (await http.get(f"{router.url}/v1/models")).json()["data"]
-        return any(m["id"] == name for m in models)
-
-    await eventually(known, what=f"the router to list {name}")
+apply = cold_model
 
 
 async def open_dashboard(page: Page, url: str) -> None:
@@ -70,16 +60,16 @@ async def eta_seconds(page: Page) -> int:
 async def test_a_cold_start_is_shown_stage_by_stage_and_an_eviction_is_named(
     kube: Kube, router: RouterProcess, page: Page
 ) -> None:
-    # Real seconds: a 4 s load the model's own estimate knows, so the countdown has room to move.
+    # Real seconds: a 5 s load the model's own estimate knows, so the countdown has room to move.
     await apply(
         kube,
         router,
         "medium",
-        load=4,
+        load=5,
         vram=14,
         gpu_class="rtx3090",
         time_scale=1.0,
-        warmup={"expectedSeconds": 4},
+        warmup={"expectedSeconds": 5},
         tokens_per_second=8,
     )
     # Of higher priority, so it may unload medium though medium was just used.
@@ -115,10 +105,17 @@ async def test_a_cold_start_is_shown_stage_by_stage_and_an_eviction_is_named(
     await expect(page.locator('#gpus .slice[data-model="medium"]')).to_have_attribute("data-phase", "Warm")
     await shot(page, "3-done")
 
-    # big needs the card medium holds: the page names what is being unloaded.
+    # big needs the card medium holds: the page names what is being unloaded. Every stage the
+    # page shows is recorded, so a short eviction is not missed between two looks.
+    await page.evaluate(
+        """() => { window.stages = [];
+        new MutationObserver(() => document.querySelectorAll('.status-line .stage')
+            .forEach(s => window.stages.push(s.textContent)))
+          .observe(document.getElementById('messages'), {subtree: true, childList: true}); }"""
+    )
     await send(page, "big", "And the sunset?")
-    await expect(last_reply(page).locator(".status-line .stage")).to_contain_text(
-        "unloading medium", timeout=WAIT
+    await page.wait_for_function(
+        "() => window.stages.some(s => s.includes('unloading medium'))", timeout=WAIT
     )
     await shot(page, "4-evicting")
     await expect(last_reply(page).locator(".summary")).to_contain_text("waited", timeout=WAIT)
@@ -199,6 +196,14 @@ async def test_model_output_is_rendered_as_text(kube: Kube, router: RouterProces
     assert await reply.locator("script, img").count() == 0
     assert await reply.locator("strong").inner_text() == "bold"
     assert await page.evaluate("window.pwned") is None
+
+    # Three quick messages: each waits its turn, and the replies come back in order.
+    for word in ("first", "second", "third"):
+        await page.fill("#prompt", f"echo: {word}")
+        await page.press("#prompt", "Enter")
+    await expect(page.locator("li.msg.assistant .summary")).to_have_count(4, timeout=WAIT)
+    replies = await page.locator("li.msg.assistant .reply").all_inner_texts()
+    assert [r.strip() for r in replies[1:]] == ["first", "second", "third"]
 
 
 async def test_warm_up_now_and_unload_from_the_board(kube: Kube, router: RouterProcess, page: Page) -> None:

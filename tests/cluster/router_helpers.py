@@ -16,7 +16,8 @@ import httpx
 from hearth_sim.homelab import HomelabThread
 
 from ..conftest import stop_process
-from .conftest import free_port
+from .conftest import eventually, free_port
+from .operator_helpers import MD_API, sim_md, wait_phase
 
 
 class RouterProcess:
@@ -130,3 +131,16 @@ def chat(model: str, stream: bool = True, **extra: Any) -> dict[str, Any]:
         "messages": [{"role": "user", "content": "why is it cold?"}],
         **extra,
     }
+
+
+async def cold_model(kube: Any, router: RouterProcess, name: str, **kw: Any) -> None:
+    """A Cold sim model (`sim_md`'s options) that the router already lists."""
+    await kube.create(MD_API, "modeldeployments", "default", sim_md(name, **kw))
+    await wait_phase(kube, name, "Cold")
+
+    async def known() -> bool:
+        async with httpx.AsyncClient() as http:
+            models = (await http.get(f"{router.url}/v1/models")).json()["data"]
+        return any(m["id"] == name and m["phase"] == "Cold" for m in models)
+
+    await eventually(known, what=f"the router to know {name}")

@@ -24,11 +24,10 @@ from .operator_helpers import (
     WAKE,
     OperatorProcess,
     delete_all_models,
-    sim_md,
     status,
     wait_phase,
 )
-from .router_helpers import CHAT, RouterProcess, chat, sse
+from .router_helpers import CHAT, RouterProcess, chat, cold_model, sse
 
 MDS = "modeldeployments"
 MESSAGES = [{"role": "user", "content": "why is it cold?"}]
@@ -63,17 +62,7 @@ async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[K
     await client.close()
 
 
-async def cold(kube: Kube, router: RouterProcess, name: str, **kw: Any) -> None:
-    """A Cold sim model the router knows about."""
-    await kube.create(MD_API, MDS, "default", sim_md(name, **kw))
-    await wait_phase(kube, name, "Cold")
-
-    async def known() -> bool:
-        async with httpx.AsyncClient() as http:
-            models = (await http.get(f"{router.url}/v1/models")).json()["data"]
-        return any(m["id"] == name and m["phase"] == "Cold" for m in models)
-
-    await eventually(known, what=f"the router to know {name}")
+cold = cold_model
 
 
 def sdk(router: RouterProcess) -> openai.OpenAI:
@@ -155,7 +144,9 @@ async def test_two_hundred_concurrent_requests_wake_once_and_all_complete(
     limits = httpx.Limits(max_connections=250)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         streams = await asyncio.gather(*(sse(http, f"{router.url}{CHAT}", chat("crowd")) for _ in range(200)))
-    assert all(s.statuses[-1] == "done" for s in streams), {str(s.events[-2].data)[:300] for s in streams if s.statuses[-1] != "done"}
+    assert all(s.statuses[-1] == "done" for s in streams), {
+        str(s.events[-2].data)[:300] for s in streams if s.statuses[-1] != "done"
+    }
     assert {len(s.text.split()) for s in streams} == {32}
     assert any("queued" in s.statuses for s in streams), "16 slots for 200 requests: some must queue"
     positions = [e.data["queue_position"] for s in streams for e in s.of("queued")]  # type: ignore[index]

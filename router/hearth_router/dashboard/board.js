@@ -2,19 +2,10 @@
 // feed (`api/models/events`: the GPU map and each model once, then every change).
 
 import { act } from "./api.js";
+import { el } from "./dom.js";
 import { duration, modelSummary } from "./format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "text") node.textContent = value;
-    else if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 /** Recent warm-ups as bars (actual) with a mark for what the estimate said before each. */
 function warmupChart(history) {

@@ -2,22 +2,13 @@
 // reply's wait shown stage by stage (the status line), cancel, inline errors with Retry.
 
 import { apiKey, url } from "./api.js";
+import { el } from "./dom.js";
 import { doneSummary, duration, overdue, progressNow, secondsLeft, stageText } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { sendMessageStream } from "./sse.js";
 
 const STORE = "hearth.chat";
 const TICK_MS = 200;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "text") node.textContent = value;
-    else if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 export class Chat {
   constructor({ list, form, prompt, send, cancel, clear, picker, announcer, onUnauthorized }) {
