@@ -3,12 +3,15 @@ refusals — in-process, and the GPU map as a pure function."""
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from hearth_api.model_deployment import ModelDeployment
-from hearth_router.app import create_app
+from hearth_router.app import DASHBOARD, create_app
 from hearth_router.gpu_map import gpu_map
 from hearth_router.registry import Registry
 from hearth_router.settings import RouterSettings
@@ -108,3 +111,15 @@ async def test_actions_on_unknown_or_pinned_models_are_refused_clearly() -> None
     assert pinned.status_code == 409 and "minReplicas=1" in pinned.json()["error"]["message"]
     assert woken.status_code == 202 and woken.json()["requested"] == "wake"
     assert gpus.json() == {"gpus": [], "error": None}
+
+
+def test_every_file_the_page_loads_is_shipped() -> None:
+    """A module missing from the package is a blank page only a browser would notice."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "dashboard/*" in shipped["hearth_router"]
+    wanted = set(re.findall(r'(?:href|src)="static/([\w.]+)"', (DASHBOARD / "index.html").read_text()))
+    for module in DASHBOARD.glob("*.js"):
+        wanted |= set(re.findall(r'from "\./([\w.]+)"', module.read_text()))
+    assert {"app.js", "style.css", "sse.js", "dom.js"} <= wanted
+    assert all((DASHBOARD / name).is_file() for name in wanted), wanted
