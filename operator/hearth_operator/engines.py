@@ -73,6 +73,7 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
                 spec.model,
                 "--parallel",
                 str(spec.concurrency or ENGINE_DEFAULTS[Engine.LLAMACPP].concurrency),
+                "--metrics",  # llamacpp:* counters on /metrics, for the ServiceMonitor
             ]
         case Engine.SIM:
             return ["--model", spec.model, "--port", port]

@@ -90,7 +90,16 @@ class StreamJob:
         self, admission: Admission, gpu_class: str | None, node: str | None
     ) -> AsyncIterator[bytes]:
         dispatcher, endpoint, began = self.dispatcher, admission.endpoint, admission.began
-        body = {**self.body, "model": self.model, "stream": True}
+        # Usage asked of the engine whatever the client asked: `done` carries the engine's own
+        # token counts (the client still gets a usage chunk only if it asked for one).
+        options = self.body.get("stream_options")
+        asked = options if isinstance(options, dict) else {}
+        body = {
+            **self.body,
+            "model": self.model,
+            "stream": True,
+            "stream_options": {**asked, "include_usage": True},
+        }
         text: list[str] = []
         finish = "stop"
         usage: dict[str, Any] | None = None

@@ -28,25 +28,24 @@ class Upstream:
     async def close(self) -> None:
         await self.http.aclose()
 
-    def _failure(self, endpoint: str, exc: Exception) -> RouterError:
+    def _failure(self, engine: str, exc: Exception) -> RouterError:
         if isinstance(exc, httpx.ConnectError):
-            return RouterError(
-                502, f"cannot reach the engine at {endpoint}: connection refused", code="upstream_unreachable"
-            )
+            return RouterError(502, f"cannot reach {engine}: connection refused", code="upstream_unreachable")
         if isinstance(exc, httpx.TimeoutException):
             return RouterError(
-                504,
-                f"the engine at {endpoint} sent nothing for {self.stall_timeout:g} s",
-                code="upstream_stalled",
+                504, f"{engine} sent nothing for {self.stall_timeout:g} s", code="upstream_stalled"
             )
         return RouterError(
-            502,
-            f"the engine at {endpoint} closed the connection mid-answer ({type(exc).__name__})",
-            code="upstream_died",
+            502, f"{engine} closed the connection mid-answer ({type(exc).__name__})", code="upstream_died"
         )
 
     @staticmethod
-    async def _refusal(response: httpx.Response) -> RouterError:
+    def _engine(endpoint: str, body: dict[str, Any]) -> str:
+        """How errors name the engine: the model it serves (what the user asked for) and where."""
+        return f"the {body.get('model')} engine at {endpoint}"
+
+    @staticmethod
+    async def _refusal(response: httpx.Response, engine: str) -> RouterError:
         raw = await response.aread()
         try:
             message = json.loads(raw)["error"]["message"]
@@ -55,17 +54,18 @@ class Upstream:
         status = response.status_code if response.status_code < 500 else 502
         return RouterError(
             status,
-            f"the engine refused the request ({response.status_code}): {message}",
+            f"{engine} refused the request ({response.status_code}): {message}",
             "invalid_request_error" if status < 500 else "server_error",
             "upstream_error",
         )
 
     async def stream(self, endpoint: str, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The engine's chunks, up to its [DONE]; a stream that ends without one is an error."""
+        engine = self._engine(endpoint, body)
         try:
             async with self.http.stream("POST", endpoint + path, json=body) as response:
                 if response.status_code >= 400:
-                    raise await self._refusal(response)
+                    raise await self._refusal(response, engine)
                 async for line in response.aiter_lines():
                     parsed = parse_sse_line(line)
                     if parsed == "[DONE]":
@@ -74,19 +74,20 @@ class Upstream:
                         if "error" in parsed:
                             raise RouterError(
                                 502,
-                                f"the engine failed: {parsed['error'].get('message')}",
+                                f"{engine} failed: {parsed['error'].get('message')}",
                                 code="upstream_error",
                             )
                         yield parsed
         except httpx.HTTPError as exc:
-            raise self._failure(endpoint, exc) from exc
-        raise RouterError(502, f"the engine at {endpoint} ended the answer early", code="upstream_died")
+            raise self._failure(engine, exc) from exc
+        raise RouterError(502, f"{engine} ended the answer early", code="upstream_died")
 
     async def fetch(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        engine = self._engine(endpoint, body)
         try:
             response = await self.http.post(endpoint + path, json=body)
         except httpx.HTTPError as exc:
-            raise self._failure(endpoint, exc) from exc
+            raise self._failure(engine, exc) from exc
         if response.status_code >= 400:
-            raise await self._refusal(response)
+            raise await self._refusal(response, engine)
         return dict(response.json())

