@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-chart test lint typecheck unit install crd manifests clean
+.PHONY: demo demo-chart test bench lint typecheck unit install crd manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks: figures against same-run baselines, printed and saved under .hearth/bench/.
+# LiteLLM's proxy (a peer to compare with) gets a venv of its own: its pins are not ours.
+LITELLM_VENV := .hearth/litellm-venv
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==1.108.7'
+	touch $@
+
+bench: $(STAMP) $(LITELLM_VENV)/.installed
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

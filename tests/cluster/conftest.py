@@ -79,22 +79,27 @@ def failing_engine(start: Callable[..., EngineProc], failure: str, after: int, t
     return engine
 
 
+def spawn_engine(*args: str, host: str = "127.0.0.1") -> EngineProc:
+    """A sim engine process on a free port, listening (not necessarily loaded) on return."""
+    port = free_port(host)
+    cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host, "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env={**os.environ, "HEARTH_LOG_LEVEL": "WARNING"})
+    engine = EngineProc(proc, f"http://{host}:{port}", time.monotonic())
+    engine.wait_listening()
+    return engine
+
+
 @pytest.fixture
 def start_engine() -> Iterator[Callable[..., EngineProc]]:
-    procs: list[subprocess.Popen[bytes]] = []
+    engines: list[EngineProc] = []
 
     def start(*args: str, host: str = "127.0.0.1") -> EngineProc:
-        port = free_port(host)
-        cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host, "--port", str(port), *args]
-        proc = subprocess.Popen(cmd, env={**os.environ, "HEARTH_LOG_LEVEL": "WARNING"})
-        procs.append(proc)
-        engine = EngineProc(proc, f"http://{host}:{port}", time.monotonic())
-        engine.wait_listening()
-        return engine
+        engines.append(spawn_engine(*args, host=host))
+        return engines[-1]
 
     yield start
-    for proc in procs:
-        stop_process(proc, grace=5)
+    for engine in engines:
+        stop_process(engine.proc, grace=5)
 
 
 # --- the simulated homelab ----------------------------------------------------------------------

@@ -21,8 +21,10 @@ from .operator_helpers import MD_API, sim_md, wait_phase
 
 
 class RouterProcess:
-    def __init__(self, homelab: HomelabThread, log_dir: Path, **settings: Any) -> None:
-        self.homelab, self.log_dir, self.settings = homelab, log_dir, settings
+    def __init__(
+        self, homelab: HomelabThread, log_dir: Path, log_level: str = "INFO", **settings: Any
+    ) -> None:
+        self.homelab, self.log_dir, self.settings, self.log_level = homelab, log_dir, settings, log_level
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -34,7 +36,7 @@ class RouterProcess:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.homelab.homelab.kubeconfig_path),
-            "HEARTH_LOG_LEVEL": "INFO",
+            "HEARTH_LOG_LEVEL": self.log_level,
         }
         for name, value in self.settings.items():
             env[f"HEARTH_ROUTER_{name.upper()}"] = str(value)

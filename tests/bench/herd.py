@@ -1,0 +1,124 @@
+"""The cold-start herd: a burst of streamed requests at one cold model, through the real operator
+and router. What each waiting user was told, and how fast the queue drained once warm."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import aiohttp
+
+from ..cluster.operator_helpers import MD_API, WAKE, sim_md, wait_phase
+from .harness import Stack, Table, Timed, client, median, pct, proc_status, timed_stream, until
+
+SLOTS = 16  # concurrency of the one replica
+TOKENS_PER_SECOND = 40.0  # sim engine: 32 tokens take 0.8 s
+LOAD_SECONDS = 3.0
+
+
+def _rises(etas: list[tuple[int, str]]) -> bool:
+    """Whether a shown ETA went up without the message saying why."""
+    return any(b > a and "longer" not in msg for (a, _), (b, msg) in itertools.pairwise(etas))
+
+
+def _queued_error(s: Timed) -> float | None:
+    """|first queued ETA - the wait that followed| / that wait, for a stream that queued."""
+    queued = s.of("queued")
+    generating = s.of("generating")
+    if not queued or not generating:
+        return None
+    at, first = queued[0]
+    actual = generating[0][0] - at
+    return abs(first["estimated_time"] - actual) / actual if actual > 0.5 else None
+
+
+async def _healthz_latency(url: str, stop: asyncio.Event) -> list[float]:
+    """The router's event-loop lag, as a client sees it: /healthz round trips every 100 ms."""
+    out: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            began = time.perf_counter()
+            async with session.get(f"{url}/healthz") as response:
+                await response.read()
+            out.append(1000 * (time.perf_counter() - began))
+            await asyncio.sleep(0.1)
+    return out
+
+
+async def run(st: Stack, smoke: bool = False) -> list[Table]:
+    n = 40 if smoke else 1000
+    kube = st.kube()
+    md: dict[str, Any] = sim_md(
+        "herd", load=LOAD_SECONDS, vram=4, time_scale=1.0, tokens_per_second=TOKENS_PER_SECOND
+    )
+    md["spec"]["concurrency"] = SLOTS
+    await kube.create(MD_API, "modeldeployments", "default", md)
+    await wait_phase(kube, "herd", "Cold")
+
+    async def listed() -> bool:
+        return any(m["model"] == "herd" for m in await _models(st.router.url))
+
+    await until(listed)
+    api = st.lab.homelab.api
+    assert api is not None
+    before = len(api.requests)
+    body = {"model": "herd", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+    stop = asyncio.Event()
+    lag = asyncio.create_task(_healthz_latency(st.router.url, stop))
+    async with client(n) as session:
+        streams = await asyncio.gather(
+            *(timed_stream(session, f"{st.router.url}/v1/chat/completions", body) for _ in range(n))
+        )
+    stop.set()
+    lags = await lag
+    await kube.close()
+    wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == "herd" and WAKE in r.text]
+    return [_table(n, streams, len(wakes), lags, proc_status(st.router.proc.pid if st.router.proc else 0))]
+
+
+async def _models(url: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/models") as response:
+        return list((await response.json())["models"])
+
+
+def _table(n: int, streams: list[Timed], wakes: int, lags: list[float], router: dict[str, float]) -> Table:
+    complete = [s for s in streams if s.done and s.tokens > 0]
+    first_event = [1000 * ((s.first_byte or s.ended or 0) - s.began) for s in streams]
+    errors = [e for e in (_queued_error(s) for s in streams) if e is not None]
+    rises = sum(
+        1 for s in streams if _rises([(e["estimated_time"], e.get("message", "")) for _, e in s.of("queued")])
+    )
+    rates = []
+    for s in streams:
+        waiting = [t for t, e in s.events if e.get("status") in ("loading", "queued")]
+        if len(waiting) > 2:
+            rates.append((len(waiting) - 1) / (waiting[-1] - waiting[0]))
+    generating = sorted(t for s in streams for t, _ in s.of("generating")[:1])
+    ends = sorted(s.ended or 0 for s in complete)
+    answer = median([(s.ended or 0) - t for s in complete for t, _ in s.of("generating")[:1]])
+    drain = (len(ends) - 1) / (ends[-1] - generating[0]) if len(ends) > 1 and generating else float("nan")
+    capacity = SLOTS / answer if answer else float("nan")
+    table = Table(
+        f"Cold-start herd: {n} streamed requests at once to one cold model "
+        f"(load {LOAD_SECONDS:g} s, {SLOTS} slots, answers of ~{32 / TOKENS_PER_SECOND:g} s)",
+        ["figure", "value", "target"],
+    )
+    table.add("wakes sent", wakes, "1")
+    table.add("replies complete", f"{len(complete)}/{n}", f"{n}/{n}")
+    table.add("first event p50 ms", pct(first_event, 50), "")
+    table.add("first event p99 ms", pct(first_event, 99), "≤ 50")
+    table.add("first event max ms", pct(first_event, 100), "")
+    table.add("loading events sent", sum(len(s.of("loading")) for s in streams), "")
+    table.add("queued ETA error at first sight, median", median(errors), "")
+    table.add("queued ETA error at first sight, p90", pct(errors, 90), "")
+    table.add("streams whose ETA rose unexplained", rises, "0")
+    table.add("status events per waiting stream per s, p50", median(rates), "≤ 1.2")
+    table.add("status events per waiting stream per s, max", pct(rates, 100), "")
+    table.add("drain rate req/s", drain, "")
+    table.add("capacity req/s (slots / median answer)", capacity, "")
+    table.add("drain / capacity", drain / capacity, "≥ 0.95")
+    table.add("router peak RSS MiB", router["VmHWM"], "< 200")
+    table.add("/healthz round trip p99 ms (loop lag)", pct(lags, 99), "< 50")
+    return table
