@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import uvicorn
 from kubernetes_asyncio.config import ConfigException
@@ -16,6 +17,15 @@ from hearth_api.connect import api_client
 from hearth_api.environment import invalid_message, load_settings
 from hearth_router.app import create_app
 from hearth_router.settings import ENV_PREFIX, RouterSettings
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every engine request at INFO: thousands of lines that say nothing new.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings.api_keys:
         logging.getLogger("hearth.router").info("API keys required (%d configured)", len(settings.api_keys))
 
@@ -57,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             port=settings.port,
             log_level="warning",
             access_log=False,
+            http="auto",  # httptools where installed
             timeout_graceful_shutdown=5,
         )
         await uvicorn.Server(config).serve()
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run())
     except ConfigException as exc:
         print(
             f"hearth-router: no Kubernetes API to watch ({exc}); set KUBECONFIG, or run it in a pod",

@@ -186,7 +186,7 @@ class Dispatcher:
         began = time.monotonic()
         deadline = began + self.settings.hold_timeout(entry.md.warmup_estimate)
         previous: progress.Loading | None = None  # the countdown as last computed
-        last: tuple[str, float] | None = None  # what was last yielded, and when
+        last: tuple[str, float] | None = None  # the stage last yielded, and when
         while True:
             md = self._current(entry).md
             self.annotator.observe(key, md.status.phase)
@@ -210,8 +210,9 @@ class Dispatcher:
             update = progress.loading(md, datetime.now(UTC), previous)
             previous = update
             now = time.monotonic()
-            if last is None or last[0] != update.message or now - last[1] >= self.settings.loading_interval:
-                last = (update.message, now)
+            # Once a second; at once only when the stage changes (a new figure alone waits its turn).
+            if last is None or last[0] != update.stage or now - last[1] >= self.settings.loading_interval:
+                last = (update.stage, now)
                 yield update
             await self.registry.wait_change(max(0.05, last[1] + self.settings.loading_interval - now))
 
@@ -221,7 +222,7 @@ class Dispatcher:
         self, entry: Entry, ticket: Ticket, max_tokens: int | None = None
     ) -> AsyncIterator[Queued]:
         """Yield the ticket's place while every replica is at `concurrency` — about once a
-        second, and at once when the place changes; return once it holds a slot
+        second; return once it holds a slot
         (ticket.endpoint). A slot freed goes to the next in line at once (the release wakes
         it). Re-holds when the model stops being Warm meanwhile."""
         key, interval = entry.key, self.settings.loading_interval
@@ -237,7 +238,9 @@ class Dispatcher:
             if self.slots.grant(ticket, md.status.endpoints, concurrency):
                 return
             position = self.slots.position(ticket)
-            if told is None or position != told.position or time.monotonic() - told_at >= interval:
+            # Once a second, with the place as it is then: in a draining queue every grant moves
+            # everyone up, and an event per move would be many a second per waiting client.
+            if told is None or time.monotonic() - told_at >= interval:
                 per_answer = progress.answer_seconds(
                     self.generation_seconds.get(key),
                     max_tokens,

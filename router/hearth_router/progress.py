@@ -16,6 +16,7 @@ class Loading:
     estimated_time: int
     progress: float
     overdue: bool = False  # past the usual load time: the countdown starts again, saying why
+    stage: str = ""  # what is happening, without the figures: a change is news worth sending at once
 
 
 def _freeing(gpu: str | None, eviction: Eviction) -> str:
@@ -67,9 +68,10 @@ def loading(md: ModelDeployment, now: datetime, previous: Loading | None = None)
     if previous is not None and previous.overdue == overdue:
         left = min(left, previous.estimated_time)
     progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
+    doing = _doing(md)
     if not overdue:
-        message = f"{_doing(md)} ~{left} s"
-    return Loading(message, left, round(progress, 3), overdue)
+        message = f"{doing} ~{left} s"
+    return Loading(message, left, round(progress, 3), overdue, stage=f"{doing} overdue={overdue}")
 
 
 TYPICAL_ANSWER_TOKENS = 256  # an answer's length when the request sets no max_tokens

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import uvicorn
 
 from hearth_router.app import create_app
 from hearth_router.registry import Registry
@@ -68,10 +72,10 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
     registry = Registry(None)
     registry.apply("ADDED", md_body("Cold", warmup={"estimateSeconds": 15}))
     registry.ready.set()
-    upstream = Upstream(5, 30, transport=httpx.ASGITransport(app=engine))
+    upstream = Upstream(5, 30)
     app = create_app(RouterSettings(loading_interval=0.05), None, registry, upstream)
     dispatcher = app.state.dispatcher
-    async with engine.router.lifespan_context(engine), client_for(app) as http:
+    async with served(engine) as engine_url, client_for(app) as http:
         await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
         request = asyncio.create_task(
             http.post(
@@ -81,8 +85,9 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
         )
         await asyncio.wait_for(admitted(dispatcher, "default/medium", request), 10)
         registry.apply("MODIFIED", md_body("Loading", loadingSince=datetime.now(UTC).isoformat()))
-        registry.apply("MODIFIED", md_body("Warm", ["http://engine"], node="gpu-3090"))
+        registry.apply("MODIFIED", md_body("Warm", [engine_url], node="gpu-3090"))
         response = await asyncio.wait_for(request, 10)
+    await upstream.close()
     assert response.status_code == 200
     events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
     statuses = [e["status"] for e in events if "status" in e]
@@ -102,6 +107,25 @@ async def admitted(dispatcher: Any, key: str, request: asyncio.Task[Any]) -> Non
         await dispatcher.registry.wait_change(0.01)
 
 
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """An ASGI app (the sim engine's) on a loopback port, lifespan and all: the router reaches
+    engines over the network only."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the engine did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 def client_for(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router")
 
@@ -113,11 +137,11 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
     registry = Registry(None)
     registry.apply("ADDED", md_body("Cold", warmup={"estimateSeconds": 15}))
     registry.ready.set()
-    upstream = Upstream(5, 30, transport=httpx.ASGITransport(app=engine))
+    upstream = Upstream(5, 30)
     app = create_app(RouterSettings(max_waiters=3, loading_interval=0.05), None, registry, upstream)
     dispatcher = app.state.dispatcher
     body = {"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with engine.router.lifespan_context(engine), client_for(app) as http:
+    async with served(engine) as engine_url, client_for(app) as http:
         await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
         pending = {asyncio.create_task(http.post("/v1/chat/completions", json=body)) for _ in range(10)}
         done: set[asyncio.Task[httpx.Response]] = set()
@@ -127,8 +151,9 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
             done |= finished
         refused = [t.result() for t in done if t.result().status_code == 429]
         assert len(pending) == 3 and dispatcher.waiters.count("default/medium") == 3
-        registry.apply("MODIFIED", md_body("Warm", ["http://engine"], node="gpu-3090"))
+        registry.apply("MODIFIED", md_body("Warm", [engine_url], node="gpu-3090"))
         admitted = await asyncio.wait_for(asyncio.gather(*pending), 10)
+    await upstream.close()
     assert len(refused) == 7 and all(r.headers["retry-after"] == "15" for r in refused)
     assert refused[0].json()["error"]["code"] == "too_many_waiters"
     assert [r.status_code for r in admitted] == [200, 200, 200]
