@@ -4,16 +4,19 @@ keys, so every stock OpenAI client parses them and reads the text unchanged."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 DONE_FRAME = b"data: [DONE]\n\n"
 KEEPALIVE_FRAME = b": keep-alive\n\n"
 
 
 def frame(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    # orjson: every chunk of every stream is encoded here (and each engine chunk decoded in
+    # parse_sse_line); `make bench` showed the json module at a sixth of the router's CPU.
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
 @dataclass(frozen=True)
@@ -109,5 +112,5 @@ def parse_sse_line(line: str) -> dict[str, Any] | str | None:
     data = line[5:].strip()
     if data == "[DONE]":
         return "[DONE]"
-    value = json.loads(data)
+    value = orjson.loads(data)
     return value if isinstance(value, dict) else None

@@ -65,6 +65,9 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
     assert api is not None
     before = len(api.requests)
     body = {"model": "herd", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+    # The floor under "first event": the same burst of connections to a route that does nothing.
+    async with client(n) as session:
+        floor = await asyncio.gather(*(_first_byte(session, f"{st.router.url}/healthz") for _ in range(n)))
     stop = asyncio.Event()
     lag = asyncio.create_task(_healthz_latency(st.router.url, stop))
     async with client(n) as session:
@@ -75,7 +78,17 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
     lags = await lag
     await kube.close()
     wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == "herd" and WAKE in r.text]
-    return [_table(n, streams, len(wakes), lags, proc_status(st.router.proc.pid if st.router.proc else 0))]
+    router = proc_status(st.router.proc.pid if st.router.proc else 0)
+    table = _table(n, streams, len(wakes), lags, router)
+    table.add(f"baseline: first byte of {n} GET /healthz at once, p99 ms", pct(floor, 99), "")
+    return [table]
+
+
+async def _first_byte(session: aiohttp.ClientSession, url: str) -> float:
+    began = time.perf_counter()
+    async with session.get(url) as response:
+        await response.read()
+    return 1000 * (time.perf_counter() - began)
 
 
 async def _models(url: str) -> list[dict[str, Any]]:
