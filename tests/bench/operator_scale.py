@@ -12,6 +12,18 @@ from .harness import Stack, Table, proc_status, until
 IDLE_SECONDS = 5.0
 
 
+async def _settle(pid: int, limit: float = 120.0) -> float:
+    """When the operator's work after the last phase is done (status conditions, Events):
+    two quiet seconds in a row (under 3 % of a core each)."""
+    quiet = 0
+    end = time.perf_counter() + limit
+    while quiet < 2 and time.perf_counter() < end:
+        before = proc_status(pid)["cpu_s"]
+        await asyncio.sleep(1.0)
+        quiet = quiet + 1 if proc_status(pid)["cpu_s"] - before < 0.03 else 0
+    return time.perf_counter() - 2.0
+
+
 async def run(st: Stack, smoke: bool = False) -> list[Table]:
     assert st.operator is not None and st.operator.proc is not None
     pid = st.operator.proc.pid
@@ -21,8 +33,9 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
         [
             "models",
             "until all have a phase s",
+            "until the operator is quiet s",
             "operator peak RSS MiB",
-            "CPU s while applying",
+            "CPU s until all have a phase",
             "idle CPU % of a core",
         ],
     )
@@ -43,11 +56,11 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
             await asyncio.sleep(0.1)
         took = time.perf_counter() - began
         busy = proc_status(pid)["cpu_s"] - cpu_before
-        await asyncio.sleep(1.0)  # let the last status writes settle
+        settled = await _settle(pid) - began
         idle_from = proc_status(pid)["cpu_s"]
         await asyncio.sleep(IDLE_SECONDS)
         idle = 100 * (proc_status(pid)["cpu_s"] - idle_from) / IDLE_SECONDS
-        table.add(count, took, proc_status(pid)["VmHWM"], busy, idle)
+        table.add(count, took, settled, proc_status(pid)["VmHWM"], busy, idle)
         await delete_all_models(kube)
 
         async def gone() -> bool:
