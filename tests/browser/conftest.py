@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from hearth_sim.homelab import HomelabThread
-from hearth_sim.kube import Kube
-
-from ..cluster.conftest import homelab, operator  # noqa: F401  (fixtures, shared)
-from ..cluster.operator_helpers import delete_all_models
-from ..cluster.router_helpers import RouterProcess
+from ..cluster.conftest import homelab, kube, operator, router  # noqa: F401  (fixtures, shared)
 
 CHROMIUM = os.environ.get("HEARTH_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parents[2] / ".hearth" / "screenshots"
@@ -35,25 +30,6 @@ FLAGS = [
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason=f"no chromium at {CHROMIUM} (.ci/run installs Debian's)"
 )
-
-
-@pytest.fixture(scope="module")
-def router(
-    homelab: HomelabThread,  # noqa: F811
-    operator: object,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RouterProcess]:
-    r = RouterProcess(homelab, tmp_path_factory.mktemp("router")).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[Kube]:  # noqa: F811
-    client = Kube(homelab.homelab.url)
-    yield client
-    await delete_all_models(client)
-    await client.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -16,12 +16,14 @@ import httpx
 import pytest
 
 from hearth_sim.homelab import Homelab, HomelabThread
+from hearth_sim.kube import Kube
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 from ..conftest import stop_process
 
 if TYPE_CHECKING:
     from .operator_helpers import OperatorProcess
+    from .router_helpers import RouterProcess
 
 T = TypeVar("T")
 
@@ -167,3 +169,26 @@ def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -
     op.stop()
     # Whatever the module's tests did, the operator never failed a reconcile on the way.
     assert "Traceback" not in op.logs(), op.logs()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def router(
+    homelab: HomelabThread, operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RouterProcess]:
+    """The real router (`hearth-router`) against this module's homelab, after the operator."""
+    from .router_helpers import RouterProcess  # it uses this module's helpers
+
+    r = RouterProcess(homelab, tmp_path_factory.mktemp("router")).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[Kube]:
+    """An API client for the test; every ModelDeployment it leaves is deleted after it."""
+    from .operator_helpers import delete_all_models
+
+    client = Kube(homelab.homelab.url)
+    yield client
+    await delete_all_models(client)
+    await client.close()

@@ -6,7 +6,7 @@ Skips, saying why, only where no llama.cpp server can run or the weights cannot 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from hearth_sim.kube import Kube
 from hearth_sim.llamacpp import find_runtime
 
 from .conftest import start_homelab
-from .operator_helpers import MD_API, OperatorProcess, delete_all_models, wait_phase
+from .operator_helpers import MD_API, wait_phase
 from .router_helpers import CHAT, RouterProcess, sse
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "examples" / "llamacpp-smollm2.yaml"
@@ -46,23 +46,6 @@ def homelab(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     thread = start_homelab(tmp_path_factory.mktemp("homelab"))
     yield thread
     thread.stop()
-
-
-@pytest.fixture(scope="module")
-def router(
-    homelab: HomelabThread, operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RouterProcess]:
-    r = RouterProcess(homelab, tmp_path_factory.mktemp("router")).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[Kube]:
-    client = Kube(homelab.homelab.url)
-    yield client
-    await delete_all_models(client)
-    await client.close()
 
 
 def smollm2(concurrency: int = 1) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,6 @@ from .conftest import eventually, start_homelab
 from .operator_helpers import (
     MD_API,
     WAKE,
-    OperatorProcess,
-    delete_all_models,
     status,
     wait_phase,
 )
@@ -43,23 +41,6 @@ def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]
     thread = start_homelab(tmp_path_factory.mktemp("homelab"), nodes)
     yield thread
     thread.stop()
-
-
-@pytest.fixture(scope="module")
-def router(
-    homelab: HomelabThread, operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RouterProcess]:
-    r = RouterProcess(homelab, tmp_path_factory.mktemp("router")).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[Kube]:
-    client = Kube(homelab.homelab.url)
-    yield client
-    await delete_all_models(client)
-    await client.close()
 
 
 cold = cold_model
