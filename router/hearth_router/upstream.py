@@ -32,9 +32,7 @@ class Upstream:
         """Made on first use, inside the running event loop."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, auto_decompress=False
-            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         return self._session
 
     async def close(self) -> None:
