@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hearth_api.model_deployment import Phase
 from hearth_api.names import (
     GPU_CLASS_LABEL,
     GPU_VRAM_LABEL,
@@ -26,6 +27,10 @@ PRODUCTS: dict[str, tuple[str, int]] = {
     "NVIDIA-GeForce-RTX-3090": ("rtx3090", 24),
     "NVIDIA-GeForce-RTX-3090-Ti": ("rtx3090", 24),
 }
+
+
+# The phases in which a model holds its node's VRAM (placement counts them; the GPU map shows them).
+OCCUPYING = (Phase.LOADING, Phase.WARM, Phase.EVICTING)
 
 
 @dataclass(frozen=True)

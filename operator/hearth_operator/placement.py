@@ -19,12 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hearth_api.gpus import GpuNode, gpu_node, packs
+from hearth_api.gpus import OCCUPYING, GpuNode, gpu_node, packs
 from hearth_api.model_deployment import GpuClass, Phase, gpu_short_name
 
-__all__ = ["Decision", "GpuNode", "Resident", "Want", "gpu_node", "packs", "place"]
-
-OCCUPYING = (Phase.LOADING, Phase.WARM, Phase.EVICTING)
+__all__ = ["OCCUPYING", "Decision", "GpuNode", "Resident", "Want", "gpu_node", "packs", "place"]
 
 
 @dataclass(frozen=True)

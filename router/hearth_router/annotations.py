@@ -65,26 +65,22 @@ class Annotator:
             sent = self._woken.get(key)
             if sent is not None and now - sent < REWAKE_AFTER:
                 return
-            self._woken[key] = now
-            self._active[key] = now
-        when = now_rfc3339()
-        try:
-            await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
-        except (ApiException, OSError, aiohttp.ClientError) as exc:
-            self._woken.pop(key, None)  # the next request tries again
-            raise wake_refused(key, exc) from exc
+            self._woken[key] = self._active[key] = now
+        await self._send_wake(key)
 
     async def request_wake(self, key: str) -> None:
         """A user's "Warm up now": a wake sent whatever this cold period saw (after an unload, a
         wake must be newer than it)."""
         async with self._lock:
-            now = time.monotonic()
-            self._woken[key] = self._active[key] = now
+            self._woken[key] = self._active[key] = time.monotonic()
+        await self._send_wake(key)
+
+    async def _send_wake(self, key: str) -> None:
         when = now_rfc3339()
         try:
             await self._patch(key, {WAKE_REQUESTED_AT: when, LAST_ACTIVITY: when})
         except (ApiException, OSError, aiohttp.ClientError) as exc:
-            self._woken.pop(key, None)
+            self._woken.pop(key, None)  # the next request tries again
             raise wake_refused(key, exc) from exc
 
     async def request_sleep(self, key: str) -> None:

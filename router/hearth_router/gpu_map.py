@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hearth_api.gpus import GpuNode, gpu_node, layout
-from hearth_api.model_deployment import ModelDeployment, Phase, gpu_short_name
-
-OCCUPYING = (Phase.LOADING, Phase.WARM, Phase.EVICTING)
+from hearth_api.gpus import OCCUPYING, GpuNode, gpu_node, layout
+from hearth_api.model_deployment import ModelDeployment, gpu_short_name
 
 
 def _resident(md: ModelDeployment, share: float) -> dict[str, Any]:

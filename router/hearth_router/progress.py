@@ -60,15 +60,15 @@ def loading(md: ModelDeployment, now: datetime, previous: Loading | None = None)
     since = status.loading_since
     elapsed = max((now - since).total_seconds(), 0.0) if since and status.phase is Phase.LOADING else 0.0
     overdue = elapsed > estimate
+    doing = _doing(md)
     if overdue:
         left = _overrun_left(md, elapsed, estimate)
-        message = f"{_doing(md)} taking longer than usual — {elapsed:.0f} s so far, usually {estimate:.0f} s"
+        message = f"{doing} taking longer than usual — {elapsed:.0f} s so far, usually {estimate:.0f} s"
     else:
         left = max(1, math.ceil(estimate - elapsed))
     if previous is not None and previous.overdue == overdue:
         left = min(left, previous.estimated_time)
     progress = min(elapsed / estimate, 0.99) if estimate > 0 else 0.0
-    doing = _doing(md)
     if not overdue:
         message = f"{doing} ~{left} s"
     return Loading(message, left, round(progress, 3), overdue, stage=f"{doing} overdue={overdue}")

@@ -90,6 +90,7 @@ class PodRunner:
         self.restarts = 0
         self.ready = False
         self.runtime_env: dict[str, str] = {}
+        self.mounts = volume_paths(pod, self.container, kubelet.config.volumes_dir)
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
 
     @property
@@ -180,19 +181,22 @@ class PodRunner:
             )
             await asyncio.sleep(delay)
 
+    def _localize(self, value: str) -> str:
+        """An arg or env value as this pod's local process needs it (see `localize`)."""
+        return localize(value, self.ip, self.mounts)
+
     async def _command(self) -> tuple[list[str], dict[str, str]]:
         """What runs for this container here: Hearth's image as its console scripts, llama.cpp's
         server image as the real llama.cpp server with the args the operator rendered."""
         image = str(self.container.get("image", ""))
-        mounts = volume_paths(self.pod, self.container, self.kubelet.config.volumes_dir)
         if image.split(":")[0] == HEARTH_IMAGE_REPO:
             argv = hearth_command(self.container)
-            return [argv[0], *(localize(a, self.ip, mounts) for a in argv[1:])], {}
+            return [argv[0], *(self._localize(a) for a in argv[1:])], {}
         if is_server_image(image) and not self.container.get("command"):
             runtime, note = await self.kubelet.llamacpp()
             if runtime is None:
                 raise CannotRun(note)
-            args = [localize(a, self.ip, mounts) for a in self.container.get("args") or []]
+            args = [self._localize(a) for a in self.container.get("args") or []]
             return runtime.argv(args), runtime.env
         raise CannotRun(
             f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) and "
@@ -209,8 +213,7 @@ class PodRunner:
         }
         for item in self.container.get("env") or []:
             if "value" in item:
-                # A pod has its own network namespace: "all addresses" there means its own.
-                env[item["name"]] = str(item["value"]).replace("0.0.0.0", self.ip)
+                env[item["name"]] = self._localize(str(item["value"]))
         if argv[0].endswith(("hearth-operator", "hearth-router")):
             env.update(await self._control_plane_env())
         # Network facts come last: every pod binds its own loopback IP, whatever it asks for.

@@ -64,6 +64,7 @@ class Kubelet:
         self.runners: dict[str, PodRunner] = {}
         self.pids: dict[str, int] = {}  # uid → pid of the running container process
         self._llamacpp: tuple[Runtime | None, str] | None = None  # found on the first such pod
+        self._llamacpp_lock = asyncio.Lock()  # pods starting together share one probe
         self._ips: dict[str, str] = {}
         self._next_ip = 2
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -73,10 +74,11 @@ class Kubelet:
     async def llamacpp(self) -> tuple[Runtime | None, str]:
         """The llama.cpp server that runs here (looked for once, off the event loop: a probe load
         takes a second or two), and which one it is or why there is none."""
-        if self._llamacpp is None:
-            self._llamacpp = await asyncio.to_thread(find_runtime, weights.cached())
-            log.info("llama.cpp pods: %s", self._llamacpp[1])
-        return self._llamacpp
+        async with self._llamacpp_lock:
+            if self._llamacpp is None:
+                self._llamacpp = await asyncio.to_thread(find_runtime, weights.cached())
+                log.info("llama.cpp pods: %s", self._llamacpp[1])
+            return self._llamacpp
 
     async def run(self) -> None:
         for node in self.config.nodes:
