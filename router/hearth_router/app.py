@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
-from hearth_router.dispatcher import Admission, Dispatcher
+from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError, unknown_model
 from hearth_router.limits import BodyLimit, error_response
 from hearth_router.metrics import RouterMetrics
@@ -81,7 +81,9 @@ def create_app(
         if api is not None:
             await api.close()
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:
+        # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+        # per request (and, past its 40 threads, a wait behind the others) for a string compare.
         check_key(bearer_token(request), settings.api_keys)
 
     app = FastAPI(title="Hearth router", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -108,17 +110,27 @@ def create_app(
 class AdmittedStream(StreamingResponse):
     """A streamed answer that owns its admission and closes it however the response ends —
     also when the client hangs up before the body began, where the body's own cleanup never
-    runs."""
+    runs. Its head and first event go out at once, in the request's own task: Starlette starts
+    the body in a task of its own, one turn of the event loop (behind every other request of a
+    burst) later."""
 
-    def __init__(self, content: AsyncIterator[bytes], admission: Admission) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=STREAM_HEADERS)
-        self.admission = admission
+    def __init__(self, job: StreamJob) -> None:
+        super().__init__(job.sse(), media_type="text/event-stream", headers=STREAM_HEADERS)
+        self.job = job
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def after_head(message: Any) -> None:
+            if message["type"] != "http.response.start":  # sent already
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": self.job.opening(), "more_body": True})
+            await super().__call__(scope, receive, after_head)
         finally:
-            self.admission.close()
+            self.job.admission.close()
 
 
 async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
@@ -137,8 +149,7 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
             # Admitted here, before the response begins: past the waiter limit it is a 429, not
             # an error event in a stream that was already accepted.
             admission = dispatcher.admit(entry, raw)
-            job = StreamJob(dispatcher, admission, raw, ident, path)
-            return AdmittedStream(job.sse(), admission)
+            return AdmittedStream(StreamJob(dispatcher, admission, raw, ident, path))
         return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
 
     @routes.post("/v1/chat/completions")

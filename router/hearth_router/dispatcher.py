@@ -17,6 +17,7 @@ from hearth_router import chunks, progress, routing
 from hearth_router.annotations import Annotator
 from hearth_router.errors import RouterError, unavailable, unknown_model
 from hearth_router.metrics import RouterMetrics
+from hearth_router.progress import Queued
 from hearth_router.registry import Entry, Registry
 from hearth_router.settings import RouterSettings
 from hearth_router.slots import Slots, Ticket
@@ -25,12 +26,6 @@ from hearth_router.upstream import Upstream
 
 class Cancellable(Protocol):
     def cancel(self) -> Any: ...
-
-
-@dataclass(frozen=True)
-class Queued:
-    position: int
-    estimated_time: int
 
 
 @dataclass
@@ -228,6 +223,7 @@ class Dispatcher:
         key, interval = entry.key, self.settings.loading_interval
         told: Queued | None = None
         told_at = 0.0
+        began = time.monotonic()
         while True:
             md = self._current(entry).md
             if md.status.phase is not Phase.WARM or not md.status.endpoints:
@@ -237,24 +233,29 @@ class Dispatcher:
             concurrency = effective_concurrency(md.spec)
             if self.slots.grant(ticket, md.status.endpoints, concurrency):
                 return
-            position = self.slots.position(ticket)
             # Once a second, with the place as it is then: in a draining queue every grant moves
             # everyone up, and an event per move would be many a second per waiting client.
-            if told is None or time.monotonic() - told_at >= interval:
-                per_answer = progress.answer_seconds(
+            now = time.monotonic()
+            if told is None or now - told_at >= interval:
+                answer = progress.answer_seconds(
                     self.generation_seconds.get(key),
                     max_tokens,
                     self.tokens_per_second.get(key),
                     prior_tokens_per_second(md.spec),
                 )
-                capacity = concurrency * len(md.status.endpoints)
-                eta = progress.queued_eta(
-                    per_answer, position, capacity, told.estimated_time if told else None
+                told = progress.queued(
+                    md.spec.model,
+                    self.slots.position(ticket),
+                    answer,
+                    concurrency * len(md.status.endpoints),
+                    now,
+                    now - began,
+                    told,
                 )
-                told, told_at = Queued(position, eta), time.monotonic()
+                told_at = now
                 yield told
                 await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            await self.slots.wait(key, max(0.05, told_at + interval - time.monotonic()))
+            await self.slots.wait(ticket, max(0.05, told_at + interval - time.monotonic()))
 
     def record_generation(self, key: str, seconds: float, tokens_per_second: float | None = None) -> None:
         _average(self.generation_seconds, key, seconds)

@@ -75,30 +75,79 @@ def loading(md: ModelDeployment, now: datetime, previous: Loading | None = None)
 
 
 TYPICAL_ANSWER_TOKENS = 256  # an answer's length when the request sets no max_tokens
+SLOWER = 1.25  # answers this much slower than the last estimate assumed: worth a new, higher ETA
+
+
+@dataclass(frozen=True)
+class AnswerTime:
+    seconds: float  # one answer, start to end
+    guess: bool  # no answer of this model measured yet: a prior, and the message says so
 
 
 def answer_seconds(
     measured: float | None, max_tokens: int | None, measured_tps: float | None, prior_tps: float
-) -> float:
+) -> AnswerTime:
     """How long one answer takes, from what is known: this model's measured answers, else the
-    request's max_tokens at the measured (else the engine's typical) speed."""
+    request's max_tokens at the measured speed, else at the engine's typical speed."""
     if measured is not None:
-        return measured
+        return AnswerTime(measured, guess=False)
     tokens = max_tokens or TYPICAL_ANSWER_TOKENS
-    return tokens / (measured_tps or prior_tps)
+    return AnswerTime(tokens / (measured_tps or prior_tps), guess=measured_tps is None)
 
 
-def queued_eta(per_answer: float, position: int, capacity: int, at_most: int | None = None) -> int:
-    """Seconds until a slot frees for the request at `position`: whole answers ahead of it,
-    spread over the replicas' slots. At least 1 while it waits, and never above what it was
-    last told (in FIFO nobody new gets ahead)."""
-    eta = max(1, math.ceil(per_answer * position / max(capacity, 1)))
-    return eta if at_most is None else min(eta, at_most)
+@dataclass(frozen=True)
+class Queued:
+    """What a queued client was told: its place, the ETA, and the basis of both for the next
+    update (the ETA counts down from `due`; `per_answer` is what it assumed)."""
+
+    position: int
+    estimated_time: int
+    message: str
+    due: float  # clock time (monotonic) the ETA runs out
+    per_answer: float
+    overdue: bool = False
 
 
-def queued_message(model: str, position: int, seconds: int) -> str:
+def queued(
+    model: str,
+    position: int,
+    answer: AnswerTime,
+    capacity: int,
+    now: float,
+    waited: float,
+    previous: Queued | None = None,
+) -> Queued:
+    """The queue estimate for the request at `position`: the whole answers ahead of it spread
+    over the replicas' slots. It counts down from what was last told and only falls as the
+    line moves; it goes up only for a stated reason — the measured answers turned out slower
+    than assumed, or the wait passed its estimate — and is never 0 while the request waits."""
+    computed = answer.seconds * position / max(capacity, 1)
+    why = ""
+    overdue = False
+    if previous is None:
+        left = computed
+    else:
+        countdown = previous.due - now
+        if computed <= countdown:
+            left = computed  # the line moved at least as fast as told
+        elif answer.seconds > previous.per_answer * SLOWER:
+            left, why = computed, "answers are taking longer than estimated"
+        elif countdown > 0:
+            left = countdown  # nothing new is known: keep counting down
+        else:  # past the estimate: at least until the next answer ends
+            left, overdue = max(computed, answer.seconds), True
+        overdue = overdue or previous.overdue  # once past its first estimate, the wait says so
+        if overdue:
+            why = f"taking longer than estimated — {waited:.0f} s so far"
+    shown = max(1, math.ceil(left))
     ahead = "1 request" if position == 1 else f"{position} requests"
-    return f"Queued behind {ahead} for {model}… ~{seconds} s"
+    message = f"Queued behind {ahead} for {model}… ~{shown} s"
+    if why:
+        message += f" ({why})"
+    elif answer.guess:
+        message += f" (a first estimate: no answer from {model} measured yet)"
+    # `due` keeps the unrounded figure: rounding it up at every update would stall the countdown.
+    return Queued(position, shown, message, now + left, answer.seconds, overdue)
 
 
 def summary(gpu_class: str | None, warmed_in: float | None, tokens_per_second: float | None) -> str:

@@ -2,44 +2,57 @@
 
 Each replica serves at most `concurrency` requests at once (DESIGN.md); the rest wait in
 arrival order. A ticket is granted only when it is first in its model's queue and a replica
-has a free slot, so nobody overtakes.
+has a free slot, so nobody overtakes. Places in line are computed once per change of a queue,
+not once per waiter: a thousand waiters asking their place each second would otherwise walk
+the queue a thousand times.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
 from hearth_router.routing import pick
-from hearth_router.signals import Signal
 
 
 @dataclass(eq=False)
 class Ticket:
     key: str
     endpoint: str | None = None
+    # Set when it may be first in line with a free slot; cleared by each grant attempt, so a
+    # release between an attempt and the wait that follows is not missed.
+    turn: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
 class Slots:
     inflight: dict[str, int] = field(default_factory=dict)  # endpoint → requests in flight
     queues: dict[str, deque[Ticket]] = field(default_factory=dict)  # model key → waiting tickets
-    _freed: dict[str, Signal] = field(default_factory=dict)  # model key → a slot or place changed
+    _places: dict[str, dict[Ticket, int]] = field(default_factory=dict)  # model key → places, until a change
 
     def enqueue(self, key: str) -> Ticket:
         ticket = Ticket(key)
         self.queues.setdefault(key, deque()).append(ticket)
+        places = self._places.get(key)
+        if places is not None:  # joining at the end moves nobody: the places stay good
+            places[ticket] = len(places) + 1
         return ticket
 
     def position(self, ticket: Ticket) -> int:
-        """1-based place among the requests waiting for this model."""
-        queue = self.queues.get(ticket.key) or deque()
-        return queue.index(ticket) + 1 if ticket in queue else 0
+        """1-based place among the requests waiting for this model; 0 once it left the line."""
+        places = self._places.get(ticket.key)
+        if places is None:
+            queue = self.queues.get(ticket.key) or ()
+            places = self._places[ticket.key] = {t: i for i, t in enumerate(queue, 1)}
+        return places.get(ticket, 0)
 
     def waiting(self, key: str) -> int:
         return len(self.queues.get(key) or ())
 
     def grant(self, ticket: Ticket, endpoints: list[str], concurrency: int) -> str | None:
+        ticket.turn.clear()
         queue = self.queues.get(ticket.key)
         if not queue or queue[0] is not ticket:
             return None
@@ -47,9 +60,10 @@ class Slots:
         if endpoint is None:
             return None
         queue.popleft()
+        self._places.pop(ticket.key, None)
         ticket.endpoint = endpoint
         self.inflight[endpoint] = self.inflight.get(endpoint, 0) + 1
-        self._signal(ticket.key)  # the next in line may go too
+        self._signal(ticket.key)  # the next in line may go too, if a slot is left
         return endpoint
 
     def release(self, ticket: Ticket) -> None:
@@ -65,16 +79,22 @@ class Slots:
             queue = self.queues.get(ticket.key)
             if queue and ticket in queue:
                 queue.remove(ticket)
+                self._places.pop(ticket.key, None)
         self._signal(ticket.key)
 
     def in_flight(self, endpoints: list[str]) -> int:
         return sum(self.inflight.get(e, 0) for e in endpoints)
 
     def _signal(self, key: str) -> None:
-        signal = self._freed.get(key)
-        if signal is not None:
-            signal.notify()
+        """Wake the first in line only: it is the one a freed slot can go to. Waking every
+        waiter at each grant would cost a thousand wake-ups per answer in a long queue; the
+        others learn their new place on their own once-a-second update."""
+        queue = self.queues.get(key)
+        if queue:
+            queue[0].turn.set()
 
-    async def wait(self, key: str, within: float) -> None:
-        """Return when a slot or a place in the queue of `key` changes, or after `within` seconds."""
-        await self._freed.setdefault(key, Signal()).wait(within)
+    async def wait(self, ticket: Ticket, within: float) -> None:
+        """Return when `ticket` may be granted a slot, or after `within` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await ticket.turn.wait()

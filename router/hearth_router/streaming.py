@@ -15,8 +15,9 @@ from typing import Any
 
 from hearth_api.model_deployment import ModelDeployment, gpu_short_name
 from hearth_router import chunks, progress
-from hearth_router.dispatcher import Admission, Dispatcher, Queued
+from hearth_router.dispatcher import Admission, Dispatcher
 from hearth_router.errors import RouterError
+from hearth_router.progress import Queued
 from hearth_router.registry import Entry
 
 log = logging.getLogger("hearth.router.stream")
@@ -56,14 +57,13 @@ class StreamJob:
         return (self.dispatcher.registry.get(self.entry.key) or self.entry).md
 
     async def _events(self) -> AsyncIterator[bytes]:
-        yield self._status("routing", "Selecting backend…")
         admission = self.admission
         try:
             async for update in admission.wait():
                 if isinstance(update, Queued):
                     yield self._status(
                         "queued",
-                        progress.queued_message(self.model, update.position, update.estimated_time),
+                        update.message,
                         queue_position=update.position,
                         estimated_time=update.estimated_time,
                     )
@@ -193,8 +193,14 @@ class StreamJob:
         if self._task is not None:
             self._task.cancel()
 
+    def opening(self) -> bytes:
+        """The first event, `routing`: sent with the response head, before anything that can
+        wait (with a thousand requests arriving at once, each task switch before it would put
+        this client behind all the others' work)."""
+        return self._status("routing", "Selecting backend…")
+
     async def sse(self) -> AsyncIterator[bytes]:
-        """The response body: events as they come, a keep-alive comment after each quiet
+        """The response body after `opening()`: events as they come, a keep-alive comment after each quiet
         `keepalive_interval`, an error event when cancelled, always [DONE] at the end. If the
         client goes away, the generator is closed and the engine request with it."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -204,10 +210,9 @@ class StreamJob:
         try:
             while not ended:
                 if queue.empty():
-                    try:
-                        first = await asyncio.wait_for(
-                            queue.get(), self.dispatcher.settings.keepalive_interval
-                        )
+                    try:  # (asyncio.timeout, not wait_for: no task per wait on Python 3.11)
+                        async with asyncio.timeout(self.dispatcher.settings.keepalive_interval):
+                            first = await queue.get()
                     except TimeoutError:
                         yield chunks.KEEPALIVE_FRAME
                         continue

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -188,6 +189,7 @@ async def warm_model(kube: Kube, name: str, endpoint: str, concurrency: int = 25
 class Timed:
     began: float
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (arrival, chunk)
+    sent: float | None = None  # the request's last byte handed to the socket (the client's own wait excluded)
     first_byte: float | None = None
     first_token: float | None = None
     ended: float | None = None
@@ -207,7 +209,7 @@ async def timed_stream(
 ) -> Timed:
     """POST a streamed request and time its first byte, first token, every status event, end."""
     out = Timed(time.perf_counter())
-    async with session.post(url, json=body) as response:
+    async with session.post(url, json=body, trace_request_ctx=out) as response:
         out.status = response.status
         buffer = b""
         async for piece in response.content.iter_any():
@@ -227,8 +229,20 @@ async def timed_stream(
     return out
 
 
+async def _sent(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
+    """When a request's headers or body went out: `Timed.sent` ends up at the last of them."""
+    timed = context.trace_request_ctx
+    if isinstance(timed, Timed):
+        timed.sent = time.perf_counter()
+
+
 @contextlib.asynccontextmanager
 async def client(limit: int) -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(limit=limit + 10, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as s:
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_headers_sent.append(_sent)
+    tracing.on_request_chunk_sent.append(_sent)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=600), trace_configs=[tracing]
+    ) as s:
         yield s

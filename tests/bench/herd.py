@@ -80,15 +80,16 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
     wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == "herd" and WAKE in r.text]
     router = proc_status(st.router.proc.pid if st.router.proc else 0)
     table = _table(n, streams, len(wakes), lags, router)
-    table.add(f"baseline: first byte of {n} GET /healthz at once, p99 ms", pct(floor, 99), "")
+    table.add(f"baseline: {n} GET /healthz at once, answer after sent, p99 ms", pct(floor, 99), "")
     return [table]
 
 
 async def _first_byte(session: aiohttp.ClientSession, url: str) -> float:
-    began = time.perf_counter()
-    async with session.get(url) as response:
+    """ms from the request on the wire to its answer."""
+    timed = Timed(time.perf_counter())
+    async with session.get(url, trace_request_ctx=timed) as response:
         await response.read()
-    return 1000 * (time.perf_counter() - began)
+    return 1000 * (time.perf_counter() - (timed.sent or timed.began))
 
 
 async def _models(url: str) -> list[dict[str, Any]]:
@@ -99,6 +100,9 @@ async def _models(url: str) -> list[dict[str, Any]]:
 def _table(n: int, streams: list[Timed], wakes: int, lags: list[float], router: dict[str, float]) -> Table:
     complete = [s for s in streams if s.done and s.tokens > 0]
     first_event = [1000 * ((s.first_byte or s.ended or 0) - s.began) for s in streams]
+    # From the moment the request was on the wire: what the router takes, without the client's
+    # own time to open a thousand connections and write a thousand requests.
+    after_sent = [1000 * ((s.first_byte or s.ended or 0) - (s.sent or s.began)) for s in streams]
     errors = [e for e in (_queued_error(s) for s in streams) if e is not None]
     rises = sum(
         1 for s in streams if _rises([(e["estimated_time"], e.get("message", "")) for _, e in s.of("queued")])
@@ -120,9 +124,11 @@ def _table(n: int, streams: list[Timed], wakes: int, lags: list[float], router: 
     )
     table.add("wakes sent", wakes, "1")
     table.add("replies complete", f"{len(complete)}/{n}", f"{n}/{n}")
-    table.add("first event p50 ms", pct(first_event, 50), "")
-    table.add("first event p99 ms", pct(first_event, 99), "≤ 50")
-    table.add("first event max ms", pct(first_event, 100), "")
+    table.add("first event after the request was sent, p50 ms", pct(after_sent, 50), "")
+    table.add("first event after the request was sent, p99 ms", pct(after_sent, 99), "≤ 50")
+    table.add("first event after the request was sent, max ms", pct(after_sent, 100), "")
+    table.add("first event after the client's call, p50 ms", pct(first_event, 50), "")
+    table.add("first event after the client's call, p99 ms", pct(first_event, 99), "")
     table.add("loading events sent", sum(len(s.of("loading")) for s in streams), "")
     table.add("queued ETA error at first sight, median", median(errors), "")
     table.add("queued ETA error at first sight, p90", pct(errors, 90), "")

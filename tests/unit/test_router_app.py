@@ -159,3 +159,42 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
     assert [r.status_code for r in admitted] == [200, 200, 200]
     assert all('"status":"done"' in r.text for r in admitted)
     assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}
+
+
+async def test_queued_streams_are_told_estimates_that_never_rise_unexplained() -> None:
+    """Eight streams at a warm model with one slot: each is told its place and an ETA that only
+    falls — or, when it must rise, says why — never 0 s, and the first, made before any answer
+    was measured, says it is a first estimate."""
+    engine = create_engine(EngineSettings(model="medium", load_seconds=0, tokens_per_second=400))
+    registry = Registry(None)
+    upstream = Upstream(5, 30)
+    app = create_app(RouterSettings(loading_interval=0.05), None, registry, upstream)
+    body = {"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with served(engine) as engine_url, client_for(app) as http:
+        await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
+        warm = md_body("Warm", [engine_url], node="gpu-3090")
+        warm["spec"]["concurrency"] = 1
+        registry.apply("ADDED", warm)
+        registry.ready.set()
+        responses = await asyncio.wait_for(
+            asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(8))), 30
+        )
+    await upstream.close()
+    told = [
+        [
+            e
+            for e in map(json.loads, (ln[6:] for ln in r.text.splitlines() if ln.startswith("data: {")))
+            if e.get("status") == "queued"
+        ]
+        for r in responses
+    ]
+    assert all('"status":"done"' in r.text for r in responses)
+    assert sum(len(events) >= 3 for events in told) >= 4, "too few queued updates to judge"
+    for events in told:
+        for before, after in zip(events, events[1:], strict=False):
+            assert after["queue_position"] <= before["queue_position"]
+            if after["estimated_time"] > before["estimated_time"]:
+                assert "longer than estimated" in after["message"], (before, after)
+        assert all(e["estimated_time"] >= 1 for e in events)
+    first = min((e for events in told for e in events), key=lambda e: e["timestamp"])
+    assert "a first estimate: no answer from medium measured yet" in first["message"]

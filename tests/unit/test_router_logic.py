@@ -174,19 +174,52 @@ def test_an_overrun_says_so_and_never_shows_zero() -> None:
     assert all(at(s).estimated_time >= 1 for s in range(0, 120))
 
 
-def test_queue_estimates_come_from_what_is_known_and_never_rise() -> None:
-    assert progress.answer_seconds(2.5, 100, 50.0, 40.0) == 2.5  # measured answers first
-    assert progress.answer_seconds(None, 100, 50.0, 40.0) == 2.0  # max_tokens at measured speed
-    assert progress.answer_seconds(None, None, None, 40.0) == 256 / 40  # a stated prior
-    assert progress.queued_eta(2.0, position=8, capacity=4) == 4
-    assert progress.queued_eta(6.0, position=8, capacity=4, at_most=4) == 4  # slower answers: no rise
-    assert progress.queued_eta(0.01, position=1, capacity=16) == 1  # never 0 while waiting
+def test_answer_times_come_from_what_is_known() -> None:
+    measured = progress.answer_seconds(2.5, 100, 50.0, 40.0)
+    assert (measured.seconds, measured.guess) == (2.5, False)  # measured answers first
+    assert progress.answer_seconds(None, 100, 50.0, 40.0) == progress.AnswerTime(2.0, False)  # max_tokens
+    assert progress.answer_seconds(None, None, None, 40.0) == progress.AnswerTime(256 / 40, True)  # a prior
+
+
+def test_a_queue_estimate_says_when_it_is_a_first_guess() -> None:
+    guess = progress.queued("m", 8, progress.AnswerTime(2.0, True), capacity=4, now=0, waited=0)
+    assert guess.estimated_time == 4
+    assert guess.message == "Queued behind 8 requests for m… ~4 s (a first estimate: no answer from m measured yet)"
+    one = progress.queued("m", 1, progress.AnswerTime(0.01, False), capacity=16, now=0, waited=0)
+    assert (one.estimated_time, one.message) == (1, "Queued behind 1 request for m… ~1 s")  # never 0
+
+
+def test_a_queue_estimate_counts_down_and_falls_as_the_line_moves() -> None:
+    answer = progress.AnswerTime(2.0, False)
+    told = progress.queued("m", 20, answer, capacity=4, now=100, waited=0)  # 10 s
+    shown = [told.estimated_time]
+    for second in range(1, 9):  # the line stalls, then moves fast: nothing new about answer times
+        position = 20 if second < 5 else 20 - 4 * (second - 4)
+        told = progress.queued("m", position, answer, 4, now=100 + second, waited=second, previous=told)
+        shown.append(told.estimated_time)
+        assert "longer" not in told.message
+    assert shown == [10, 9, 8, 7, 6, 5, 4, 3, 2]  # never up; with the line, faster
+    stalled = [told]  # then the line stalls past the estimate: a rise, and the message says why
+    for second in range(9, 12):
+        stalled.append(progress.queued("m", 4, answer, 4, 100 + second, second, previous=stalled[-1]))
+    assert [q.estimated_time for q in stalled] == [2, 1, 2, 1]
+    assert [q.overdue for q in stalled] == [False, False, True, True]  # and stays said
+    assert stalled[-1].message == "Queued behind 4 requests for m… ~1 s (taking longer than estimated — 11 s so far)"
+
+
+def test_a_queue_estimate_rises_at_once_when_answers_prove_slower_and_says_so() -> None:
+    told = progress.queued("m", 8, progress.AnswerTime(1.0, True), capacity=4, now=0, waited=0)
+    slower = progress.queued("m", 8, progress.AnswerTime(3.0, False), 4, now=0.5, waited=0.5, previous=told)
+    assert (told.estimated_time, slower.estimated_time) == (2, 6)
+    assert slower.message.endswith("(answers are taking longer than estimated)")
+    # a little slower is not news: the countdown goes on
+    same = progress.queued("m", 8, progress.AnswerTime(1.1, False), 4, now=1.0, waited=1.0, previous=told)
+    assert same.estimated_time == 1 and "longer" not in same.message
 
 
 def test_summaries_for_open_webui() -> None:
     assert progress.summary("rtx3090", 12.2, 38.4) == "Warmed up in 12 s on 3090 · 38 tokens/s"
     assert progress.summary("rtx3070", None, 40) == "On 3070 · 40 tokens/s"
-    assert progress.queued_message("m", 1, 3) == "Queued behind 1 request for m… ~3 s"
 
 
 def test_pick_takes_the_least_busy_replica_with_a_free_slot() -> None:
@@ -228,7 +261,11 @@ async def test_slots_are_granted_in_arrival_order() -> None:
     assert slots.grant(first, ["e"], 1) == "e"
     assert slots.position(second) == 1 and slots.position(third) == 2
     assert slots.grant(second, ["e"], 1) is None, "the only slot is taken"
-    slots.release(third)  # a waiter that gave up leaves the line
+    fourth = slots.enqueue("m")  # joins at the end: the others keep their places
+    assert [slots.position(t) for t in (second, third, fourth)] == [1, 2, 3]
+    slots.release(third)  # a waiter that gave up leaves the line; those behind move up
+    assert (slots.position(third), slots.position(fourth)) == (0, 2)
+    slots.release(fourth)
     assert slots.waiting("m") == 1
     slots.release(first)
     assert slots.grant(second, ["e"], 1) == "e"
