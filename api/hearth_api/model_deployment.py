@@ -149,6 +149,13 @@ class ModelDeploymentSpec(_Model):
         le=1024,
         description="Requests one replica serves at once; the router queues the rest.",
     )
+    context_length: int | None = Field(
+        default=None,
+        ge=256,
+        le=1_048_576,
+        description="Tokens of context per request (prompt and answer); the engine's memory for it "
+        "is reserved per slot. llama.cpp defaults to 4096; vLLM and Ollama to their own.",
+    )
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher stays resident longer.")
 
     @model_validator(mode="after")

@@ -39,7 +39,7 @@ def deployment(
     container: dict[str, Any] = {
         "name": "engine",
         "image": engines.image(spec),
-        "args": engines.args(spec, node_vram_gib),
+        "args": engines.args(spec, node_vram_gib) or None,  # none: the image's own CMD (Ollama's `serve`)
         "env": engines.env(spec),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": {
@@ -56,6 +56,7 @@ def deployment(
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     container["command"] = engines.command(spec)  # None: the image's entrypoint
+    container["startupProbe"] = engines.startup_probe(spec)  # None: removed
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     source = spec.model_source
     if source is not None and source.pvc is not None:

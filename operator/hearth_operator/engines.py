@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from hearth_api.model_deployment import ENGINE_DEFAULTS, Engine, EnvVar, ModelDeploymentSpec
+import shlex
+
+from hearth_api.model_deployment import (
+    ENGINE_DEFAULTS,
+    Engine,
+    EnvVar,
+    ModelDeploymentSpec,
+    effective_concurrency,
+)
 
 MODELS_MOUNT = "/models"
+LLAMACPP_CONTEXT = 4096  # tokens per slot when the spec sets none (the server's own default is
+# the model's full trained context, often 128k: far too much KV cache for an 8 GiB card)
 
 
 def weights(spec: ModelDeploymentSpec) -> str:
@@ -47,7 +57,7 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
     match spec.engine:
         case Engine.VLLM:
             names = [spec.model, *spec.aliases]
-            return [
+            vllm = [
                 "--model",
                 weights(spec),
                 "--served-model-name",
@@ -57,9 +67,13 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
                 "--gpu-memory-utilization",
                 f"{gpu_memory_fraction(spec.gpu.vram_gib, node_vram_gib):.2f}",
                 "--max-num-seqs",
-                str(spec.concurrency or ENGINE_DEFAULTS[Engine.VLLM].concurrency),
+                str(effective_concurrency(spec)),
             ]
+            if spec.context_length:
+                vllm += ["--max-model-len", str(spec.context_length)]
+            return vllm
         case Engine.LLAMACPP:
+            slots = effective_concurrency(spec)
             return [
                 "-m",
                 weights(spec),
@@ -72,13 +86,35 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
                 "--alias",
                 spec.model,
                 "--parallel",
-                str(spec.concurrency or ENGINE_DEFAULTS[Engine.LLAMACPP].concurrency),
+                str(slots),
+                # llama.cpp splits -c among its slots: each request gets contextLength.
+                "--ctx-size",
+                str((spec.context_length or LLAMACPP_CONTEXT) * slots),
                 "--metrics",  # llamacpp:* counters on /metrics, for the ServiceMonitor
             ]
         case Engine.SIM:
             return ["--model", spec.model, "--port", port]
         case _:
             return []  # Ollama is configured by env; custom images bring their own
+
+
+def startup_probe(spec: ModelDeploymentSpec) -> dict[str, object] | None:
+    """Ollama serves at once but has no model until one is pulled, and loads it on the first
+    request: the pod is started only once the model is pulled, named as clients call it, and
+    loaded (KubeAI's way, with the CLI the image holds). Readiness then probes `/`."""
+    if spec.engine is not Engine.OLLAMA or spec.args is not None:
+        return None
+    source, name = weights(spec), spec.model
+    steps = [f"ollama pull {shlex.quote(source)}"]
+    if source != name:
+        steps.append(f"ollama cp {shlex.quote(source)} {shlex.quote(name)}")
+    steps.append(f"ollama run {shlex.quote(name)} hi >/dev/null")
+    return {
+        "exec": {"command": ["/bin/sh", "-c", " && ".join(steps)]},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3600,  # a first pull of several GiB takes minutes
+        "failureThreshold": 3,
+    }
 
 
 def env(spec: ModelDeploymentSpec) -> list[dict[str, object]]:
@@ -89,9 +125,15 @@ def env(spec: ModelDeploymentSpec) -> list[dict[str, object]]:
         case Engine.OLLAMA:
             defaults += [
                 EnvVar(name="OLLAMA_HOST", value=f"0.0.0.0:{spec.port}"),
+                # Hearth decides when a model leaves the GPU: Ollama's own unload would empty a
+                # replica the operator still counts as Warm.
                 EnvVar(name="OLLAMA_KEEP_ALIVE", value="-1"),
+                EnvVar(name="OLLAMA_MAX_LOADED_MODELS", value="1"),
+                EnvVar(name="OLLAMA_NUM_PARALLEL", value=str(effective_concurrency(spec))),
                 EnvVar(name="OLLAMA_MODELS", value="/tmp/ollama"),
             ]
+            if spec.context_length:
+                defaults.append(EnvVar(name="OLLAMA_CONTEXT_LENGTH", value=str(spec.context_length)))
         case Engine.SIM:
             defaults.append(EnvVar(name="HEARTH_SIM_HOST", value="0.0.0.0"))
         case _:

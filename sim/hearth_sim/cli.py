@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hearth_sim import llamacpp, weights
-from hearth_sim.engine import EngineSettings, Failure, serve
+from hearth_sim.engine import EngineSettings, Failure, Personality, serve
 from hearth_sim.homelab import ChartPlane, ControlPlane, Homelab, serve_until_signalled
 from hearth_sim.nodes import load_nodes
 
@@ -33,6 +33,12 @@ def _engine_parser(sub: Any) -> None:
     p.add_argument("--host", default=_env("host", d.host))
     p.add_argument("--port", type=int, default=_env("port", d.port))
     p.add_argument("--model", default=_env("model", d.model), help="served model name")
+    p.add_argument(
+        "--personality",
+        choices=[x.value for x in Personality],
+        default=_env("personality", d.personality.value),
+        help="behave like this engine while loading and when refusing (see hearth_sim.engine)",
+    )
     p.add_argument("--load-seconds", type=float, default=_env("load_seconds", d.load_seconds))
     p.add_argument(
         "--load-jitter",

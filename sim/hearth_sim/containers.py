@@ -26,6 +26,27 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
 LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router")
+# Engines that cannot run here, simulated with their own command line and behaviour while loading.
+SIMULATED_IMAGES = {"vllm/vllm-openai": "hearth_sim.vllm", "ollama/ollama": "hearth_sim.ollama"}
+SIMULATED_DEFAULT_ARGS = {"ollama/ollama": ["serve"]}  # the image's CMD
+
+
+def image_repo(image: str) -> str:
+    """`docker.io/library/x:tag`, `docker.io/x:tag` and `x:tag` name one repository, `x`."""
+    repo = image.split("@", 1)[0]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo.rsplit(":", 1)[0]
+    return repo.removeprefix("docker.io/").removeprefix("library/")
+
+
+def tool_shims(folder: Path) -> Path:
+    """A folder of the command-line tools simulated images hold (`ollama`), for exec probes:
+    put first on such a container's PATH, `ollama pull …` runs the simulated client."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shim = folder / "ollama"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hearth_sim.ollama "$@"\n')
+    shim.chmod(0o755)
+    return folder
 
 
 class CannotRun(Exception):
@@ -90,6 +111,7 @@ class PodRunner:
         self.restarts = 0
         self.ready = False
         self.runtime_env: dict[str, str] = {}
+        self.env: dict[str, str] = {}  # the running process's environment, for exec probes
         self.mounts = volume_paths(pod, self.container, kubelet.config.volumes_dir)
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
 
@@ -198,9 +220,16 @@ class PodRunner:
                 raise CannotRun(note)
             args = [self._localize(a) for a in self.container.get("args") or []]
             return runtime.argv(args), runtime.env
+        module = SIMULATED_IMAGES.get(image_repo(image))
+        if module is not None and not self.container.get("command"):
+            given = self.container.get("args") or SIMULATED_DEFAULT_ARGS.get(image_repo(image), [])
+            shims = tool_shims(self.kubelet.config.log_dir.parent / "bin")
+            path = f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"
+            return [sys.executable, "-m", module, *(self._localize(a) for a in given)], {"PATH": path}
         raise CannotRun(
-            f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router) and "
-            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) run here"
+            f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router), "
+            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) and, simulated, "
+            f"{' and '.join(SIMULATED_IMAGES)} run here"
         )
 
     async def _start(self, argv: list[str]) -> None:
@@ -227,6 +256,7 @@ class PodRunner:
                 "NODE_NAME": self.pod["spec"].get("nodeName", ""),
             }
         )
+        self.env = env
         logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with logfile.open("ab") as out:
@@ -253,13 +283,15 @@ class PodRunner:
         }
 
     async def _probe(self) -> None:
+        startup = self.container.get("startupProbe")
+        if startup is not None and not await self._started(startup):
+            return
         probe = (self.container.get("readinessProbe") or {}).get("httpGet")
         if probe is None:
             self.ready = True
             await self._status({"running": {"startedAt": now_rfc3339()}}, True)
             return
-        port = container_port([self.container], probe.get("port", 8000))
-        url = f"http://{self.ip}:{port}{probe.get('path', '/')}"
+        url = self._url(probe)
         failures = 0
         async with httpx.AsyncClient(timeout=1.0) as http:
             while True:
@@ -277,6 +309,57 @@ class PodRunner:
                             self.pod, "Warning", "Unhealthy", f"Readiness probe failed: {url} not ready yet"
                         )
                 await asyncio.sleep(self.kubelet.config.probe_interval)
+
+    def _url(self, probe: Obj) -> str:
+        port = container_port([self.container], probe.get("port", 8000))
+        return f"http://{self.ip}:{port}{probe.get('path', '/')}"
+
+    async def _started(self, startup: Obj) -> bool:
+        """A startup probe: readiness is not probed until it passes; after `failureThreshold`
+        failures in a row the container is killed (and restarted, with back-off), as a real
+        kubelet does. Exec probes run the command with the container's environment."""
+        threshold = int(startup.get("failureThreshold", 3))
+        failures = 0
+        while True:
+            ok, output = await self._check(startup)
+            if ok:
+                return True
+            failures += 1
+            if failures >= threshold:
+                await self.kubelet.event(
+                    self.pod,
+                    "Warning",
+                    "Unhealthy",
+                    f"Startup probe failed: {output.strip()[-300:]}; container "
+                    f"{self.container.get('name')} failed startup probe, will be restarted",
+                )
+                if self.proc is not None and self.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                return False
+            await asyncio.sleep(self.kubelet.config.probe_interval)
+
+    async def _check(self, probe: Obj) -> tuple[bool, str]:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        if "exec" in probe:
+            command = [str(c) for c in probe["exec"].get("command") or []]
+            proc = await asyncio.create_subprocess_exec(
+                *command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                return False, f"command timed out after {timeout:g}s"
+            return proc.returncode == 0, out.decode(errors="replace")
+        url = self._url(probe.get("httpGet") or {})
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as http:
+                status = (await http.get(url)).status_code
+        except httpx.HTTPError as exc:
+            return False, f"Get {url}: {exc}"
+        return status < 400, f"HTTP probe failed with statuscode: {status}"
 
     async def stop(self) -> None:
         """Stop the container: SIGTERM, SIGKILL after the grace period — and SIGKILL at once if

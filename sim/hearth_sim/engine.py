@@ -1,9 +1,21 @@
 """The simulated model engine: an OpenAI-compatible server that loads slowly, then streams.
 
 It stands in for vLLM / llama.cpp / Ollama in tests, in the demo and in the chart on clusters
-without a GPU. Loading takes `load_seconds` (± jitter); `/health` answers 503 until then, 200
-after. Tokens stream at `tokens_per_second`. `time_scale` multiplies every delay (0.1 runs ten
-times faster). Failure modes make the engine misbehave the way real ones do.
+without a GPU. Loading takes `load_seconds` (± jitter); tokens stream at `tokens_per_second`;
+`time_scale` multiplies every delay (0.1 runs ten times faster). Failure modes make the engine
+misbehave the way real ones do.
+
+A personality makes it behave, while it loads and when it refuses, like one real engine:
+
+- `sim` (Hearth's own): `/health` 503 `{"status":"loading"}` until loaded, then 200.
+- `llamacpp` (llama.cpp's `llama-server`): listens at once; every endpoint answers 503
+  `{"error":{"message":"Loading model","type":"unavailable_error","code":503}}` until the
+  weights are in; then `/health` 200 `{"status":"ok"}`; it serves whatever `model` is asked.
+- `vllm` (vLLM's OpenAI server): nothing listens until the engine is up (connections are
+  refused during the load), then `/health` 200 with an empty body; a `model` that is not one of
+  its `--served-model-name`s is a 404 `NotFoundError`; errors are `{"object":"error",...}`.
+- `ollama`: see `hearth_sim.ollama` (listens at once, loads on the first request, unloads
+  after its keep-alive).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,12 +50,23 @@ class Failure(enum.StrEnum):
     STALL_AFTER_TOKENS = "stall-after-tokens"  # the stream stops, the connection stays open
 
 
+class Personality(enum.StrEnum):
+    SIM = "sim"
+    LLAMACPP = "llamacpp"
+    VLLM = "vllm"
+    OLLAMA = "ollama"
+
+
 class EngineSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     model: str = "sim"
+    personality: Personality = Personality.SIM
+    served_names: tuple[str, ...] = Field(
+        default=(), description="vllm: the names it answers to (--served-model-name); default: model"
+    )
     load_seconds: float = Field(default=5.0, ge=0)
     load_jitter: float = Field(default=0.0, ge=0, le=1, description="± fraction of load time")
     tokens_per_second: float = Field(default=40.0, gt=0)
@@ -75,8 +98,23 @@ class EngineSettings(BaseModel):
     def token_interval(self) -> float:
         return self.time_scale / self.tokens_per_second
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.served_names or (self.model,)
 
-def _exit_now(code: int) -> None:
+
+def settings_from_env(env: Mapping[str, str], **fixed: Any) -> EngineSettings:
+    """EngineSettings from `HEARTH_SIM_<FIELD>` variables — how a container of a simulated
+    image (vLLM's, Ollama's) is told its load time, speed and faults — with `fixed` on top."""
+    values = {
+        name: env[f"HEARTH_SIM_{name.upper()}"]
+        for name in EngineSettings.model_fields
+        if f"HEARTH_SIM_{name.upper()}" in env
+    }
+    return EngineSettings.model_validate({**values, **fixed})
+
+
+def exit_now(code: int) -> None:
     """Die like a crashed engine: no cleanup, connections dropped."""
     logging.shutdown()
     os._exit(code)
@@ -108,11 +146,23 @@ class EngineState:
         log.info("loaded %s", self.settings.model)
 
 
-def _error(status: int, message: str, type_: str, code: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": type_, "code": code, "param": None}},
-        status_code=status,
-    )
+_VLLM_TYPES = {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}
+
+
+def _error(
+    personality: Personality, status: int, message: str, type_: str, param: str | None = None
+) -> JSONResponse:
+    """An error in the engine's own shape: llama.cpp's and OpenAI's differ, vLLM's is its own."""
+    body: dict[str, Any]
+    match personality:
+        case Personality.LLAMACPP:
+            body = {"error": {"code": status, "message": message, "type": type_}}
+        case Personality.VLLM:
+            kind = _VLLM_TYPES.get(status, "InternalServerError")
+            body = {"object": "error", "message": message, "type": kind, "param": param, "code": status}
+        case _:
+            body = {"error": {"message": message, "type": type_, "code": None, "param": param}}
+    return JSONResponse(body, status_code=status)
 
 
 def _sse(obj: dict[str, Any] | str) -> bytes:
@@ -120,7 +170,7 @@ def _sse(obj: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-class _Generation:
+class Generation:
     """One request's answer: its tokens, timing and chunk shapes."""
 
     def __init__(self, state: EngineState, body: dict[str, Any], prompt: str, chat: bool) -> None:
@@ -226,14 +276,20 @@ class _Generation:
 
 
 async def _body_or_error(state: EngineState, request: Request) -> dict[str, Any] | JSONResponse:
+    personality = state.settings.personality
     if not state.loaded.is_set():
-        return _error(503, f"model {state.settings.model} is still loading", "service_unavailable")
+        return _error(
+            personality, 503, f"model {state.settings.model} is still loading", "service_unavailable"
+        )
     try:
         body = await request.json()
     except ValueError:
-        return _error(400, "request body is not valid JSON", "invalid_request_error")
+        return _error(personality, 400, "request body is not valid JSON", "invalid_request_error")
     if not isinstance(body, dict):
-        return _error(400, "request body must be a JSON object", "invalid_request_error")
+        return _error(personality, 400, "request body must be a JSON object", "invalid_request_error")
+    asked = body.get("model")
+    if personality is Personality.VLLM and asked not in state.settings.names:
+        return _error(personality, 404, f"The model `{asked}` does not exist.", "not_found_error", "model")
     return body
 
 
@@ -244,12 +300,17 @@ async def _generate(state: EngineState, request: Request, chat: bool) -> Respons
     if chat:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            return _error(400, "`messages` must be a non-empty list", "invalid_request_error")
+            return _error(
+                state.settings.personality,
+                400,
+                "`messages` must be a non-empty list",
+                "invalid_request_error",
+            )
         prompt = text.prompt_text(messages)
     else:
         raw = body.get("prompt", "")
         prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
-    gen = _Generation(state, body, prompt, chat)
+    gen = Generation(state, body, prompt, chat)
     if body.get("stream"):
         return StreamingResponse(
             gen.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
@@ -264,7 +325,12 @@ async def _embeddings(state: EngineState, request: Request) -> Response:
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:
-        return _error(400, "`input` must be a string or a non-empty list", "invalid_request_error")
+        return _error(
+            state.settings.personality,
+            400,
+            "`input` must be a string or a non-empty list",
+            "invalid_request_error",
+        )
     data = [
         {"object": "embedding", "index": i, "embedding": text.embedding(str(item))}
         for i, item in enumerate(inputs)
@@ -280,7 +346,29 @@ async def _embeddings(state: EngineState, request: Request) -> Response:
     )
 
 
-def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_now) -> FastAPI:
+def _health(state: EngineState) -> Response:
+    settings = state.settings
+    if settings.personality is Personality.VLLM:
+        return Response(status_code=200)  # vLLM: an empty body; it only listens once loaded
+    if state.loaded.is_set():
+        if settings.personality is Personality.LLAMACPP:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "model": settings.model})
+    return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+
+
+def _llamacpp_loading(state: EngineState) -> Callable[..., Any]:
+    """llama-server answers every endpoint with 503 "Loading model" until the weights are in."""
+
+    async def loading_model(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        if not state.loaded.is_set():
+            return _error(state.settings.personality, 503, "Loading model", "unavailable_error")
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    return loading_model
+
+
+def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = exit_now) -> FastAPI:
     state = EngineState(settings, exit_fn)
 
     @asynccontextmanager
@@ -292,11 +380,12 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
     app = FastAPI(title=f"hearth sim engine ({settings.model})", lifespan=lifespan)
     app.state.engine = state
 
+    if settings.personality is Personality.LLAMACPP:
+        app.middleware("http")(_llamacpp_loading(state))
+
     @app.get("/health")
     async def health() -> Response:
-        if state.loaded.is_set():
-            return JSONResponse({"status": "ok", "model": settings.model})
-        return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+        return _health(state)
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -305,15 +394,14 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
+        owner = {Personality.VLLM: "vllm", Personality.LLAMACPP: "llamacpp"}.get(
+            settings.personality, "hearth-sim"
+        )
         return {
             "object": "list",
             "data": [
-                {
-                    "id": settings.model,
-                    "object": "model",
-                    "created": int(state.started),
-                    "owned_by": "hearth-sim",
-                }
+                {"id": name, "object": "model", "created": int(state.started), "owned_by": owner}
+                for name in settings.names
             ],
         }
 
@@ -335,7 +423,25 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = _exit_
 async def serve(settings: EngineSettings) -> None:
     import uvicorn
 
+    if settings.personality is Personality.OLLAMA:
+        from hearth_sim import ollama
+
+        await ollama.serve(ollama.OllamaSettings.for_engine(settings))
+        return
+    app = create_app(settings)
+    if settings.personality is Personality.VLLM:
+        # vLLM binds its port only once the engine is up: until then, connections are refused.
+        state: EngineState = app.state.engine
+        await state.load()
+        if not state.loaded.is_set():  # never ready: it never listens
+            await asyncio.Event().wait()
+        app.router.lifespan_context = _no_load
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
     )
     await uvicorn.Server(config).serve()
+
+
+@asynccontextmanager
+async def _no_load(_: FastAPI) -> AsyncIterator[None]:
+    yield

@@ -123,7 +123,8 @@ async def test_a_cancel_mid_reply_frees_the_engines_slot(kube: Kube, router: Rou
 async def test_the_real_server_honours_every_arg_the_operator_rendered(
     kube: Kube, router: RouterProcess
 ) -> None:
-    """The served name (`--alias`), the slots (`--parallel` from `concurrency`), the metrics
+    """The served name (`--alias`), the slots (`--parallel` from `concurrency`), the context per
+    slot (`--ctx-size` from `contextLength`), the metrics
     (`--metrics`), the health path the readiness probe uses: each as the real server reports it."""
     doc = smollm2(concurrency=3)
     doc["spec"]["scaling"]["minReplicas"] = 1
@@ -138,4 +139,6 @@ async def test_the_real_server_honours_every_arg_the_operator_rendered(
         metrics = (await http.get(f"{endpoint}/metrics")).text
     assert any(m.get("id") == "smollm2" for m in models["data"]), models
     assert props["total_slots"] == 3, props.get("total_slots")
+    # --ctx-size is contextLength times the slots; llama.cpp gives each slot its share: contextLength.
+    assert props["default_generation_settings"]["n_ctx"] == doc["spec"]["contextLength"], props
     assert "llamacpp:prompt_tokens_total" in metrics

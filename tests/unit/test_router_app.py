@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -191,7 +192,7 @@ async def test_queued_streams_are_told_estimates_that_never_rise_unexplained() -
     assert all('"status":"done"' in r.text for r in responses)
     assert sum(len(events) >= 3 for events in told) >= 4, "too few queued updates to judge"
     for events in told:
-        for before, after in zip(events, events[1:], strict=False):
+        for before, after in itertools.pairwise(events):
             assert after["queue_position"] <= before["queue_position"]
             if after["estimated_time"] > before["estimated_time"]:
                 assert "longer than estimated" in after["message"], (before, after)

@@ -184,7 +184,9 @@ def test_answer_times_come_from_what_is_known() -> None:
 def test_a_queue_estimate_says_when_it_is_a_first_guess() -> None:
     guess = progress.queued("m", 8, progress.AnswerTime(2.0, True), capacity=4, now=0, waited=0)
     assert guess.estimated_time == 4
-    assert guess.message == "Queued behind 8 requests for m… ~4 s (a first estimate: no answer from m measured yet)"
+    assert guess.message == (
+        "Queued behind 8 requests for m… ~4 s (a first estimate: no answer from m measured yet)"
+    )
     one = progress.queued("m", 1, progress.AnswerTime(0.01, False), capacity=16, now=0, waited=0)
     assert (one.estimated_time, one.message) == (1, "Queued behind 1 request for m… ~1 s")  # never 0
 
@@ -204,7 +206,9 @@ def test_a_queue_estimate_counts_down_and_falls_as_the_line_moves() -> None:
         stalled.append(progress.queued("m", 4, answer, 4, 100 + second, second, previous=stalled[-1]))
     assert [q.estimated_time for q in stalled] == [2, 1, 2, 1]
     assert [q.overdue for q in stalled] == [False, False, True, True]  # and stays said
-    assert stalled[-1].message == "Queued behind 4 requests for m… ~1 s (taking longer than estimated — 11 s so far)"
+    assert stalled[-1].message == (
+        "Queued behind 4 requests for m… ~1 s (taking longer than estimated — 11 s so far)"
+    )
 
 
 def test_a_queue_estimate_rises_at_once_when_answers_prove_slower_and_says_so() -> None:

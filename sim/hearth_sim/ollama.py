@@ -1,0 +1,475 @@
+"""Ollama, simulated: the server (`serve`) and the command-line client (`pull`, `cp`, `run`,
+`list`, `ps`) that the `ollama/ollama` image holds, held to how the real one behaves.
+
+- It listens at once (`GET /` → "Ollama is running") and knows only the models pulled into it
+  (`POST /api/pull`, NDJSON progress; a name starting with `missing` does not exist upstream).
+- A model is loaded on the first request that needs it — that request waits the load — and one
+  model is loaded at a time (`OLLAMA_MAX_LOADED_MODELS=1`, as Hearth renders it).
+- After `keep_alive` with no request (a request's own `keep_alive`, else `OLLAMA_KEEP_ALIVE`,
+  default 5 minutes; negative = never) it unloads the model, and the next request loads it again.
+- Its OpenAI-compatible `/v1/*` answers in OpenAI's shapes; a model it does not have is a 404
+  "model \"x\" not found, try pulling it first".
+
+The client talks to the server at `OLLAMA_HOST` over HTTP, exactly as the real CLI does, so an
+exec probe such as `ollama pull mistral:7b && ollama run mistral hi` works in the homelab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from hearth_sim import text
+from hearth_sim.engine import (
+    EngineSettings,
+    EngineState,
+    Failure,
+    Generation,
+    Personality,
+    exit_now,
+    settings_from_env,
+)
+
+log = logging.getLogger("hearth.sim.ollama")
+
+VERSION = "0.12.6"
+DEFAULT_PORT = 11434
+DEFAULT_KEEP_ALIVE = 300.0
+PULL_BYTES = 400_000_000  # what a pull "downloads", reported in its progress
+
+
+def parse_duration(value: str | int | float | None) -> float | None:
+    """Ollama's keep-alive: seconds as a number, or a Go duration ("5m", "1h30m", "30s");
+    negative means forever (None)."""
+    if value is None or value == "":
+        return DEFAULT_KEEP_ALIVE
+    if isinstance(value, int | float):
+        return None if value < 0 else float(value)
+    raw = value.strip()
+    try:
+        number = float(raw)
+    except ValueError:
+        parts = re.findall(r"(-?\d+(?:\.\d+)?)(ms|s|m|h)", raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            raise ValueError(f"invalid duration {value!r}") from None
+        units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        number = sum(float(n) * units[u] for n, u in parts)
+    return None if number < 0 else number
+
+
+def parse_host(value: str | None) -> tuple[str, int]:
+    """OLLAMA_HOST: "host", "host:port" or "http://host:port"; default 127.0.0.1:11434."""
+    raw = (value or "").strip().removeprefix("http://").removeprefix("https://").rstrip("/")
+    if not raw:
+        return "127.0.0.1", DEFAULT_PORT
+    host, _, port = raw.rpartition(":") if ":" in raw else (raw, "", "")
+    return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
+
+
+class OllamaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    keep_alive: float | None = DEFAULT_KEEP_ALIVE  # seconds; None: never unload
+    num_parallel: int = 1
+    context_length: int | None = None
+    pull_seconds: float = 1.0  # a pull's simulated download time (before time_scale)
+    pulled: tuple[str, ...] = ()  # already in the store at start
+    engine: EngineSettings = EngineSettings()
+
+    @classmethod
+    def from_env(
+        cls, env: dict[str, str] | None = None, engine: EngineSettings | None = None
+    ) -> OllamaSettings:
+        env = dict(os.environ if env is None else env)
+        host, port = parse_host(env.get("OLLAMA_HOST"))
+        context = env.get("OLLAMA_CONTEXT_LENGTH")
+        return cls(
+            host=host,
+            port=port,
+            keep_alive=parse_duration(env.get("OLLAMA_KEEP_ALIVE")),
+            num_parallel=int(env.get("OLLAMA_NUM_PARALLEL") or 1),
+            context_length=int(context) if context else None,
+            pull_seconds=float(env.get("HEARTH_SIM_PULL_SECONDS") or 1.0),
+            engine=engine or settings_from_env(env, personality=Personality.OLLAMA),
+        )
+
+    @classmethod
+    def for_engine(cls, engine: EngineSettings) -> OllamaSettings:
+        """`hearth-sim engine --personality ollama --model X`: X is pulled already."""
+        base = cls.from_env(engine=engine)
+        return base.model_copy(update={"host": engine.host, "port": engine.port, "pulled": (engine.model,)})
+
+
+@dataclass
+class Stored:
+    digest: str
+    size: int
+    modified: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def _tag(name: str) -> str:
+    """Ollama's full name: `mistral` is `mistral:latest`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+class OllamaState:
+    """The store, the one loaded model, and the keep-alive timer that unloads it."""
+
+    def __init__(self, settings: OllamaSettings, exit_fn: Callable[[int], None]) -> None:
+        self.settings = settings
+        self.store: dict[str, Stored] = {_tag(n): Stored(_digest(n), PULL_BYTES) for n in settings.pulled}
+        self.engine = EngineState(settings.engine, exit_fn)  # pacing and failures of generation
+        self.loaded: str | None = None
+        self.loads = 0  # how many times a model was loaded (tests: an unload then a reload)
+        self.expires: float | None = None  # monotonic time the loaded model unloads; None: never
+        self._loading: asyncio.Task[None] | None = None
+        self._loading_name: str | None = None
+        self.in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.settings.engine.time_scale
+
+    async def load(self, name: str) -> None:
+        """Load `name` if it is not the loaded model; concurrent callers share one load."""
+        if self.loaded == name and self._loading is None:
+            return
+        if self._loading is None or self._loading_name != name:
+            self._loading_name = name
+            self._loading = asyncio.create_task(self._load(name))
+        task = self._loading
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._loading is task:
+                self._loading = None
+
+    async def _load(self, name: str) -> None:
+        self.loaded = None  # one model at a time: the old one goes first
+        self.engine.loaded.clear()
+        duration = self.settings.engine.load_duration()
+        log.info("loading %s for %.2fs", name, duration)
+        if self.settings.engine.failure is Failure.FAIL_LOAD:
+            await asyncio.sleep(duration / 2)
+            log.error("loading %s failed: out of memory (simulated)", name)
+            self.engine.exit(3)
+            return
+        if self.settings.engine.failure is Failure.NEVER_READY:
+            await asyncio.Event().wait()
+        await asyncio.sleep(duration)
+        self.loaded, self.loads = name, self.loads + 1
+        self.engine.loaded.set()
+        log.info("loaded %s", name)
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.expires = None
+
+    def end(self, keep_alive: float | None) -> None:
+        """A request is over: with none left, the model unloads after `keep_alive`."""
+        self.in_flight -= 1
+        if self.in_flight or self.loaded is None or keep_alive is None:
+            return
+        delay = self.scaled(keep_alive)
+        self.expires = time.monotonic() + delay
+        self._timer = asyncio.get_running_loop().call_later(delay, self.unload)
+
+    def unload(self) -> None:
+        if self.in_flight == 0 and self.loaded is not None:
+            log.info("unloading %s: keep_alive expired", self.loaded)
+            self.loaded, self.expires = None, None
+            self.engine.loaded.clear()
+
+
+def _openai_error(status: int, message: str, type_: str = "api_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": None}}, status)
+
+
+def _native_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+def _not_found(name: str) -> str:
+    return f'model "{name}" not found, try pulling it first'
+
+
+def _keep_alive(body: dict[str, Any], settings: OllamaSettings) -> float | None:
+    if "keep_alive" in body:
+        return parse_duration(body["keep_alive"])
+    return settings.keep_alive
+
+
+async def _json(request: Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_now) -> FastAPI:  # noqa: C901
+    state = OllamaState(settings, exit_fn)
+    app = FastAPI(title="hearth sim ollama")
+    app.state.ollama = state
+
+    @app.get("/")
+    @app.head("/")
+    async def root() -> Response:
+        return PlainTextResponse("Ollama is running")
+
+    @app.get("/api/version")
+    async def version() -> dict[str, str]:
+        return {"version": VERSION}
+
+    @app.get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        return {
+            "models": [
+                {"name": n, "model": n, "modified_at": s.modified, "size": s.size, "digest": s.digest}
+                for n, s in sorted(state.store.items())
+            ]
+        }
+
+    @app.get("/api/ps")
+    async def ps() -> dict[str, Any]:
+        if state.loaded is None:
+            return {"models": []}
+        left = None if state.expires is None else max(0.0, state.expires - time.monotonic())
+        expires = (
+            "0001-01-01T00:00:00Z"
+            if left is None
+            else datetime.fromtimestamp(time.time() + left, UTC).isoformat()
+        )
+        return {"models": [{"name": state.loaded, "model": state.loaded, "expires_at": expires}]}
+
+    @app.post("/api/pull")
+    async def pull(request: Request) -> Response:
+        body = await _json(request) or {}
+        name = _tag(str(body.get("model") or body.get("name") or ""))
+        stream = body.get("stream", True) is not False
+        if name.startswith("missing"):
+            message = "pull model manifest: file does not exist"
+            if not stream:
+                return _native_error(500, message)
+            return StreamingResponse(_ndjson([{"status": "pulling manifest"}, {"error": message}]))
+        progress = _pull(state, name)
+        if stream:
+            return StreamingResponse(progress, media_type="application/x-ndjson")
+        async for _ in progress:
+            pass
+        return JSONResponse({"status": "success"})
+
+    @app.post("/api/copy")
+    async def copy(request: Request) -> Response:
+        body = await _json(request) or {}
+        source, destination = _tag(str(body.get("source", ""))), _tag(str(body.get("destination", "")))
+        if source not in state.store:
+            return _native_error(404, f'model "{source}" not found')
+        state.store[destination] = Stored(state.store[source].digest, state.store[source].size)
+        return Response(status_code=200)
+
+    @app.post("/api/generate")
+    async def generate(request: Request) -> Response:
+        """Enough of the native API for `ollama run NAME PROMPT`: an empty prompt only loads."""
+        body = await _json(request)
+        if body is None:
+            return _native_error(400, "invalid JSON")
+        name = _tag(str(body.get("model", "")))
+        if name not in state.store:
+            return _native_error(404, _not_found(str(body.get("model", ""))))
+        state.begin()
+        try:
+            await state.load(name)
+            prompt = str(body.get("prompt") or "")
+            answer = ""
+            if prompt:
+                gen = Generation(state.engine, {**body, "model": name}, prompt, chat=False)
+                answer = "".join([token async for _, token in gen.paced()])
+        finally:
+            state.end(_keep_alive(body, settings))
+        done = {"model": name, "created_at": datetime.now(UTC).isoformat(), "response": answer, "done": True}
+        if body.get("stream", True) is False:
+            return JSONResponse({**done, "done_reason": "stop" if prompt else "load"})
+        return StreamingResponse(_ndjson([{**done, "done_reason": "stop" if prompt else "load"}]))
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "library"} for n in sorted(state.store)
+            ],
+        }
+
+    async def openai(request: Request, chat: bool) -> Response:
+        body = await _json(request)
+        if body is None:
+            return _openai_error(400, "invalid request body", "invalid_request_error")
+        asked = str(body.get("model", ""))
+        name = _tag(asked)
+        if name not in state.store:
+            return _openai_error(404, _not_found(asked), "not_found_error")
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return _openai_error(400, "messages is required", "invalid_request_error")
+            prompt = text.prompt_text(messages)
+        else:
+            raw = body.get("prompt", "")
+            prompt = raw if isinstance(raw, str) else " ".join(map(str, raw))
+        keep = _keep_alive(body, settings)
+        state.begin()
+        try:
+            await state.load(name)  # the request waits the load: Ollama loads on demand
+        except BaseException:
+            state.end(keep)
+            raise
+        gen = Generation(state.engine, {**body, "model": asked}, prompt, chat)
+        if not body.get("stream"):
+            try:
+                return JSONResponse(await gen.whole())
+            finally:
+                state.end(keep)
+        return StreamingResponse(_then(gen.stream(), lambda: state.end(keep)), media_type="text/event-stream")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await openai(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await openai(request, chat=False)
+
+    return app
+
+
+async def _then(frames: AsyncIterator[bytes], after: Callable[[], None]) -> AsyncIterator[bytes]:
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        after()
+
+
+async def _ndjson(lines: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    for line in lines:
+        yield json.dumps(line).encode() + b"\n"
+
+
+async def _pull(state: OllamaState, name: str) -> AsyncIterator[bytes]:
+    """Ollama's pull progress: manifest, one layer downloading, verify, success."""
+    yield b'{"status":"pulling manifest"}\n'
+    digest = _digest(name)
+    steps = 4
+    for step in range(1, steps + 1):
+        await asyncio.sleep(state.scaled(state.settings.pull_seconds) / steps)
+        done = PULL_BYTES * step // steps
+        line = {"status": f"pulling {digest[7:19]}", "digest": digest, "total": PULL_BYTES, "completed": done}
+        yield json.dumps(line).encode() + b"\n"
+    yield b'{"status":"verifying sha256 digest"}\n'
+    yield b'{"status":"writing manifest"}\n'
+    state.store[name] = Stored(digest, PULL_BYTES)
+    yield b'{"status":"success"}\n'
+
+
+async def serve(settings: OllamaSettings) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    await uvicorn.Server(config).serve()
+
+
+# --- the command-line client ---------------------------------------------------------------
+
+
+def _client_url() -> str:
+    host, port = parse_host(os.environ.get("OLLAMA_HOST"))
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def _cli(argv: list[str]) -> int:
+    import httpx
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: ollama serve | pull NAME | cp SOURCE DEST | run NAME [PROMPT] | list | ps")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        settings = OllamaSettings.from_env()
+        print(f"ollama (simulated {VERSION}): listening on {settings.host}:{settings.port}", flush=True)
+        asyncio.run(serve(settings))
+        return 0
+    with httpx.Client(base_url=_client_url(), timeout=None) as http:
+        try:
+            return _client_command(http, command, rest)
+        except httpx.ConnectError:
+            print("Error: could not connect to ollama app, is it running?", file=sys.stderr)
+            return 1
+
+
+def _client_command(http: Any, command: str, rest: list[str]) -> int:
+    match command, rest:
+        case "pull", [name]:
+            with http.stream("POST", "/api/pull", json={"model": name}) as response:
+                for line in response.iter_lines():
+                    progress = json.loads(line)
+                    if "error" in progress:
+                        print(f"Error: {progress['error']}", file=sys.stderr)
+                        return 1
+                    print(progress.get("status", ""), flush=True)
+            return 0
+        case "cp", [source, destination]:
+            response = http.post("/api/copy", json={"source": source, "destination": destination})
+            if response.status_code != 200:
+                print(f"Error: {response.json().get('error')}", file=sys.stderr)
+                return 1
+            print(f"copied '{source}' to '{destination}'")
+            return 0
+        case "run", [name, *prompt]:
+            body = {"model": name, "prompt": " ".join(prompt), "stream": False}
+            response = http.post("/api/generate", json=body)
+            if response.status_code != 200:
+                print(f"Error: {response.json().get('error')}", file=sys.stderr)
+                return 1
+            print(response.json().get("response", ""))
+            return 0
+        case "list", []:
+            for model in http.get("/api/tags").json()["models"]:
+                print(model["name"])
+            return 0
+        case "ps", []:
+            for model in http.get("/api/ps").json()["models"]:
+                print(model["name"], model["expires_at"])
+            return 0
+    print(f"Error: unknown command or arguments: {command} {' '.join(rest)}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_cli(sys.argv[1:]))
