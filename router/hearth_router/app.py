@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
@@ -34,6 +35,7 @@ from hearth_router.requests import (
     EmbeddingRequest,
     bearer_token,
     check_key,
+    openapi_body,
     parse,
 )
 from hearth_router.settings import RouterSettings
@@ -89,13 +91,14 @@ def create_app(
     app = FastAPI(title="Hearth router", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.dispatcher = dispatcher
     app.add_exception_handler(RouterError, _router_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.include_router(_api_routes(dispatcher), dependencies=[Depends(authorized)])
     app.include_router(_dashboard_routes(dispatcher, nodes), dependencies=[Depends(authorized)])
     app.include_router(_probe_routes(dispatcher))
     # The dashboard's page and its modules: no key (they hold no data; the page asks for one).
     app.add_api_route("/", _dashboard_page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=DASHBOARD), name="dashboard")
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, header_limit=settings.max_header_bytes)
     # Browser clients (Open WebUI's direct connections, a dashboard on another origin).
     app.add_middleware(
         CORSMiddleware,
@@ -137,6 +140,19 @@ async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
     return error_response(exc)
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own 404/405 (no such path, wrong method) in OpenAI's shape too: a client
+    that reads `error.message` must not meet `{"detail": …}`."""
+    if exc.status_code == 404:
+        message, code = f"no such endpoint: {request.method} {request.url.path}", "not_found"
+    elif exc.status_code == 405:
+        message, code = f"{request.method} is not allowed on {request.url.path}", "method_not_allowed"
+    else:
+        message, code = str(exc.detail), None
+    failure = RouterError(exc.status_code, message, "invalid_request_error", code)
+    return JSONResponse(failure.body(), status_code=exc.status_code, headers=exc.headers)
+
+
 def _api_routes(dispatcher: Dispatcher) -> APIRouter:
     routes = APIRouter()
 
@@ -152,15 +168,15 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
             return AdmittedStream(StreamJob(dispatcher, admission, raw, ident, path))
         return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
 
-    @routes.post("/v1/chat/completions")
+    @routes.post("/v1/chat/completions", openapi_extra=openapi_body(ChatRequest))
     async def chat_completions(request: Request) -> Response:
         return await serve(request, ChatRequest, "/v1/chat/completions")
 
-    @routes.post("/v1/completions")
+    @routes.post("/v1/completions", openapi_extra=openapi_body(CompletionRequest))
     async def completions(request: Request) -> Response:
         return await serve(request, CompletionRequest, "/v1/completions")
 
-    @routes.post("/v1/embeddings")
+    @routes.post("/v1/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
     async def embeddings(request: Request) -> Response:
         parsed, raw = await parse(request, EmbeddingRequest)
         entry = dispatcher.resolve(parsed.model)

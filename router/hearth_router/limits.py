@@ -1,5 +1,6 @@
-"""Request size limit as pure ASGI middleware: Starlette's BaseHTTPMiddleware would hide client
-disconnects from the streams."""
+"""Request size limits as pure ASGI middleware (Starlette's BaseHTTPMiddleware would hide client
+disconnects from the streams): the body, and the headers — the HTTP parser takes headers of any
+size, and a client sending megabytes of them must not be served as if nothing happened."""
 
 from __future__ import annotations
 
@@ -26,14 +27,24 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """413 for bodies over the limit, checked on Content-Length and on the bytes as they come."""
+    """413 for bodies over the limit, checked on Content-Length and on the bytes as they come;
+    431 for headers over theirs."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, header_limit: int = 64 * 1024) -> None:
+        self.app, self.limit, self.header_limit = app, limit, header_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if sum(len(k) + len(v) for k, v in scope.get("headers") or []) > self.header_limit:
+            headers_too_big = RouterError(
+                431,
+                f"the request headers are larger than {self.header_limit} bytes",
+                "invalid_request_error",
+                "headers_too_large",
+            )
+            await error_response(headers_too_big)(scope, receive, send)
             return
         too_big = RouterError(
             413,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
@@ -10,6 +12,12 @@ LATENCY = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 class RouterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_open_fds, process_resident_memory_bytes…: what a leak shows first.
+        ProcessCollector(registry=self.registry)
+        self.tasks = Gauge(
+            "hearth_router_asyncio_tasks", "asyncio tasks alive in the router", registry=self.registry
+        )
+        self.tasks.set_function(_task_count)
         self.requests = Counter(
             "hearth_router_requests_total",
             "Requests by model and outcome",
@@ -49,3 +57,11 @@ class RouterMetrics:
             buckets=LATENCY,
             registry=self.registry,
         )
+
+
+def _task_count() -> float:
+    """Tasks alive, read when /metrics is scraped (on the event loop); 0 off it."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return 0.0

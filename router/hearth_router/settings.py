@@ -33,6 +33,7 @@ class RouterSettings(BaseSettings):
     )
     api_keys_file: Path | None = Field(default=None, description="a mounted file of keys, one per line")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="all request headers together")
     max_waiters: int = Field(default=256, ge=1, description="requests waiting per model before 429")
     hold_timeout_min: float = Field(default=300.0, gt=0, description="seconds a request may wait for a load")
     hold_timeout_factor: float = Field(default=3.0, ge=0, description="... or this many estimates")
