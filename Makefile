@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-chart test bench lint typecheck unit install crd manifests clean
+.PHONY: demo demo-chart test bench reliability lint typecheck unit install crd manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ $(LITELLM_VENV)/.installed:
 
 bench: $(STAMP) $(LITELLM_VENV)/.installed
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# The reliability drills (also part of `make test`), then README's table refreshed from their results.
+reliability: $(STAMP)
+	$(BIN)/pytest tests/drills $(PYTEST_ARGS)
+	$(BIN)/python -m tests.drills.report
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
