@@ -25,6 +25,7 @@ from hearth_router import chunks, models_api
 from hearth_router.annotations import Annotator
 from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError, unknown_model
+from hearth_router.keys import KeyRing
 from hearth_router.limits import BodyLimit, error_response
 from hearth_router.metrics import RouterMetrics
 from hearth_router.nodes import Nodes
@@ -34,7 +35,6 @@ from hearth_router.requests import (
     CompletionRequest,
     EmbeddingRequest,
     bearer_token,
-    check_key,
     openapi_body,
     parse,
 )
@@ -83,10 +83,12 @@ def create_app(
         if api is not None:
             await api.close()
 
+    keyring = KeyRing(settings.api_keys, settings.api_keys_file)
+
     async def authorized(request: Request) -> None:
         # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
         # per request (and, past its 40 threads, a wait behind the others) for a string compare.
-        check_key(bearer_token(request), settings.api_keys)
+        keyring.check(bearer_token(request))
 
     app = FastAPI(title="Hearth router", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.dispatcher = dispatcher

@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.api_keys:
-        logging.getLogger("hearth.router").info("API keys required (%d configured)", len(settings.api_keys))
+    if settings.api_keys or settings.api_keys_file:
+        source = f" and {settings.api_keys_file} (re-read when it changes)" if settings.api_keys_file else ""
+        logging.getLogger("hearth.router").info("API keys required: from the environment%s", source)
 
     async def run() -> None:
         app = create_app(settings, await api_client())

@@ -3,14 +3,13 @@ reads; the rest passes through to the engine) and the API key."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hearth_router.errors import RouterError, bad_request
+from hearth_router.errors import bad_request
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -85,16 +84,3 @@ async def parse(request: Request, kind: type[Body]) -> tuple[Body, dict[str, Any
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     return header[7:].strip() if header.lower().startswith("bearer ") else ""
-
-
-def check_key(token: str, keys: frozenset[str]) -> None:
-    """401 unless `token` is one of `keys` (none configured: everyone is let in)."""
-    if not keys:
-        return
-    if not token or not any(hmac.compare_digest(token, key) for key in keys):
-        raise RouterError(
-            401,
-            "missing or invalid API key (send Authorization: Bearer <key>)",
-            "invalid_request_error",
-            "invalid_api_key",
-        )

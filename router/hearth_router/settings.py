@@ -49,15 +49,16 @@ class RouterSettings(BaseSettings):
 
     _split = field_validator("api_keys", "cors_origins", mode="before")(_comma_list)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys_from_file(cls, data: Any) -> Any:
-        """Keys from a mounted Secret file join those from the environment."""
-        if isinstance(data, dict) and data.get("api_keys_file"):
-            lines = Path(data["api_keys_file"]).read_text().splitlines()
-            keys = [*(_comma_list(data.get("api_keys")) or []), *(line.strip() for line in lines)]
-            data = {**data, "api_keys": [k for k in keys if k]}
-        return data
+    @model_validator(mode="after")
+    def _keys_file_readable(self) -> RouterSettings:
+        """A keys file that cannot be read stops the router at start, naming it (later changes
+        are picked up by `keys.KeyRing`)."""
+        if self.api_keys_file is not None:
+            try:
+                self.api_keys_file.read_text()
+            except OSError as exc:
+                raise ValueError(f"api_keys_file {self.api_keys_file}: {exc.strerror or exc}") from None
+        return self
 
     def hold_timeout(self, estimate: float | None) -> float:
         return max(self.hold_timeout_min, self.hold_timeout_factor * (estimate or 0.0))

@@ -11,6 +11,7 @@ from hearth_api.environment import invalid_message, load_settings, unknown_varia
 from hearth_operator import cli as operator_cli
 from hearth_operator.settings import OperatorSettings
 from hearth_router import cli as router_cli
+from hearth_router.keys import KeyRing
 from hearth_router.settings import RouterSettings
 
 
@@ -23,7 +24,8 @@ def test_router_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("HEARTH_ROUTER_MAX_WAITERS", "7")
     monkeypatch.setenv("HEARTH_LOG_LEVEL", "DEBUG")
     settings = load_settings(RouterSettings, "hearth-router", {}, port=9000, namespace=None)
-    assert settings.api_keys == frozenset({"a", "b", "from-file"})
+    assert settings.api_keys == frozenset({"a", "b"})
+    assert KeyRing(settings.api_keys, settings.api_keys_file).keys() == frozenset({"a", "b", "from-file"})
     assert settings.cors_origins == ["http://webui.lan", "http://other.lan"]
     assert (settings.max_waiters, settings.port, settings.log_level) == (7, 9000, "DEBUG")
 
