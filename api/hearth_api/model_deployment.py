@@ -256,6 +256,9 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     # Degraded
     FAILED = "Failed"
+    LOAD_TIMEOUT = (
+        "LoadTimeout"  # not Ready within the load deadline: stopped until the spec changes or a wake
+    )
     RESTARTS = "Restarts"
     HEALTHY = "Healthy"
 

@@ -45,7 +45,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config: OperatorSettings = memo.settings
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.metrics_host, registry=metrics.registry)
-    memo.reconciler = Reconciler(writer=Writer(await api_client()), metrics=metrics)
+    memo.reconciler = Reconciler(
+        writer=Writer(await api_client()), metrics=metrics, load_timeout=config.load_timeout_seconds
+    )
 
 
 @kopf.on.cleanup()

@@ -33,6 +33,7 @@ from hearth_api.model_deployment import (
     Phase,
     Reason,
     WarmupStatus,
+    effective_readiness_path,
     prior_warmup_seconds,
 )
 from hearth_api.names import LAST_ACTIVITY, WAKE_REQUESTED_AT
@@ -41,6 +42,7 @@ from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
 
 CRASHES_BEFORE_FAILED = 3
+LOAD_TIMEOUT_FACTOR = 5.0  # a load may take this many warm-up estimates (at least the minimum)
 RECENT_WAKE = timedelta(seconds=10)
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -55,6 +57,8 @@ def loading_since(md: ModelDeployment, now: datetime) -> datetime:
     skewed clock cannot stretch a measurement."""
     if md.status.phase is Phase.LOADING and md.status.loading_since is not None:
         return md.status.loading_since
+    if md.status.phase is Phase.FAILED:  # a retry: the wakes before the failure were answered by it
+        return now
     wake = parse_time(md.annotations.get(WAKE_REQUESTED_AT))
     if wake is not None and now - RECENT_WAKE <= wake <= now:
         return wake
@@ -87,6 +91,7 @@ class Inputs:
     decision: Decision | None = None  # placement, when the model is wanted but holds no node
     evicted_for: str | None = None  # set when another model needs this one's GPU
     failure: str | None = None  # a spec the operator cannot honour, naming the field
+    load_timeout: float = 600.0  # seconds a load may take at least, before it is Failed
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class Outcome:
     evict: tuple[str, ...] = ()  # keys of the models to unload for this one
     evicting: Eviction | None = None
     event_reason: str | None = None  # None: the phase's name
+    degraded_reason: Reason | None = None  # None: Failed, Restarts or Healthy as it follows
 
 
 @dataclass
@@ -196,13 +202,69 @@ def _placed(i: Inputs, node: GpuNode) -> Outcome:
             f"{crashing.last_exit_code}); see kubectl logs {crashing.name}"
         )
         return replace(running, phase=Phase.FAILED, message=why)
-    return replace(running, loading_since=loading_since(md, i.now))
+    since = loading_since(md, i.now)
+    limit = load_deadline(md, i.load_timeout)
+    if (i.now - since).total_seconds() > limit:
+        return _timed_out(md, live[0] if live else None, limit)
+    return replace(running, loading_since=since)
+
+
+def load_deadline(md: ModelDeployment, minimum: float) -> float:
+    """Seconds a load may take before it counts as failed: five warm-up estimates, at least
+    `minimum` — a slow first download is not a failure, an engine that never answers is."""
+    return max(minimum, LOAD_TIMEOUT_FACTOR * md.warmup_estimate)
+
+
+def _timed_out(md: ModelDeployment, pod: PodView | None, limit: float) -> Outcome:
+    if pod is not None and pod.restarts:
+        what = f"the engine crashed {pod.restarts} times (last exit code {pod.last_exit_code})"
+    else:
+        what = f"the engine's readiness check (GET {effective_readiness_path(md.spec)}) never passed"
+    why = (
+        f"not Ready within {limit:.0f} s: {what}; it was stopped to free the GPU — see the Events "
+        f"of pod {pod.name if pod else md.name}; fix the spec, or wake it to try again"
+    )
+    return Outcome(
+        Phase.FAILED,
+        why,
+        (False, Reason.SCALED_TO_ZERO, "stopped after its load timed out"),
+        degraded_reason=Reason.LOAD_TIMEOUT,
+    )
+
+
+def _still_timed_out(md: ModelDeployment) -> bool:
+    """A load that timed out stays Failed (and stopped) until the spec changes or a wake
+    comes after the failure: retrying the same never-ready engine would only hold a GPU."""
+    prev = md.status
+    degraded = next((c for c in prev.conditions if c.type == ConditionType.DEGRADED.value), None)
+    if prev.phase is not Phase.FAILED or degraded is None or degraded.reason != Reason.LOAD_TIMEOUT.value:
+        return False
+    if degraded.observed_generation != md.metadata.get("generation"):
+        return False
+    wake = parse_time(md.annotations.get(WAKE_REQUESTED_AT))
+    return wake is None or degraded.last_transition_time is None or wake <= degraded.last_transition_time
+
+
+def next_check(md: ModelDeployment, load_timeout: float) -> datetime | None:
+    """When to look at a model again though nothing changed: its idle deadline, or the end of
+    its load deadline while it is Loading."""
+    idle = idle_deadline(md)
+    since = md.status.loading_since
+    if md.status.phase is not Phase.LOADING or since is None:
+        return idle
+    due = since + timedelta(seconds=load_deadline(md, load_timeout) + 0.5)
+    return due if idle is None else min(idle, due)
 
 
 def _outcome(i: Inputs) -> Outcome:
     prev = i.md.status
     if i.failure is not None:
         return _failed_spec(i.failure)
+    if _still_timed_out(i.md):
+        prev = i.md.status
+        return replace(
+            _timed_out(i.md, None, load_deadline(i.md, i.load_timeout)), message=prev.message or ""
+        )
     if i.evicted_for is not None or (prev.phase is Phase.EVICTING and i.pods):
         return _evicted(i)
     if not wanted(i.md, i.pods, i.now):
@@ -262,7 +324,10 @@ def _conditions(
         ConditionType.READY: (outcome.phase is Phase.WARM, outcome.phase.value, outcome.message),
         ConditionType.DEGRADED: (
             degraded,
-            (Reason.FAILED if failed else Reason.RESTARTS if degraded else Reason.HEALTHY).value,
+            (
+                outcome.degraded_reason
+                or (Reason.FAILED if failed else Reason.RESTARTS if degraded else Reason.HEALTHY)
+            ).value,
             outcome.message if degraded else "",
         ),
     }

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from hearth_api.activity import idle_deadline
 from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase
 from hearth_operator import children, lifecycle, placement, world
 from hearth_operator.metrics import OperatorMetrics
@@ -47,6 +46,7 @@ class Reconciler:
     evictions: dict[str, str] = field(default_factory=dict)  # victim key → the model it makes room for
     waiting: set[str] = field(default_factory=set)  # keys that want a GPU and have none yet
     retry_backoff: float = 0.5  # seconds before the first retry of a failed reconcile; doubles
+    load_timeout: float = 600.0  # settings.load_timeout_seconds
     queue: WorkQueue = field(init=False)
     _place_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -102,7 +102,9 @@ class Reconciler:
         phase = result.status.phase
         if phase in RELEASING and md.status.phase not in (None, phase):
             self.kick_waiting()  # a GPU may have been freed
-        self.queue.at(key, idle_deadline(md.model_copy(update={"status": result.status})))
+        self.queue.at(
+            key, lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout)
+        )
 
     async def _decide(
         self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime
@@ -134,6 +136,7 @@ class Reconciler:
                     decision=decision,
                     evicted_for=self.evictions.get(key),
                     failure=failure,
+                    load_timeout=self.load_timeout,
                 )
             )
             self.claims[key] = result.status

@@ -16,6 +16,11 @@ class OperatorSettings(BaseSettings):
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices(f"{ENV_PREFIX}LOG_LEVEL", "HEARTH_LOG_LEVEL")
     )
+    load_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="a load not Ready after max(this, 5 warm-up estimates) is Failed and stopped",
+    )
     metrics_host: str = Field(default="0.0.0.0", description="address of /metrics")
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="port of /metrics; 0: none")
     liveness: str | None = Field(

@@ -12,16 +12,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from hearth_api.model_deployment import Phase, effective_concurrency, prior_tokens_per_second
+from hearth_api.model_deployment import (
+    ModelDeployment,
+    Phase,
+    effective_concurrency,
+    prior_tokens_per_second,
+)
 from hearth_router import chunks, progress, routing
 from hearth_router.annotations import Annotator
-from hearth_router.errors import RouterError, unavailable, unknown_model
+from hearth_router.errors import EngineUnreachable, RouterError, unavailable, unknown_model
 from hearth_router.metrics import RouterMetrics
 from hearth_router.progress import Queued
 from hearth_router.registry import Entry, Registry
 from hearth_router.settings import RouterSettings
 from hearth_router.slots import Slots, Ticket
 from hearth_router.upstream import Upstream
+
+ATTEMPTS = 3  # times a request meets a refused connection before it gives up
 
 
 class Cancellable(Protocol):
@@ -77,6 +84,15 @@ class Admission:
             yield place
         self.stop_waiting()
 
+    def requeue(self) -> None:
+        """The engine refused the connection: give the slot back and wait again, first in line."""
+        slots = self.dispatcher.slots
+        slots.release(self.ticket)
+        slots.enqueue_front(self.ticket)
+        if not self.waiting:
+            self.waiting = True
+            self.dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, +1)
+
     def stop_waiting(self) -> None:
         if self.waiting:
             self.waiting = False
@@ -118,6 +134,17 @@ class Dispatcher:
     tokens_per_second: dict[str, float] = field(default_factory=dict)  # key → moving average
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
     background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
+    down: dict[str, float] = field(default_factory=dict)  # endpoint → until when it is not tried
+
+    def mark_down(self, endpoint: str) -> None:
+        """An endpoint that refused a connection is not tried for a few seconds: its pod is
+        restarting, and the operator will soon say so (or list it again)."""
+        self.down[endpoint] = time.monotonic() + self.settings.unreachable_retry_seconds
+
+    def usable(self, md: ModelDeployment) -> list[str]:
+        """The model's Ready endpoints, less those that just refused a connection."""
+        now = time.monotonic()
+        return [e for e in md.status.endpoints if self.down.get(e, 0.0) <= now]
 
     def __post_init__(self) -> None:
         self.waiters.gauge = self.metrics.waiters
@@ -185,7 +212,7 @@ class Dispatcher:
         while True:
             md = self._current(entry).md
             self.annotator.observe(key, md.status.phase)
-            if md.status.phase is Phase.WARM and md.status.endpoints:
+            if md.status.phase is Phase.WARM and self.usable(md):
                 if last is not None:
                     self.metrics.cold_wait.labels(model=model).observe(time.monotonic() - began)
                 return
@@ -226,12 +253,13 @@ class Dispatcher:
         began = time.monotonic()
         while True:
             md = self._current(entry).md
-            if md.status.phase is not Phase.WARM or not md.status.endpoints:
+            endpoints = self.usable(md)
+            if md.status.phase is not Phase.WARM or not endpoints:
                 async for _ in self.hold(self._current(entry)):
                     pass
                 continue
             concurrency = effective_concurrency(md.spec)
-            if self.slots.grant(ticket, md.status.endpoints, concurrency):
+            if self.slots.grant(ticket, endpoints, concurrency):
                 return
             # Once a second, with the place as it is then: in a draining queue every grant moves
             # everyone up, and an event per move would be many a second per waiting client.
@@ -247,7 +275,7 @@ class Dispatcher:
                     md.spec.model,
                     self.slots.position(ticket),
                     answer,
-                    concurrency * len(md.status.endpoints),
+                    concurrency * len(endpoints),
                     now,
                     now - began,
                     told,
@@ -277,12 +305,20 @@ class Dispatcher:
         model = entry.md.spec.model
         try:
             with self.admit(entry, body) as admission:
-                async for _ in admission.wait():
-                    pass
-                started = time.monotonic()
-                answer = await self.upstream.fetch(
-                    admission.endpoint, path, {**body, "model": model, "stream": False}
-                )
+                for attempt in range(1, ATTEMPTS + 1):
+                    async for _ in admission.wait():
+                        pass
+                    started = time.monotonic()
+                    try:
+                        answer = await self.upstream.fetch(
+                            admission.endpoint, path, {**body, "model": model, "stream": False}
+                        )
+                        break
+                    except EngineUnreachable as exc:
+                        if attempt == ATTEMPTS:
+                            raise
+                        self.mark_down(exc.endpoint)
+                        admission.requeue()
                 self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
                 if path != "/v1/embeddings":
                     self.record_generation(entry.key, time.monotonic() - started)

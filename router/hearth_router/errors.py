@@ -32,6 +32,15 @@ class RouterError(Exception):
         return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
+class EngineUnreachable(RouterError):
+    """The engine refused the connection: the request never reached it, so it may be retried
+    on a replica that is up (or once this one is back)."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(502, message, code="upstream_unreachable")
+        self.endpoint = endpoint
+
+
 def bad_request(message: str, code: str = "invalid_request") -> RouterError:
     return RouterError(400, message, "invalid_request_error", code)
 

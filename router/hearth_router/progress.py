@@ -37,6 +37,8 @@ def _doing(md: ModelDeployment) -> str:
         return f"Waiting for a free GPU: {status.message}"
     if status.phase is Phase.LOADING:
         return f"Warming up {model}{on}…"
+    if status.phase is Phase.WARM:  # listed Warm, but its engine refused a connection just now
+        return f"Waiting for the {model} engine{on} to come back…"
     return f"Waking {model}{on}…"
 
 

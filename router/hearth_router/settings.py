@@ -39,6 +39,11 @@ class RouterSettings(BaseSettings):
     hold_timeout_factor: float = Field(default=3.0, ge=0, description="... or this many estimates")
     stall_timeout: float = Field(default=60.0, gt=0, description="seconds without a byte from the engine")
     connect_timeout: float = Field(default=5.0, gt=0)
+    unreachable_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="an engine that refused a connection is tried again after this (3 tries in all)",
+    )
     keepalive_interval: float = Field(default=15.0, gt=0)
     loading_interval: float = Field(default=1.0, gt=0, description="seconds between loading events")
     activity_interval: float = Field(default=30.0, gt=0, description="min seconds between activity patches")

@@ -40,6 +40,12 @@ class Slots:
             places[ticket] = len(places) + 1
         return ticket
 
+    def enqueue_front(self, ticket: Ticket) -> None:
+        """Back to the head of the line: a request whose engine could not be reached keeps the
+        place it had earned."""
+        self.queues.setdefault(ticket.key, deque()).appendleft(ticket)
+        self._places.pop(ticket.key, None)
+
     def position(self, ticket: Ticket) -> int:
         """1-based place among the requests waiting for this model; 0 once it left the line."""
         places = self._places.get(ticket.key)

@@ -15,8 +15,8 @@ from typing import Any
 
 from hearth_api.model_deployment import ModelDeployment, gpu_short_name
 from hearth_router import chunks, progress
-from hearth_router.dispatcher import Admission, Dispatcher
-from hearth_router.errors import RouterError
+from hearth_router.dispatcher import ATTEMPTS, Admission, Dispatcher
+from hearth_router.errors import EngineUnreachable, RouterError
 from hearth_router.progress import Queued
 from hearth_router.registry import Entry
 
@@ -59,32 +59,48 @@ class StreamJob:
     async def _events(self) -> AsyncIterator[bytes]:
         admission = self.admission
         try:
-            async for update in admission.wait():
-                if isinstance(update, Queued):
-                    yield self._status(
-                        "queued",
-                        update.message,
-                        queue_position=update.position,
-                        estimated_time=update.estimated_time,
-                    )
-                    continue
+            for attempt in range(1, ATTEMPTS + 1):
+                async for update in admission.wait():
+                    yield self._waiting(update)
                 md = self._latest()
                 yield self._status(
-                    "loading",
-                    update.message,
-                    estimated_time=update.estimated_time,
-                    progress=update.progress,
-                    gpu_class=md.status.gpu_class,
-                    node=md.status.node,
+                    "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
                 )
-            md = self._latest()
-            yield self._status(
-                "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
-            )
-            async for frame in self._generate(admission, md.status.gpu_class, md.status.node):
-                yield frame
+                try:
+                    async for frame in self._generate(admission, md.status.gpu_class, md.status.node):
+                        yield frame
+                    return
+                except EngineUnreachable as exc:
+                    # Refused before a byte was sent: the request never reached the engine, so it
+                    # waits again (first in line) for the engine to come back, and says so.
+                    if attempt == ATTEMPTS:
+                        raise
+                    log.info("stream %s: %s; waiting for it again", self.ident.id, exc.message)
+                    self.dispatcher.mark_down(exc.endpoint)
+                    admission.requeue()
+                    yield self._status(
+                        "loading", f"The {self.model} engine went away; waiting for it to come back…"
+                    )
         finally:
             admission.close()  # the slot goes back as soon as the answer is over
+
+    def _waiting(self, update: progress.Loading | Queued) -> bytes:
+        if isinstance(update, Queued):
+            return self._status(
+                "queued",
+                update.message,
+                queue_position=update.position,
+                estimated_time=update.estimated_time,
+            )
+        md = self._latest()
+        return self._status(
+            "loading",
+            update.message,
+            estimated_time=update.estimated_time,
+            progress=update.progress,
+            gpu_class=md.status.gpu_class,
+            node=md.status.node,
+        )
 
     async def _generate(
         self, admission: Admission, gpu_class: str | None, node: str | None

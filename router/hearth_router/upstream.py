@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from hearth_router.chunks import parse_sse_line
-from hearth_router.errors import RouterError
+from hearth_router.errors import EngineUnreachable, RouterError
 
 
 class Upstream:
@@ -39,9 +39,14 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
 
-    def _failure(self, engine: str, exc: Exception) -> RouterError:
+    def _failure(self, engine: str, endpoint: str, exc: Exception, answered: bool) -> RouterError:
+        """`answered`: the engine's response had begun. Before that, a dropped or refused
+        connection means the engine never took the request (it died, or is restarting, or a
+        kept-alive connection to it was dead): the request may go again."""
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return RouterError(502, f"cannot reach {engine}: connection refused", code="upstream_unreachable")
+            return EngineUnreachable(endpoint, f"cannot reach {engine}: connection refused")
+        if isinstance(exc, aiohttp.ClientError) and not answered:
+            return EngineUnreachable(endpoint, f"{engine} dropped the connection before answering")
         if isinstance(exc, TimeoutError):
             return RouterError(
                 504, f"{engine} sent nothing for {self.stall_timeout:g} s", code="upstream_stalled"
@@ -73,9 +78,10 @@ class Upstream:
     async def stream(self, endpoint: str, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The engine's chunks, up to its [DONE]; a stream that ends without one is an error."""
         engine = self._engine(endpoint, body)
-        done = False
+        done = answered = False
         try:
             async with self.session.post(endpoint + path, json=body) as response:
+                answered = True
                 if response.status >= 400:
                     raise await self._refusal(response, engine)
                 async for line in _lines(response):
@@ -92,19 +98,21 @@ class Upstream:
                         )
                     yield parsed
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._failure(engine, exc) from exc
+            raise self._failure(engine, endpoint, exc, answered) from exc
         if not done:
             raise RouterError(502, f"{engine} ended the answer early", code="upstream_died")
 
     async def fetch(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         engine = self._engine(endpoint, body)
+        answered = False
         try:
             async with self.session.post(endpoint + path, json=body) as response:
+                answered = True
                 if response.status >= 400:
                     raise await self._refusal(response, engine)
                 return dict(await response.json(content_type=None))
         except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            raise self._failure(engine, exc) from exc
+            raise self._failure(engine, endpoint, exc, answered) from exc
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:

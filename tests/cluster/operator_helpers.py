@@ -33,9 +33,10 @@ def now_stamp() -> str:
 class OperatorProcess:
     """`hearth-operator run` as a child process, restartable."""
 
-    def __init__(self, homelab: HomelabThread, log_dir: Path) -> None:
+    def __init__(self, homelab: HomelabThread, log_dir: Path, **settings: Any) -> None:
         self.homelab = homelab
         self.log_dir = log_dir
+        self.settings = settings  # HEARTH_OPERATOR_<NAME> variables
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_port = free_port()
@@ -49,6 +50,7 @@ class OperatorProcess:
             "HEARTH_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "HEARTH_OPERATOR_METRICS_HOST": "127.0.0.1",
             "HEARTH_LOG_LEVEL": "INFO",
+            **{f"HEARTH_OPERATOR_{name.upper()}": str(value) for name, value in self.settings.items()},
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hearth_operator.cli", "run"],

@@ -72,6 +72,7 @@ def router(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> 
         hold_timeout_factor=0,
         max_waiters=2,
         max_body_bytes=4096,
+        unreachable_retry_seconds=0.3,
     ).start()
     yield r
     r.stop()
@@ -204,7 +205,11 @@ async def test_engine_connection_refused_mid_stream(
     await put_model(kube, "gone", warm(f"http://127.0.0.1:{free_port()}"))
     await seen_by_router(http, "gone", "Warm")
     stream = await sse(http, CHAT, chat("gone"))
-    assert stream.statuses == ["routing", "generating", "error"]
+    # Refused before a byte: tried again (the pod may be restarting), saying so, then told.
+    assert stream.statuses[0] == "routing" and stream.statuses[-1] == "error"
+    assert stream.statuses.count("generating") == 3  # three tries
+    went_away = [e.data for e in stream.of("loading")]
+    assert any(isinstance(d, dict) and "engine went away" in d["message"] for d in went_away)
     error = stream.of("error")[0].data
     assert isinstance(error, dict) and "connection refused" in error["message"]
     assert stream.events[-1].data == "[DONE]"

@@ -319,3 +319,37 @@ def test_a_request_after_an_unload_wakes_it_again() -> None:
 def test_an_unload_request_does_not_scale_below_min_replicas() -> None:
     out = plan(Inputs(md(sleep_s_ago=1, min_replicas=1, status=WARM), [READY], NOW, node=N3090))
     assert (out.status.phase, out.replicas) == (Phase.WARM, 1)
+
+
+def test_a_load_past_its_deadline_fails_stops_and_stays_failed_until_a_wake_or_a_new_spec() -> None:
+    since = {**LOADING, "loadingSince": stamp(700)}  # 700 s ago; deadline max(600, 5 x 15) = 600
+    failed = plan(Inputs(md=md(wake_s_ago=700, status=since), pods=[STARTING], now=NOW, node=N3090))
+    assert failed.status.phase is Phase.FAILED and failed.replicas == 0
+    assert failed.status.message.startswith(
+        "not Ready within 600 s: the engine's readiness check (GET /health)"
+    )
+    degraded = {c.type: c for c in failed.status.conditions}["Degraded"]
+    assert degraded.reason == "LoadTimeout"
+    assert [e[1] for e in failed.events] == ["Failed"]
+
+    after = failed.status.model_dump(by_alias=True, mode="json")
+    later = NOW + timedelta(seconds=30)
+    again = plan(Inputs(md=md(wake_s_ago=730, status=after), pods=[], now=later, decision=PLACED))
+    assert again.status.phase is Phase.FAILED and again.replicas == 0 and again.events == []
+    # A wake after the failure (the dashboard's "Warm up now", a request) tries again.
+    retried = plan(Inputs(md=md(wake_s_ago=-25, status=after), pods=[], now=later, decision=PLACED))
+    assert retried.status.phase is Phase.LOADING and retried.replicas == 1
+    # So does a changed spec (a new generation).
+    changed = md(wake_s_ago=730, status=after)
+    changed.metadata["generation"] = 3
+    assert plan(Inputs(md=changed, pods=[], now=later, decision=PLACED)).status.phase is not Phase.FAILED
+
+
+def test_a_load_within_its_deadline_is_looked_at_again_when_it_ends() -> None:
+    loading = md(wake_s_ago=1, idle=3600, status=LOADING)  # the idle deadline is later
+    due = lifecycle.next_check(loading, 600.0)
+    assert due == parse_time(LOADING["loadingSince"]) + timedelta(seconds=600.5)
+    assert (
+        plan(Inputs(md=loading, pods=[STARTING], now=NOW, node=N3090, load_timeout=600)).status.phase
+        is Phase.LOADING
+    )
