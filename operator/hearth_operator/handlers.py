@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from hearth_api.connect import api_client
 from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION
 from hearth_operator import placement
-from hearth_operator.kube import Writer
+from hearth_operator.kube import Writer, transient
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.reconciler import Reconciler
 from hearth_operator.settings import OperatorSettings
@@ -46,7 +46,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.metrics_host, registry=metrics.registry)
     memo.reconciler = Reconciler(
-        writer=Writer(await api_client()), metrics=metrics, load_timeout=config.load_timeout_seconds
+        writer=Writer(await api_client()),
+        metrics=metrics,
+        load_timeout=config.load_timeout_seconds,
+        transient=transient,
     )
 
 

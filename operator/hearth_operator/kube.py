@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -134,3 +135,10 @@ class Writer:
         await self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
         )
+
+
+def transient(exc: Exception) -> bool:
+    """A failure that retrying cures: the API server unreachable, restarting or overloaded."""
+    if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, ApiException) and exc.status in (429, 500, 502, 503, 504)

@@ -10,6 +10,7 @@ the same free GPU.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ class Reconciler:
     waiting: set[str] = field(default_factory=set)  # keys that want a GPU and have none yet
     retry_backoff: float = 0.5  # seconds before the first retry of a failed reconcile; doubles
     load_timeout: float = 600.0  # settings.load_timeout_seconds
+    transient: Callable[[Exception], bool] = lambda exc: False  # kube.transient: retried quietly
     queue: WorkQueue = field(init=False)
     _place_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -55,6 +57,7 @@ class Reconciler:
             self.reconcile,
             on_error=lambda key: self.metrics.reconcile_errors.inc(),
             backoff=self.retry_backoff,
+            transient=self.transient,
         )
 
     def kick(self, key: str) -> None:
@@ -97,6 +100,7 @@ class Reconciler:
             owner,
         )
         await self._write_status(body, md, result)
+        await self._tell_the_holder(md, result)
         for victim in result.evict:
             self.kick(victim)
         phase = result.status.phase
@@ -105,6 +109,20 @@ class Reconciler:
         self.queue.at(
             key, lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout)
         )
+
+    async def _tell_the_holder(self, md: ModelDeployment, result: lifecycle.Plan) -> None:
+        """A name clash is told to both: the newer model fails; the one that keeps the name gets
+        a Warning Event too, so whoever owns it learns that a second claim was refused."""
+        if result.status.phase is not Phase.FAILED or not result.events:
+            return
+        held = world.name_holder(md, self.indexes.all(self.indexes.models))
+        if held is not None:
+            field_name, name, holder = held
+            message = (
+                f"modeldeployment/{md.name} also claims {name!r} ({field_name}); "
+                f"it was refused and this model keeps serving it"
+            )
+            await self.writer.event(holder, "Warning", "NameClash", message)
 
     async def _decide(
         self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime

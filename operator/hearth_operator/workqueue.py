@@ -20,8 +20,9 @@ class WorkQueue:
         on_error: Callable[[str], None] = lambda key: None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        transient: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:
-        self._work, self._on_error = work, on_error
+        self._work, self._on_error, self._transient = work, on_error, transient
         self._backoff, self._max_backoff = backoff, max_backoff
         self._dirty: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -75,16 +76,25 @@ class WorkQueue:
                 self._dirty.discard(key)
                 try:
                     await self._work(key)
-                except Exception:
+                except Exception as exc:
                     self.failures[key] = self.failures.get(key, 0) + 1
                     self._on_error(key)
                     wait = self.delay(key)
-                    log.exception(
-                        "reconciling %s failed (%d in a row); retrying in %.1f s",
-                        key,
-                        self.failures[key],
-                        wait,
-                    )
+                    if self._transient(exc):  # the API server away a moment: a line, not a trace
+                        log.warning(
+                            "reconciling %s failed (%d in a row): %s; retrying in %.1f s",
+                            key,
+                            self.failures[key],
+                            exc,
+                            wait,
+                        )
+                    else:
+                        log.exception(
+                            "reconciling %s failed (%d in a row); retrying in %.1f s",
+                            key,
+                            self.failures[key],
+                            wait,
+                        )
                     await asyncio.sleep(wait)
                     self._dirty.add(key)
                 else:

@@ -116,8 +116,8 @@ def residents(
     return out
 
 
-def name_conflict(md: ModelDeployment, bodies: list[dict[str, Any]]) -> str | None:
-    """The older ModelDeployment keeps a name; the newer one fails, naming the field."""
+def name_holder(md: ModelDeployment, bodies: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]] | None:
+    """The older ModelDeployment that already serves one of `md`'s names: (field, name, body)."""
     mine = (md.metadata.get("creationTimestamp", ""), md.name)
     for body in bodies:
         meta = body["metadata"]
@@ -128,5 +128,14 @@ def name_conflict(md: ModelDeployment, bodies: list[dict[str, Any]]) -> str | No
         clash = sorted(theirs & set(md.spec.names))
         if clash and (meta.get("creationTimestamp", ""), meta["name"]) < mine:
             field_name = "spec.model" if md.spec.model in clash else "spec.aliases"
-            return f"{field_name}: {clash[0]!r} is already served by modeldeployment/{meta['name']}"
+            return field_name, clash[0], body
     return None
+
+
+def name_conflict(md: ModelDeployment, bodies: list[dict[str, Any]]) -> str | None:
+    """The older ModelDeployment keeps a name; the newer one fails, naming the field."""
+    held = name_holder(md, bodies)
+    if held is None:
+        return None
+    field_name, name, body = held
+    return f"{field_name}: {name!r} is already served by modeldeployment/{body['metadata']['name']}"

@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 from hearth_sim import weights
-from hearth_sim.apiserver import HearthApiServer, serve_api
+from hearth_sim.apiserver import HearthApiServer, Listener, serve_restartable
 from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
@@ -89,6 +89,7 @@ class Homelab:
     ingress_host: str = "127.0.0.1"
 
     api: HearthApiServer | None = None
+    listener: Listener | None = None  # the API server's HTTP side: `restart()` drills a restart
     url: str = ""
     kubelet: Kubelet | None = None
     ingress_url: str = ""
@@ -107,8 +108,9 @@ class Homelab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         logs = self.state_dir / "logs"
         server = HearthApiServer(pod_log=lambda ns, pod: logs / f"{ns}_{pod}.log")
-        async with serve_api(self.host, self.port, server) as (api, url):
-            self.api, self.url = api, url
+        async with serve_restartable(self.host, self.port, server) as listener:
+            api, url = listener.api, listener.url
+            self.api, self.url, self.listener = api, url, listener
             self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
             kube = Kube(url)
             config = KubeletConfig(

@@ -3,7 +3,15 @@ where kopf, the kubernetes clients, kubectl and Helm rely on it."""
 
 from hearth_sim.apiserver.errors import ApiError
 from hearth_sim.apiserver.resources import ResourceType
-from hearth_sim.apiserver.server import HearthApiServer, serve_api
+from hearth_sim.apiserver.server import HearthApiServer, Listener, serve_api, serve_restartable
 from hearth_sim.apiserver.store import Store
 
-__all__ = ["ApiError", "HearthApiServer", "ResourceType", "Store", "serve_api"]
+__all__ = [
+    "ApiError",
+    "HearthApiServer",
+    "Listener",
+    "ResourceType",
+    "Store",
+    "serve_api",
+    "serve_restartable",
+]

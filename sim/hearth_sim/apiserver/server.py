@@ -367,14 +367,54 @@ class HearthApiServer(kmock.KubernetesEmulator):
         return response
 
 
+class Listener:
+    """The API server's HTTP side, which can go away and come back on the same port with its
+    state (a restarting kube-apiserver: every watch ends, connections are refused meanwhile)."""
+
+    def __init__(self, api: HearthApiServer, host: str, port: int) -> None:
+        self.api, self.host, self.port = api, host, port
+        self._http: kmock.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._http = kmock.Server(self.api, host=self.host, port=self.port or None)
+        await self._http.__aenter__()
+        self.port = self._http.port
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self.api.end_watches()  # or the HTTP server waits for every open watch before it stops
+            http, self._http = self._http, None
+            await http.__aexit__(None, None, None)
+
+    async def restart(self, downtime: float) -> None:
+        """Down for `downtime` seconds, then up again on the same port, state kept."""
+        await self.stop()
+        await asyncio.sleep(downtime)
+        await self.start()
+
+
 @asynccontextmanager
 async def serve_api(
     host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
 ) -> AsyncIterator[tuple[HearthApiServer, str]]:
     """Serve the API on host:port (0 picks a free port); yields the server and its URL."""
+    async with serve_restartable(host, port, server) as listener:
+        yield listener.api, listener.url
+
+
+@asynccontextmanager
+async def serve_restartable(
+    host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
+) -> AsyncIterator[Listener]:
     api = server if server is not None else HearthApiServer()
-    async with api, kmock.Server(api, host=host, port=port or None) as http:
+    async with api:
+        listener = Listener(api, host, port)
+        await listener.start()
         try:
-            yield api, f"http://{host}:{http.port}"
+            yield listener
         finally:
-            api.end_watches()  # or the HTTP server waits for every open watch before it stops
+            await listener.stop()
