@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from hearth_sim.homelab import HomelabThread
-from hearth_sim.kube import Kube
+from hearth_sim.kube import ApiError, Kube
 
 from ..conftest import stop_process
 from .conftest import eventually, free_port
@@ -121,6 +121,18 @@ def sim_md(
             **spec,
         },
     }
+
+
+async def children_gone(kube: Kube, name: str) -> bool:
+    """Whether a ModelDeployment's Deployment, Service and pods are all gone."""
+    for api, plural in (("apps/v1", "deployments"), ("v1", "services")):
+        try:
+            await kube.get(api, plural, "default", name)
+            return False
+        except ApiError:
+            pass
+    pods = await kube.list("v1", "pods", "default", f"hearth.dev/model-deployment={name}")
+    return not pods["items"]
 
 
 async def delete_all_models(kube: Kube) -> None:

@@ -14,12 +14,13 @@ import pytest
 
 from hearth_api.times import parse_time
 from hearth_sim.homelab import HomelabThread, sim_examples
-from hearth_sim.kube import ApiError, Kube
+from hearth_sim.kube import Kube
 
 from .conftest import eventually
 from .operator_helpers import (
     MD_API,
     OperatorProcess,
+    children_gone,
     delete_all_models,
     now_stamp,
     recording,
@@ -274,16 +275,7 @@ async def test_deleting_the_cr_deletes_its_children(kube: Kube) -> None:
     assert await kube.get("v1", "services", "default", "doomed")
     await kube.delete(MD_API, MDS, "default", "doomed")
 
-    async def gone() -> bool:
-        for api, plural in (("apps/v1", "deployments"), ("v1", "services")):
-            try:
-                await kube.get(api, plural, "default", "doomed")
-                return False
-            except ApiError:
-                pass
-        return not (await kube.list("v1", "pods", "default", "hearth.dev/model-deployment=doomed"))["items"]
-
-    await eventually(gone, what="the children to go")
+    await eventually(lambda: children_gone(kube, "doomed"), what="the children to go")
 
 
 async def test_two_hundred_models_at_once(kube: Kube) -> None:

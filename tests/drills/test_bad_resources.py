@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from hearth_sim.kube import ApiError, Kube
+from hearth_sim.kube import Kube
 
 from ..cluster.conftest import eventually
-from ..cluster.operator_helpers import MD_API, sim_md, wait_phase, wake
+from ..cluster.operator_helpers import MD_API, children_gone, sim_md, wait_phase, wake
 from ..cluster.router_helpers import CHAT, RouterProcess, chat, sse
 from .record import Drill
 
@@ -114,17 +114,7 @@ async def test_a_model_deleted_mid_load_leaves_nothing_and_its_waiters_are_told(
     assert stream.events[-1].data == "[DONE]" and isinstance(error, dict), stream.events[-2:]
     assert error["error"]["code"] == "model_deleted" and "doomed" in error["error"]["message"]
 
-    async def nothing_left() -> bool:
-        for api, plural in (("apps/v1", "deployments"), ("v1", "services")):
-            try:
-                await kube.get(api, plural, "default", "doomed")
-                return False
-            except ApiError:
-                pass
-        pods = await kube.list("v1", "pods", "default", "hearth.dev/model-deployment=doomed")
-        return not pods["items"]
-
-    await eventually(nothing_left, what="doomed's Deployment, Service and pods to go")
+    await eventually(lambda: children_gone(kube, "doomed"), what="doomed's Deployment, Service, pods to go")
     await steady_answers(router)
 
 
