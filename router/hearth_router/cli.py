@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             access_log=False,
             http="auto",  # httptools where installed
             timeout_graceful_shutdown=5,
+            # Limits set on purpose (the drills try them): an idle kept-alive connection is closed
+            # after 5 s; a burst of a thousand connects is queued by the kernel, not refused.
+            # Header and body sizes are capped by limits.BodyLimit (431, 413), in OpenAI's shape.
+            timeout_keep_alive=5,
+            backlog=4096,
         )
         await uvicorn.Server(config).serve()
 
