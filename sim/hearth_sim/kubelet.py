@@ -180,7 +180,10 @@ class Kubelet:
                 async with self._lock:
                     await self._reconcile(key)
             except (ApiError, httpx.HTTPError) as exc:
-                log.warning("reconciling deployment %s/%s failed: %s", *key, exc)
+                # Requeued, as a controller does: nothing else would bring the Deployment back
+                # (after an API server outage, the resumed watch replays no change for it).
+                log.warning("reconciling deployment %s/%s failed: %s; retrying in 1 s", *key, exc)
+                asyncio.get_running_loop().call_later(1.0, self._dirty.put_nowait, key)
 
     async def _reconcile(self, key: tuple[str, str]) -> None:
         deployment = self.deployments.get(key)
@@ -285,11 +288,22 @@ class Kubelet:
     # --- API helpers -------------------------------------------------------------------------
 
     async def patch_pod_status(self, ns: str, name: str, status: Obj) -> None:
-        try:
-            await self.kube.patch("v1", "pods", ns, name, {"status": status}, sub="status")
-        except ApiError as exc:
-            if exc.code != 404:  # a pod deleted meanwhile needs no status
-                raise
+        """Write a pod's status, retried while the API server cannot be reached, as a kubelet's
+        status manager does: a Ready lost in an outage would leave the pod ready in fact and
+        not-ready in the API for good (nothing else changes to write it again)."""
+        delay = 0.1
+        while True:
+            try:
+                await self.kube.patch("v1", "pods", ns, name, {"status": status}, sub="status")
+                return
+            except ApiError as exc:
+                if exc.code != 404:  # a pod deleted meanwhile needs no status
+                    raise
+                return
+            except httpx.TransportError as exc:
+                log.info("status of pod %s/%s not written (%s); retrying", ns, name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
