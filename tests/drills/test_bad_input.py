@@ -236,6 +236,7 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(router: RouterProcess) -
         ("GET", CHAT, 405),
         ("DELETE", "/v1/models", 405),
         ("PUT", "/api/models/x/wake", 405),
+        ("POST", "/api/models/events", 405),  # the endless model feed: GET only
     ],
 )
 def test_unknown_paths_and_methods_are_openai_shaped(

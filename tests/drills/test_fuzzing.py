@@ -37,7 +37,8 @@ def _schema() -> Any:
 
 
 SCHEMA = _schema()
-# The model feed is an endless stream by design: its bad input is tried by hand (test_bad_input).
+# The model feed is an endless stream by design (it never ends for a fuzzer to judge); its wrong
+# methods are tried by hand (test_bad_input).
 OPERATIONS = {
     op.label: op
     for op in (result.ok() for result in SCHEMA.get_all_operations())
