@@ -43,6 +43,7 @@ from hearth_operator.pods import PodView
 
 CRASHES_BEFORE_FAILED = 3
 LOAD_TIMEOUT_FACTOR = 5.0  # a load may take this many warm-up estimates (at least the minimum)
+FIRST_FETCH_SECONDS = 6 * 3600.0  # a first start that downloads its weights inside the engine
 RECENT_WAKE = timedelta(seconds=10)
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -211,8 +212,14 @@ def _placed(i: Inputs, node: GpuNode) -> Outcome:
 
 def load_deadline(md: ModelDeployment, minimum: float) -> float:
     """Seconds a load may take before it counts as failed: five warm-up estimates, at least
-    `minimum` — a slow first download is not a failure, an engine that never answers is."""
-    return max(minimum, LOAD_TIMEOUT_FACTOR * md.warmup_estimate)
+    `minimum`. A first start whose engine fetches its weights itself (a `uri` source: vLLM from
+    Hugging Face, Ollama's pull) gets FIRST_FETCH_SECONDS — gigabytes over a home connection are
+    slow, not broken; an engine that never answers is caught by the next start's deadline."""
+    limit = max(minimum, LOAD_TIMEOUT_FACTOR * md.warmup_estimate)
+    source = md.spec.model_source
+    if source is not None and source.uri and not md.status.warmup.samples:
+        limit = max(limit, FIRST_FETCH_SECONDS)
+    return limit
 
 
 def _timed_out(md: ModelDeployment, pod: PodView | None, limit: float) -> Outcome:
@@ -261,7 +268,6 @@ def _outcome(i: Inputs) -> Outcome:
     if i.failure is not None:
         return _failed_spec(i.failure)
     if _still_timed_out(i.md):
-        prev = i.md.status
         return replace(
             _timed_out(i.md, None, load_deadline(i.md, i.load_timeout)), message=prev.message or ""
         )

@@ -84,14 +84,19 @@ class Admission:
             yield place
         self.stop_waiting()
 
-    def requeue(self) -> None:
-        """The engine refused the connection: give the slot back and wait again, first in line."""
-        slots = self.dispatcher.slots
-        slots.release(self.ticket)
-        slots.enqueue_front(self.ticket)
+    def engine_refused(self, exc: EngineUnreachable, attempt: int) -> None:
+        """The engine never took the request (refused or dropped the connection before its
+        answer began): rest that endpoint, give the slot back and wait again, first in line.
+        Raises `exc` once this was the last of ATTEMPTS."""
+        if attempt >= ATTEMPTS:
+            raise exc
+        dispatcher = self.dispatcher
+        dispatcher.mark_down(exc.endpoint)
+        dispatcher.slots.release(self.ticket)
+        dispatcher.slots.enqueue_front(self.ticket)
         if not self.waiting:
             self.waiting = True
-            self.dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, +1)
+            dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, +1)
 
     def stop_waiting(self) -> None:
         if self.waiting:
@@ -139,7 +144,9 @@ class Dispatcher:
     def mark_down(self, endpoint: str) -> None:
         """An endpoint that refused a connection is not tried for a few seconds: its pod is
         restarting, and the operator will soon say so (or list it again)."""
-        self.down[endpoint] = time.monotonic() + self.settings.unreachable_retry_seconds
+        now = time.monotonic()
+        self.down = {e: until for e, until in self.down.items() if until > now}  # the rested drop out
+        self.down[endpoint] = now + self.settings.unreachable_retry_seconds
 
     def usable(self, md: ModelDeployment) -> list[str]:
         """The model's Ready endpoints, less those that just refused a connection."""
@@ -315,10 +322,7 @@ class Dispatcher:
                         )
                         break
                     except EngineUnreachable as exc:
-                        if attempt == ATTEMPTS:
-                            raise
-                        self.mark_down(exc.endpoint)
-                        admission.requeue()
+                        admission.engine_refused(exc, attempt)
                 self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
                 if path != "/v1/embeddings":
                     self.record_generation(entry.key, time.monotonic() - started)

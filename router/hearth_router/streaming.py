@@ -73,11 +73,8 @@ class StreamJob:
                 except EngineUnreachable as exc:
                     # Refused before a byte was sent: the request never reached the engine, so it
                     # waits again (first in line) for the engine to come back, and says so.
-                    if attempt == ATTEMPTS:
-                        raise
+                    admission.engine_refused(exc, attempt)
                     log.info("stream %s: %s; waiting for it again", self.ident.id, exc.message)
-                    self.dispatcher.mark_down(exc.endpoint)
-                    admission.requeue()
                     yield self._status(
                         "loading", f"The {self.model} engine went away; waiting for it to come back…"
                     )

@@ -13,6 +13,7 @@ from hearth_api.model_deployment import (
     ConditionType,
     ModelDeployment,
     ModelDeploymentSpec,
+    ModelSource,
     Phase,
     Reason,
     prior_warmup_seconds,
@@ -353,3 +354,14 @@ def test_a_load_within_its_deadline_is_looked_at_again_when_it_ends() -> None:
         plan(Inputs(md=loading, pods=[STARTING], now=NOW, node=N3090, load_timeout=600)).status.phase
         is Phase.LOADING
     )
+
+
+def test_a_first_start_that_downloads_its_weights_gets_hours_not_minutes() -> None:
+    pvc = md(wake_s_ago=1, status=LOADING)
+    source = ModelSource(uri="hf://Qwen/Qwen2.5-7B-Instruct")
+    fetched = pvc.model_copy(update={"spec": pvc.spec.model_copy(update={"model_source": source})})
+    assert lifecycle.load_deadline(fetched, 600) == lifecycle.FIRST_FETCH_SECONDS
+    warmup = fetched.status.warmup.model_copy(update={"samples": [40.0]})  # it started before
+    started = fetched.model_copy(update={"status": fetched.status.model_copy(update={"warmup": warmup})})
+    assert lifecycle.load_deadline(started, 600) == 600
+    assert lifecycle.load_deadline(pvc, 600) == 600  # weights on a claim: nothing to fetch
