@@ -14,6 +14,7 @@ from helm_python.errors import HelmError
 
 from hearth_api.model_deployment import ModelDeployment
 from hearth_operator.metrics import OperatorMetrics
+from hearth_operator.settings import OperatorSettings
 from hearth_router.metrics import RouterMetrics
 from hearth_sim import chart
 
@@ -147,9 +148,9 @@ def test_one_watched_namespace_makes_the_roles_namespaced() -> None:
         assert "ai" in (env.get("HEARTH_OPERATOR_NAMESPACE"), env.get("HEARTH_ROUTER_NAMESPACE"))
 
 
-def router_env(values: dict[str, Any]) -> dict[str, str]:
+def router_env(values: dict[str, Any], part: str = "hearth-router") -> dict[str, str]:
     by_kind = kinds(chart.objects(chart.render(values)))
-    router = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "hearth-router")
+    router = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == part)
     return {e["name"]: e["value"] for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
@@ -158,6 +159,13 @@ def test_router_settings_become_the_variables_the_router_reads() -> None:
     assert env["HEARTH_ROUTER_MAX_WAITERS"] == "64" and env["HEARTH_ROUTER_HIDE_STATUS_SUMMARY"] == "true"
     keyed = router_env({"apiKeys": {"enabled": True, "keys": ["sekrit-key-1"]}})
     assert keyed["HEARTH_ROUTER_API_KEYS_FILE"] == "/etc/hearth/api-keys/keys"
+
+
+def test_operator_settings_become_the_variables_the_operator_reads() -> None:
+    env = router_env({"operator": {"settings": {"loadTimeoutSeconds": 1800}}}, part="hearth-operator")
+    assert env["HEARTH_OPERATOR_LOAD_TIMEOUT_SECONDS"] == "1800"
+    # and the operator takes it: a name it does not know would stop it, naming the variable
+    assert OperatorSettings.model_validate({"load_timeout_seconds": "1800"}).load_timeout_seconds == 1800
 
 
 def test_the_ingress_keeps_server_sent_events_unbuffered() -> None:
