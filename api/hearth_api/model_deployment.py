@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from hearth_api.weights_cache import BadSource, remote
+
 MAX_WARMUP_SAMPLES = 20
 
 
@@ -43,10 +45,12 @@ def gpu_short_name(gpu_class: str | None) -> str | None:
 
 
 class Phase(enum.StrEnum):
-    """A model's lifecycle. Cold → Loading → Warm; Warm → Evicting → Cold when a GPU is freed;
-    Unschedulable when no GPU can take it; Failed when it cannot run as specified."""
+    """A model's lifecycle. Cold → (Downloading →) Loading → Warm; Warm → Evicting → Cold when
+    a GPU is freed; Unschedulable when no GPU can take it; Failed when it cannot run as specified.
+    Downloading: the weights of a `uri` source are being fetched into the cache (first start)."""
 
     COLD = "Cold"
+    DOWNLOADING = "Downloading"
     LOADING = "Loading"
     WARM = "Warm"
     EVICTING = "Evicting"
@@ -81,7 +85,26 @@ class ModelSource(_Model):
         default=None, description="Path of the weights inside the PVC (mounted at /models)."
     )
     uri: str | None = Field(
-        default=None, description="hf://org/repo, ollama://name:tag, s3://..., https://..."
+        default=None,
+        description="hf://org/repo[/file] or https://host/file: Hearth downloads it into the weights "
+        "cache before the first start; ollama://name:tag and others are fetched by the engine.",
+    )
+    files: str | None = Field(
+        default=None,
+        max_length=256,
+        description="hf:// repositories: a glob of the files to fetch (e.g. `*Q4_K_M.gguf`), so a "
+        "repository of many quantisations is not pulled whole.",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="https:// files: the SHA-256 the download must have (hf:// files are checked "
+        "against the checksums the Hub publishes).",
+    )
+    prefetch: bool = Field(
+        default=False,
+        description="Download the weights into the cache as soon as the model is applied, so the "
+        "first request waits only for the load.",
     )
 
     @model_validator(mode="after")
@@ -90,6 +113,15 @@ class ModelSource(_Model):
             raise ValueError("modelSource needs exactly one of `pvc` (with `path`) or `uri`")
         if self.pvc is not None and not self.path:
             raise ValueError("modelSource.path is required with modelSource.pvc")
+        if self.pvc is not None and (self.files or self.sha256 or self.prefetch):
+            raise ValueError("modelSource.files, sha256 and prefetch go with `uri`, not `pvc`")
+        if self.uri is not None:
+            try:
+                fetched = remote(self.uri)
+            except BadSource as exc:
+                raise ValueError(str(exc)) from exc
+            if fetched is None and (self.files or self.sha256 or self.prefetch):
+                raise ValueError("modelSource.files, sha256 and prefetch need an hf:// or https:// uri")
         return self
 
 
@@ -259,6 +291,7 @@ class Reason(enum.StrEnum):
     LOAD_TIMEOUT = (
         "LoadTimeout"  # not Ready within the load deadline: stopped until the spec changes or a wake
     )
+    DOWNLOAD_FAILED = "DownloadFailed"  # the weights could not be fetched: retried on the next wake
     RESTARTS = "Restarts"
     HEALTHY = "Healthy"
 
@@ -292,6 +325,23 @@ class WarmupStatus(_Model):
     )
 
 
+class DownloadStatus(_Model):
+    """A download of the weights into the cache, as last reported by the fetch."""
+
+    bytes: int = Field(default=0, ge=0, description="Bytes in the cache so far.")
+    total_bytes: int | None = Field(default=None, ge=0, description="Bytes of the whole download.")
+    bytes_per_second: float | None = Field(default=None, ge=0, description="Recent rate.")
+    eta_seconds: float | None = Field(default=None, ge=0, description="Seconds left at that rate.")
+
+
+class CacheStatus(_Model):
+    """The weights of a `uri` source that are in the cache: the engine loads them from there."""
+
+    uri: str = Field(description="The source they were downloaded from.")
+    bytes: int | None = Field(default=None, ge=0)
+    cached_at: datetime | None = None
+
+
 class Eviction(_Model):
     """Models being unloaded so that this one fits, and the node they leave."""
 
@@ -321,6 +371,12 @@ class ModelDeploymentStatus(_Model):
     )
     evicting: Eviction | None = Field(
         default=None, description="While it waits for a GPU: the models unloaded to make room."
+    )
+    download: DownloadStatus | None = Field(
+        default=None, description="While Downloading: how far the download of the weights is."
+    )
+    cache: CacheStatus | None = Field(
+        default=None, description="Weights of the `uri` source already in the cache (no download)."
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = Field(default=None, ge=0)

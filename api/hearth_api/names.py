@@ -30,3 +30,8 @@ NVIDIA_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per card
 NVIDIA_COUNT_LABEL = "nvidia.com/gpu.count"  # physical cards
 NVIDIA_REPLICAS_LABEL = "nvidia.com/gpu.replicas"  # time-slicing replicas per card
 NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"
+
+# Labels and annotations of the Job (and its Pods) that downloads a model's weights into the
+# cache: which ModelDeployment it serves and which source it fetches.
+WEIGHTS_LABEL = "hearth.dev/weights-for"
+SOURCE_ANNOTATION = "hearth.dev/source"

@@ -1,0 +1,100 @@
+"""The weights cache's layout: which `uri` sources Hearth downloads itself, and where in the cache
+volume their files land. The operator (the engine's path, the fetch Job's args) and the fetch
+(where it writes) both read it from here, so they cannot disagree. Pure.
+
+    hf://org/repo                →  hf/org/repo/            (the repository's files)
+    hf://org/repo@rev/dir/x.gguf →  hf/org/repo/dir/x.gguf  (one file of it)
+    https://host/path/x.gguf     →  https/host/path/x.gguf
+
+Other schemes (`ollama://`, `s3://`) are not Hearth's to fetch: the engine pulls them itself.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+# How the fetch tells the operator how it ended: its exit code (the Job's podFailurePolicy fails
+# the Job at once on EXIT_PERMANENT) and a last line naming the reason (the pod's termination
+# message, or its log's tail).
+EXIT_RETRY = 1  # worth another try: the Job starts a new pod, which resumes the download
+EXIT_PERMANENT = 3  # the same try would fail the same way (not found, no access, checksum, no room)
+FAILURE_LINE_PREFIX = "hearth-fetch failed: "
+PROGRESS_PORT = 8090  # the fetch's GET /progress
+_HF_REPO = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
+
+
+class BadSource(ValueError):
+    """A `uri` Hearth cannot fetch as written; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A source Hearth downloads: a Hugging Face repository (or one file of it) or a URL."""
+
+    kind: Literal["hf", "url"]
+    uri: str
+    repo: str = ""  # hf: org/name
+    revision: str = "main"  # hf: branch, tag or commit
+    file: str = ""  # hf: one file of the repository ("" = the files `modelSource.files` picks)
+    url: str = ""  # url: the file's address
+
+    @property
+    def folder(self) -> str:
+        """The folder of the cache (relative) that holds this source's files."""
+        if self.kind == "hf":
+            return f"hf/{self.repo}"
+        parts = urlsplit(self.url)
+        return posixpath.dirname(f"https/{parts.hostname}{parts.path}")
+
+    @property
+    def target(self) -> str:
+        """What the engine is pointed at, relative to the cache: the file, or the folder."""
+        if self.kind == "hf":
+            return f"{self.folder}/{self.file}" if self.file else self.folder
+        return f"{self.folder}/{self.filename}"
+
+    @property
+    def filename(self) -> str:
+        return posixpath.basename(urlsplit(self.url).path)
+
+
+def _safe_path(path: str, what: str) -> str:
+    clean = posixpath.normpath(path)
+    if path.startswith("/") or clean.startswith("..") or "/../" in f"/{path}/":
+        raise BadSource(f"{what} {path!r} must be a relative path without '..'")
+    return clean
+
+
+def remote(uri: str) -> Remote | None:
+    """The source as Hearth fetches it; None for a scheme the engine fetches itself."""
+    if uri.startswith("hf://"):
+        rest = uri[len("hf://") :].strip("/")
+        parts = rest.split("/")
+        if len(parts) < 2:
+            raise BadSource(f"modelSource.uri {uri!r}: expected hf://org/repo or hf://org/repo/file")
+        name, _, revision = parts[1].partition("@")
+        repo = f"{parts[0]}/{name}"
+        if not _HF_REPO.match(repo):
+            raise BadSource(f"modelSource.uri {uri!r}: {repo!r} is not a Hugging Face repository id")
+        file = _safe_path("/".join(parts[2:]), "the file") if len(parts) > 2 else ""
+        return Remote("hf", uri, repo=repo, revision=revision or "main", file=file)
+    if uri.startswith(("https://", "http://")):
+        url = urlsplit(uri)
+        if not url.hostname or not url.path.strip("/") or url.path.endswith("/"):
+            raise BadSource(f"modelSource.uri {uri!r}: a URL must name a file (https://host/path/file)")
+        _safe_path(url.path.lstrip("/"), "the URL's path")
+        return Remote("url", uri, url=uri)
+    return None
+
+
+def failure(text: str) -> tuple[str, str] | None:
+    """(reason, message) from a fetch's termination message or log: its last failure line."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith(FAILURE_LINE_PREFIX):
+            reason, _, message = line[len(FAILURE_LINE_PREFIX) :].partition(": ")
+            return reason, message
+    return None

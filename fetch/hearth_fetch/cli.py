@@ -1,0 +1,135 @@
+"""`hearth-fetch`: the weights of one source into the cache, with progress on `GET /progress`.
+
+    hearth-fetch --uri hf://org/repo --files '*Q4_K_M.gguf' --cache /cache --listen 0.0.0.0:8090
+
+Exit 0 when every file is in the cache, whole and verified; 3 when trying again cannot help (not
+found, no access, wrong checksum, no room), 1 when it might (the network) — the Job's
+podFailurePolicy tells them apart. The last line on stderr says what failed, for the operator.
+A `.hearth-fetched.json` beside the files records what was fetched, for people and tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+
+from hearth_api.weights_cache import EXIT_PERMANENT, EXIT_RETRY, BadSource, remote
+from hearth_fetch import sources
+from hearth_fetch.download import Wanted, fetch
+from hearth_fetch.failures import FetchFailed, Why
+from hearth_fetch.meter import Meter
+
+log = logging.getLogger("hearth.fetch")
+TERMINATION_LOG = Path("/dev/termination-log")
+MARKER = ".hearth-fetched.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hearth-fetch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--uri", required=True, help="hf://org/repo[/file] or https://host/file")
+    p.add_argument("--cache", default="/cache", help="the weights cache volume's mount")
+    p.add_argument("--files", default=None, help="hf:// repositories: a glob of the files to fetch")
+    p.add_argument("--sha256", default=None, help="https:// files: the SHA-256 the file must have")
+    p.add_argument("--listen", default="0.0.0.0:8090", help="address of GET /progress")
+    return p
+
+
+def _room(cache: Path, wanted: list[Wanted], meter: Meter) -> None:
+    """Refuse at once what cannot fit, rather than fail after hours of downloading."""
+    if meter.total is None:
+        return
+    free = shutil.disk_usage(cache).free
+    left = meter.total - meter.done
+    if left > free:
+        raise FetchFailed(
+            Why.DISK_FULL,
+            f"the weights cache has {free} bytes free; {left} more are needed for {len(wanted)} file(s)",
+        )
+
+
+async def _run(args: argparse.Namespace, meter: Meter) -> None:
+    try:
+        source = remote(args.uri)
+    except BadSource as exc:
+        raise FetchFailed(Why.BAD_SOURCE, str(exc)) from exc
+    if source is None:
+        raise FetchFailed(Why.BAD_SOURCE, f"{args.uri}: the engine fetches this scheme itself")
+    cache = Path(args.cache)
+    token = os.environ.get("HF_TOKEN") or None
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    wanted = await sources.plan(
+        source, cache, pattern=args.files, sha256=args.sha256, endpoint=endpoint, token=token
+    )
+    sizes = [w.size for w in wanted]
+    meter.total = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
+    meter.add(time.monotonic(), sum(w.on_disk() for w in wanted))
+    if meter.done:
+        log.info("resuming: %d bytes already in the cache", meter.done)
+    _room(cache, wanted, meter)
+    headers = {"Authorization": f"Bearer {token}"} if token and source.kind == "hf" else {}
+    timeout = httpx.Timeout(30.0, read=120.0)
+    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
+        for want in wanted:
+            log.info("fetching %s → %s", want.url, want.path)
+            try:
+                await fetch(client, want, meter, headers)
+            except httpx.HTTPError as exc:
+                raise FetchFailed(Why.UNREACHABLE, f"{want.url}: {exc!r}") from exc
+    _record(cache / source.folder / MARKER, args.uri, meter.done, wanted)
+    log.info("done: %d bytes of %s in the cache", meter.done, args.uri)
+
+
+def _record(marker: Path, uri: str, size: int, wanted: list[Wanted]) -> None:
+    files = [str(w.path.relative_to(marker.parent)) for w in wanted]
+    marker.write_text(json.dumps({"uri": uri, "bytes": size, "files": files}))
+
+
+def _tell(line: str) -> None:
+    """The failure's one line: last on stderr (a log's tail) and as the termination message."""
+    print(line, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        TERMINATION_LOG.write_text(line)
+
+
+async def _serve_progress(listen: str, meter: Meter, state: dict[str, str]) -> web.AppRunner:
+    async def progress(_: web.Request) -> web.Response:
+        return web.json_response({**meter.report(), **state})
+
+    app = web.Application()
+    app.router.add_get("/progress", progress)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    return runner
+
+
+async def amain(args: argparse.Namespace) -> int:
+    meter = Meter()
+    state = {"state": "fetching"}
+    runner = await _serve_progress(args.listen, meter, state)
+    try:
+        await _run(args, meter)
+        return 0
+    except FetchFailed as exc:
+        state.update(state="failed", reason=exc.why.value, message=exc.message)
+        _tell(exc.line)
+        return EXIT_PERMANENT if exc.permanent else EXIT_RETRY
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(amain(_parser().parse_args())))
