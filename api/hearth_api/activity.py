@@ -1,7 +1,8 @@
 """When a model was last wanted, and when it stops being wanted: read off its annotations and
 status. Pure. The operator scales by these; the router's dashboard shows the idle time left.
 
-A *touch* is the router's `wake-requested-at` or `last-activity`, whichever is later; a user's
+A *touch* is the router's `wake-requested-at` or `last-activity`, whichever is later (or the end
+of a download a request started: `status.cache.requested`); a user's
 `sleep-requested-at` newer than every touch asks for it to be unloaded now.
 """
 
@@ -16,6 +17,11 @@ from hearth_api.times import parse_time
 
 def last_touch(md: ModelDeployment) -> datetime | None:
     stamps = [parse_time(md.annotations.get(k)) for k in (WAKE_REQUESTED_AT, LAST_ACTIVITY)]
+    cache = md.status.cache
+    if cache is not None and cache.requested:
+        # A download a request started ends like a wake: the wait for it, however long, was
+        # the request's, and the load follows (the operator wrote it when the download ended).
+        stamps.append(cache.cached_at)
     present = [s for s in stamps if s is not None]
     return max(present) if present else None
 

@@ -283,6 +283,7 @@ class Reason(enum.StrEnum):
     EVICTING = "Evicting"  # other models are being unloaded to make room (status.evicting)
     EVICTED = "Evicted"  # this model was unloaded to make room for another
     SCALED_TO_ZERO = "ScaledToZero"
+    DOWNLOADING = "Downloading"  # the weights are being downloaded: no GPU is taken until they are in
     UNSCHEDULABLE = "Unschedulable"  # no room now; it waits for a GPU
     NO_SUITABLE_NODE = "NoSuitableNode"  # no node could ever hold it: the spec must change
     INVALID_SPEC = "InvalidSpec"
@@ -340,6 +341,10 @@ class CacheStatus(_Model):
     uri: str = Field(description="The source they were downloaded from.")
     bytes: int | None = Field(default=None, ge=0)
     cached_at: datetime | None = None
+    requested: bool = Field(
+        default=False,
+        description="Downloaded for a request (not a prefetch): the download's end counts as a wake.",
+    )
 
 
 class Eviction(_Model):

@@ -12,7 +12,8 @@ from typing import Any
 
 from hearth_api.model_deployment import ModelDeployment, effective_readiness_path
 from hearth_api.names import MD_LABEL, MODEL_LABEL, NVIDIA_GPU_RESOURCE
-from hearth_operator import engines
+from hearth_operator import downloads, engines
+from hearth_operator.downloads import WeightsCache
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 RUN_AS = 1000
@@ -33,13 +34,20 @@ def selector(md: ModelDeployment) -> dict[str, str]:
 
 
 def deployment(
-    md: ModelDeployment, node: str | None, node_vram_gib: int | None, replicas: int
+    md: ModelDeployment,
+    node: str | None,
+    node_vram_gib: int | None,
+    replicas: int,
+    cache: WeightsCache | None = None,
 ) -> dict[str, Any]:
     spec = md.spec
+    fetched = downloads.fetched_source(md, cache)
+    cached = f"{engines.MODELS_MOUNT}/{fetched.target}" if fetched else None
     container: dict[str, Any] = {
         "name": "engine",
         "image": engines.image(spec),
-        "args": engines.args(spec, node_vram_gib) or None,  # none: the image's own CMD (Ollama's `serve`)
+        # None: the image's own CMD (Ollama's `serve`)
+        "args": engines.args(spec, node_vram_gib, cached) or None,
         "env": engines.env(spec),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": {
@@ -63,6 +71,9 @@ def deployment(
         volumes.append(
             {"name": "models", "persistentVolumeClaim": {"claimName": source.pvc, "readOnly": True}}
         )
+    elif fetched is not None and cache is not None:  # what the fetch Job left in the cache
+        volumes.append(cache.volume("models", read_only=True))
+    if len(volumes) > 1:
         container["volumeMounts"].append(
             {"name": "models", "mountPath": engines.MODELS_MOUNT, "readOnly": True}
         )

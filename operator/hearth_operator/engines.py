@@ -50,16 +50,19 @@ def command(spec: ModelDeploymentSpec) -> list[str] | None:
     return None  # the image's entrypoint
 
 
-def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[str]:
+def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None, cached: str | None = None) -> list[str]:
+    """The engine's command line; `cached`: the weights' path in the cache mount, when Hearth
+    downloaded them (the engine then loads that instead of fetching the source itself)."""
     if spec.args is not None:
         return list(spec.args)
     port = str(spec.port)
+    model = cached or weights(spec)
     match spec.engine:
         case Engine.VLLM:
             names = [spec.model, *spec.aliases]
             vllm = [
                 "--model",
-                weights(spec),
+                model,
                 "--served-model-name",
                 *names,
                 "--port",
@@ -76,7 +79,7 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
             slots = effective_concurrency(spec)
             return [
                 "-m",
-                weights(spec),
+                model,
                 "--host",
                 "0.0.0.0",
                 "--port",
@@ -93,7 +96,7 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None) -> list[st
                 "--metrics",  # llamacpp:* counters on /metrics, for the ServiceMonitor
             ]
         case Engine.SIM:
-            return ["--model", spec.model, "--port", port]
+            return ["--model", spec.model, "--port", port, *(["--weights", cached] if cached else [])]
         case _:
             return []  # Ollama is configured by env; custom images bring their own
 

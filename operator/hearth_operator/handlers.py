@@ -15,8 +15,10 @@ import kopf
 from prometheus_client import start_http_server
 
 from hearth_api.connect import api_client
-from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION
+from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION, WEIGHTS_LABEL
 from hearth_operator import placement
+from hearth_operator.downloads import WeightsCache
+from hearth_operator.fetch_progress import ProgressReader
 from hearth_operator.kube import Writer, transient
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.reconciler import Reconciler
@@ -45,24 +47,39 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     config: OperatorSettings = memo.settings
     if config.metrics_port:
         start_http_server(config.metrics_port, addr=config.metrics_host, registry=metrics.registry)
+    cache = WeightsCache(
+        claim=config.cache_claim,
+        host_path=config.cache_host_path,
+        image=config.fetch_image,
+        hf_token_secret=config.hf_token_secret,
+        hf_endpoint=config.hf_endpoint,
+    )
+    memo.progress = ProgressReader()
     memo.reconciler = Reconciler(
         writer=Writer(await api_client()),
         metrics=metrics,
         load_timeout=config.load_timeout_seconds,
         transient=transient,
+        cache=cache if cache.enabled else None,
+        read_progress=memo.progress,
     )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     memo.reconciler.queue.close()
+    await memo.progress.close()
 
 
 def _bind(memo: Any, kwargs: dict[str, Any]) -> Reconciler:
     reconciler: Reconciler = memo.reconciler
     if reconciler.indexes.models is None:
         reconciler.indexes = Indexes(
-            nodes=kwargs["gpu_nodes"], models=kwargs["model_bodies"], pods=kwargs["model_pods"]
+            nodes=kwargs["gpu_nodes"],
+            models=kwargs["model_bodies"],
+            pods=kwargs["model_pods"],
+            jobs=kwargs["weights_jobs"],
+            fetch_pods=kwargs["weights_pods"],
         )
     return reconciler
 
@@ -88,6 +105,20 @@ def model_pods(
     return {key_of(namespace or "default", labels[MD_LABEL]): dict(body)}
 
 
+@kopf.index("batch", "v1", "jobs", labels={WEIGHTS_LABEL: kopf.PRESENT})
+def weights_jobs(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[str, dict[str, Any]]:
+    return {key_of(namespace or "default", labels[WEIGHTS_LABEL]): dict(body)}
+
+
+@kopf.index("", "v1", "pods", labels={WEIGHTS_LABEL: kopf.PRESENT})
+def weights_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[str, dict[str, Any]]:
+    return {key_of(namespace or "default", labels[WEIGHTS_LABEL]): dict(body)}
+
+
 # --- triggers ---------------------------------------------------------------------------------
 
 
@@ -99,6 +130,16 @@ async def model_changed(namespace: str | None, name: str, memo: Any, **kwargs: A
 @kopf.on.event("", "v1", "pods", labels={MD_LABEL: kopf.PRESENT})
 async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
     _bind(memo, kwargs).kick(key_of(namespace or "default", labels[MD_LABEL]))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={WEIGHTS_LABEL: kopf.PRESENT})
+async def weights_job_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
+    _bind(memo, kwargs).kick(key_of(namespace or "default", labels[WEIGHTS_LABEL]))
+
+
+@kopf.on.event("", "v1", "pods", labels={WEIGHTS_LABEL: kopf.PRESENT})
+async def weights_pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
+    _bind(memo, kwargs).kick(key_of(namespace or "default", labels[WEIGHTS_LABEL]))
 
 
 @kopf.on.event("", "v1", "nodes")

@@ -41,6 +41,7 @@ class Writer:
         self.apps: Any = client.AppsV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
+        self.batch: Any = client.BatchV1Api(api)
         self._deployments = _Calls(
             self.apps.read_namespaced_deployment,
             self.apps.create_namespaced_deployment,
@@ -72,6 +73,24 @@ class Writer:
             await self.apps.patch_namespaced_deployment(
                 name, namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE
             )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def ensure_job(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Create the fetch Job unless it exists: a Job's pod template cannot change once made
+        (a new source means a new Job, after the old one is deleted)."""
+        manifest["metadata"]["ownerReferences"] = [owner]
+        try:
+            await self.batch.create_namespaced_job(manifest["metadata"]["namespace"], without_nulls(manifest))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, through the garbage collector, its pods (a fetch is stopped)."""
+        try:
+            await self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         except ApiException as exc:
             if exc.status != 404:
                 raise

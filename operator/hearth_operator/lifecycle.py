@@ -1,11 +1,14 @@
 """A model's lifecycle as pure functions: (spec, annotations, pods, placement, clock, previous
 status) → replicas to run, the new status, and the Events to record.
 
-    Cold ──wake──► Loading ──first replica Ready──► Warm ──idle timeout──► Cold
-      ▲               │  (waits while a GPU is freed)   │
-      │               └──crash-looping / unrunnable──► Failed
+    Cold ──wake──► (Downloading) ──► Loading ──first replica Ready──► Warm ──idle timeout──► Cold
+      ▲       │          │  (waits while a GPU is freed)   │
+      │       │          └──crash-looping / unrunnable──► Failed
+      │       └──not found / no access / checksum / no room──► Failed
       └──── Evicting ◄──── another model needs the GPU ─┘
     Unschedulable: wanted, but no node of its class can ever or now hold it.
+    Downloading: a `uri` source whose weights are not in the cache yet (downloads.py), before
+    any GPU is taken; with `prefetch` also while nobody wants the model yet.
 
 A model is *wanted* while `minReplicas ≥ 1`, or while its last touch (the router's
 `wake-requested-at` or `last-activity` annotation, whichever is later) lies within
@@ -25,8 +28,10 @@ from datetime import datetime, timedelta
 from hearth_api import estimates
 from hearth_api.activity import idle_deadline, last_touch, sleep_requested
 from hearth_api.model_deployment import (
+    CacheStatus,
     Condition,
     ConditionType,
+    DownloadStatus,
     Eviction,
     ModelDeployment,
     ModelDeploymentStatus,
@@ -38,6 +43,8 @@ from hearth_api.model_deployment import (
 )
 from hearth_api.names import LAST_ACTIVITY, WAKE_REQUESTED_AT
 from hearth_api.times import parse_time
+from hearth_operator import downloads
+from hearth_operator.downloads import Fetch
 from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
 
@@ -58,7 +65,10 @@ def loading_since(md: ModelDeployment, now: datetime) -> datetime:
     skewed clock cannot stretch a measurement."""
     if md.status.phase is Phase.LOADING and md.status.loading_since is not None:
         return md.status.loading_since
-    if md.status.phase is Phase.FAILED:  # a retry: the wakes before the failure were answered by it
+    if md.status.phase in (Phase.FAILED, Phase.DOWNLOADING):
+        # A retry (the wakes before the failure were answered by it), or a load right after its
+        # download: the load is measured on its own, so a first start's download never skews
+        # the warm-up estimate.
         return now
     wake = parse_time(md.annotations.get(WAKE_REQUESTED_AT))
     if wake is not None and now - RECENT_WAKE <= wake <= now:
@@ -93,6 +103,7 @@ class Inputs:
     evicted_for: str | None = None  # set when another model needs this one's GPU
     failure: str | None = None  # a spec the operator cannot honour, naming the field
     load_timeout: float = 600.0  # seconds a load may take at least, before it is Failed
+    fetch: Fetch | None = None  # the download of a source Hearth fetches; None: none needed
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,9 @@ class Outcome:
     evicting: Eviction | None = None
     event_reason: str | None = None  # None: the phase's name
     degraded_reason: Reason | None = None  # None: Failed, Restarts or Healthy as it follows
+    fetch: str = ""  # "ensure": the fetch Job must run; "restart": run it anew (a retry)
+    download: DownloadStatus | None = None
+    cached: CacheStatus | None = None  # recorded by this reconcile: the download finished
 
 
 @dataclass
@@ -121,6 +135,7 @@ class Plan:
     status: ModelDeploymentStatus
     events: list[Event] = field(default_factory=list)
     evict: tuple[str, ...] = ()
+    fetch: str = ""  # see Outcome.fetch
 
 
 def _failed_spec(message: str, event_reason: Reason | None = None) -> Outcome:
@@ -239,12 +254,16 @@ def _timed_out(md: ModelDeployment, pod: PodView | None, limit: float) -> Outcom
     )
 
 
-def _still_timed_out(md: ModelDeployment) -> bool:
-    """A load that timed out stays Failed (and stopped) until the spec changes or a wake
-    comes after the failure: retrying the same never-ready engine would only hold a GPU."""
+STICKY = (Reason.LOAD_TIMEOUT.value, Reason.DOWNLOAD_FAILED.value)
+
+
+def _still_failed(md: ModelDeployment) -> bool:
+    """A load that timed out, or a download that failed, stays Failed (and stopped) until the
+    spec changes or a wake comes after the failure: retrying the same never-ready engine would
+    only hold a GPU, and the same download would fail the same way."""
     prev = md.status
     degraded = next((c for c in prev.conditions if c.type == ConditionType.DEGRADED.value), None)
-    if prev.phase is not Phase.FAILED or degraded is None or degraded.reason != Reason.LOAD_TIMEOUT.value:
+    if prev.phase is not Phase.FAILED or degraded is None or degraded.reason not in STICKY:
         return False
     if degraded.observed_generation != md.metadata.get("generation"):
         return False
@@ -252,9 +271,14 @@ def _still_timed_out(md: ModelDeployment) -> bool:
     return wake is None or degraded.last_transition_time is None or wake <= degraded.last_transition_time
 
 
-def next_check(md: ModelDeployment, load_timeout: float) -> datetime | None:
-    """When to look at a model again though nothing changed: its idle deadline, or the end of
-    its load deadline while it is Loading."""
+PROGRESS_EVERY = timedelta(seconds=2)  # how often a download's progress is read and written
+
+
+def next_check(md: ModelDeployment, load_timeout: float, now: datetime | None = None) -> datetime | None:
+    """When to look at a model again though nothing changed: its idle deadline, the end of its
+    load deadline while it is Loading, the next progress reading while it is Downloading."""
+    if md.status.phase is Phase.DOWNLOADING and now is not None:
+        return now + PROGRESS_EVERY
     idle = idle_deadline(md)
     since = md.status.loading_since
     if md.status.phase is not Phase.LOADING or since is None:
@@ -263,16 +287,118 @@ def next_check(md: ModelDeployment, load_timeout: float) -> datetime | None:
     return due if idle is None else min(idle, due)
 
 
+# --- the download ----------------------------------------------------------------------------------
+
+
+def _size(n: float) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def download_message(md: ModelDeployment, progress: DownloadStatus | None, waiting: str = "") -> str:
+    """`Downloading the weights of qwen2.5-7b: 3.2 GiB of 14.9 GiB at 48.0 MiB/s, about 4 min left`."""
+    head = f"Downloading the weights of {md.spec.model}"
+    if progress is None or (not progress.bytes and not progress.total_bytes):
+        return f"{head}: {waiting}" if waiting else f"{head}: starting"
+    text = f"{head}: {_size(progress.bytes)}"
+    if progress.total_bytes:
+        text += f" of {_size(progress.total_bytes)}"
+    if progress.bytes_per_second:
+        text += f" at {_size(progress.bytes_per_second)}/s"
+    if progress.eta_seconds is not None:
+        eta = progress.eta_seconds
+        text += f", about {eta / 60:.0f} min left" if eta >= 90 else f", about {eta:.0f} s left"
+    return text
+
+
+def _downloading(i: Inputs, fetch: Fetch, restart: bool = False) -> Outcome:
+    progress = fetch.progress or (i.md.status.download if i.md.status.phase is Phase.DOWNLOADING else None)
+    message = download_message(i.md, progress, fetch.message)
+    return Outcome(
+        Phase.DOWNLOADING,
+        message,
+        (False, Reason.DOWNLOADING, "the weights are downloaded before a GPU is taken"),
+        fetch="restart" if restart else "ensure",
+        download=progress or DownloadStatus(),
+    )
+
+
+def _download_failed(i: Inputs, fetch: Fetch) -> Outcome:
+    uri = i.md.spec.model_source.uri if i.md.spec.model_source else ""
+    message = f"downloading the weights from {uri} failed: {fetch.reason}: {fetch.message}"
+    message += "; fix the source (or the cache) and wake it to try again"
+    return Outcome(
+        Phase.FAILED,
+        message,
+        (False, Reason.DOWNLOADING, "the weights could not be downloaded"),
+        event_reason=Reason.DOWNLOAD_FAILED.value,
+        degraded_reason=Reason.DOWNLOAD_FAILED,
+    )
+
+
+def _fetch_step(i: Inputs) -> Outcome | None:
+    """The download's part: an outcome while the weights are not cached yet, None once they are
+    (or need no download)."""
+    fetch, md = i.fetch, i.md
+    if fetch is None or downloads.cached(md):
+        return None
+    if fetch.state == "done":
+        return None  # _outcome records the cache
+    if fetch.state == "failed":
+        retry = md.status.phase is Phase.FAILED  # past _still_failed: a newer wake or spec
+        return _downloading(i, Fetch("absent"), restart=True) if retry else _download_failed(i, fetch)
+    # A download under way is never cut short by idleness (nor one just asked for, whose Job the
+    # watch has not brought back yet).
+    source = md.spec.model_source
+    if fetch.state == "running" or md.status.phase is Phase.DOWNLOADING:
+        return _downloading(i, fetch)
+    if wanted(md, i.pods, i.now) or (source is not None and source.prefetch):
+        return _downloading(i, fetch)
+    return None
+
+
 def _outcome(i: Inputs) -> Outcome:
     prev = i.md.status
     if i.failure is not None:
         return _failed_spec(i.failure)
-    if _still_timed_out(i.md):
-        return replace(
-            _timed_out(i.md, None, load_deadline(i.md, i.load_timeout)), message=prev.message or ""
+    if _still_failed(i.md):
+        reason = prev.reason(ConditionType.DEGRADED)
+        failed = (
+            _download_failed(i, Fetch("failed"))
+            if reason == Reason.DOWNLOAD_FAILED.value
+            else _timed_out(i.md, None, load_deadline(i.md, i.load_timeout))
         )
+        return replace(failed, message=prev.message or "")
     if i.evicted_for is not None or (prev.phase is Phase.EVICTING and i.pods):
         return _evicted(i)
+    step = _fetch_step(i)
+    if step is not None:
+        return step
+    cached = _newly_cached(i)
+    if cached is not None:
+        return replace(_after_download(i), cached=cached)
+    return _after_download(i)
+
+
+def _newly_cached(i: Inputs) -> CacheStatus | None:
+    source = i.md.spec.model_source
+    if i.fetch is None or i.fetch.state != "done" or downloads.cached(i.md) or source is None:
+        return None
+    got = i.md.status.download
+    size = got.total_bytes or got.bytes if got else None
+    # Downloaded for a request (the model was wanted when the download began, or touched since):
+    # its end counts as a wake, however long it took; a prefetch nobody asked for stays Cold.
+    deadline, started = idle_deadline(i.md), i.fetch.started
+    requested = i.md.spec.scaling.min_replicas > 0 or (
+        deadline is not None and started is not None and deadline >= started
+    )
+    return CacheStatus(uri=source.uri or "", bytes=size or None, cached_at=i.now, requested=requested)
+
+
+def _after_download(i: Inputs) -> Outcome:
+    prev = i.md.status
     if not wanted(i.md, i.pods, i.now):
         return _cold(i)
     held = i.node if prev.phase in (Phase.LOADING, Phase.WARM) else None
@@ -289,7 +415,12 @@ def plan(i: Inputs) -> Plan:
     outcome = _outcome(i)
     status, events = _status(i, outcome)
     return Plan(
-        replicas=outcome.replicas, node=outcome.node, status=status, events=events, evict=outcome.evict
+        replicas=outcome.replicas,
+        node=outcome.node,
+        status=status,
+        events=events,
+        evict=outcome.evict,
+        fetch=outcome.fetch,
     )
 
 
@@ -384,6 +515,14 @@ def _events(prev: ModelDeploymentStatus, outcome: Outcome) -> list[Event]:
     return [(kind, outcome.event_reason or outcome.phase.value, text)]
 
 
+def _download_events(outcome: Outcome) -> list[Event]:
+    cached = outcome.cached
+    if cached is None:
+        return []
+    size = f" ({_size(cached.bytes)})" if cached.bytes else ""
+    return [("Normal", "Downloaded", f"the weights from {cached.uri}{size} are in the cache")]
+
+
 def _status(i: Inputs, outcome: Outcome) -> tuple[ModelDeploymentStatus, list[Event]]:
     md, prev = i.md, i.md.status
     live = [p for p in i.pods if not p.deleting]
@@ -403,7 +542,9 @@ def _status(i: Inputs, outcome: Outcome) -> tuple[ModelDeploymentStatus, list[Ev
         last_activity=parse_time(md.annotations.get(LAST_ACTIVITY)),
         evicted_at=outcome.evicted_at or prev.evicted_at,
         evicting=outcome.evicting,
+        download=outcome.download,
+        cache=outcome.cached or (prev.cache if downloads.cached(md) else None),
         conditions=_conditions(prev.conditions, i.now, generation, outcome, degraded),
         observed_generation=generation,
     )
-    return status, _events(prev, outcome)
+    return status, _download_events(outcome) + _events(prev, outcome)

@@ -10,8 +10,8 @@ the same free GPU.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,7 +19,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase
-from hearth_operator import children, lifecycle, placement, world
+from hearth_operator import children, downloads, lifecycle, placement, world
+from hearth_operator.downloads import Fetch, WeightsCache
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.pods import PodView
 from hearth_operator.workqueue import WorkQueue
@@ -36,6 +37,12 @@ class ChildWriter(Protocol):
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     async def event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None: ...
+    async def ensure_job(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None: ...
+    async def delete_job(self, namespace: str, name: str) -> None: ...
+
+
+async def _no_progress(pod_ip: str) -> dict[str, Any] | None:
+    return None
 
 
 @dataclass
@@ -49,6 +56,8 @@ class Reconciler:
     retry_backoff: float = 0.5  # seconds before the first retry of a failed reconcile; doubles
     load_timeout: float = 600.0  # settings.load_timeout_seconds
     transient: Callable[[Exception], bool] = lambda exc: False  # kube.transient: retried quietly
+    cache: WeightsCache | None = None  # where Hearth downloads `uri` sources; None: engines fetch
+    read_progress: Callable[[str], Awaitable[dict[str, Any] | None]] = _no_progress  # a fetch pod's
     queue: WorkQueue = field(init=False)
     _place_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -85,17 +94,19 @@ class Reconciler:
         prior = self.claims.get(key)
         if prior is not None:  # our own last write may not have come back through the watch yet
             md = md.model_copy(update={"status": prior})
-        result = await self._decide(key, md, pods, now)
+        fetch = await self._fetch(key, md)
+        result = await self._decide(key, md, pods, now, fetch)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
         owner = world.owner_reference(body)
+        await self._run_fetch(key, md, result, owner)
         # Children follow the plan even for a failed spec (its replicas are then 0): a name
         # clash that appears later must stop what already runs.
         await self.writer.ensure_service(children.service(md), owner)
         node = result.node
         await self.writer.ensure_deployment(
             children.deployment(
-                md, node.name if node else None, node.vram_gib if node else None, result.replicas
+                md, node.name if node else None, node.vram_gib if node else None, result.replicas, self.cache
             ),
             owner,
         )
@@ -107,8 +118,38 @@ class Reconciler:
         if phase in RELEASING and md.status.phase not in (None, phase):
             self.kick_waiting()  # a GPU may have been freed
         self.queue.at(
-            key, lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout)
+            key,
+            lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout, now),
         )
+
+    async def _fetch(self, key: str, md: ModelDeployment) -> Fetch | None:
+        """The download of the model's weights as its Job shows it, with the fetch's progress."""
+        fetched = downloads.fetched_source(md, self.cache)
+        if fetched is None or downloads.cached(md):
+            return None
+        fetch = downloads.view(
+            self.indexes.one(self.indexes.jobs, key), self.indexes.fetch_pods_of(key), fetched.uri
+        )
+        if fetch.state == "running" and fetch.pod_ip:
+            report = await self.read_progress(fetch.pod_ip)
+            if report is not None:
+                fetch = replace(fetch, progress=downloads.progress(report))
+        return fetch
+
+    async def _run_fetch(
+        self, key: str, md: ModelDeployment, result: lifecycle.Plan, owner: dict[str, Any]
+    ) -> None:
+        """Start the fetch Job the plan asks for; delete one that fetches another source, or whose
+        failure a retry replaces (the watch then brings the next reconcile, which starts anew)."""
+        job = self.indexes.one(self.indexes.jobs, key)
+        fetched = downloads.fetched_source(md, self.cache)
+        uri = fetched.uri if fetched else None
+        if job is not None and not job["metadata"].get("deletionTimestamp"):
+            if downloads.stale(job, uri) or result.fetch == "restart":
+                await self.writer.delete_job(md.namespace, job["metadata"]["name"])
+                return
+        if result.fetch == "ensure" and job is None and fetched is not None and self.cache is not None:
+            await self.writer.ensure_job(downloads.job(md, fetched, self.cache), owner)
 
     async def _tell_the_holder(self, md: ModelDeployment, result: lifecycle.Plan) -> None:
         """A name clash is told to both: the newer model fails; the one that keeps the name gets
@@ -125,7 +166,7 @@ class Reconciler:
             await self.writer.event(holder, "Warning", "NameClash", message)
 
     async def _decide(
-        self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime
+        self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime, fetch: Fetch | None = None
     ) -> lifecycle.Plan:
         """Place (if it needs a node) and plan, under the one lock, and remember the claim."""
         failure = world.name_conflict(md, self.indexes.all(self.indexes.models))
@@ -137,6 +178,7 @@ class Reconciler:
                 failure is None
                 and key not in self.evictions
                 and held is None
+                and (fetch is None or fetch.state == "done")  # no GPU is taken for a download
                 and lifecycle.wanted(md, pods, now)
             ):
                 decision = placement.place(
@@ -155,6 +197,7 @@ class Reconciler:
                     evicted_for=self.evictions.get(key),
                     failure=failure,
                     load_timeout=self.load_timeout,
+                    fetch=fetch,
                 )
             )
             self.claims[key] = result.status

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hearth_api.model_deployment import HEARTH_IMAGE
+
 ENV_PREFIX = "HEARTH_OPERATOR_"
 
 
@@ -26,3 +28,18 @@ class OperatorSettings(BaseSettings):
     liveness: str | None = Field(
         default=None, description="kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
     )
+    cache_claim: str | None = Field(
+        default=None,
+        description="the weights cache: a PersistentVolumeClaim of this name in each model's "
+        "namespace, where Hearth downloads hf:// and https:// sources before the first start; "
+        "unset (and no cache_host_path): the engines fetch their sources themselves",
+    )
+    cache_host_path: str | None = Field(
+        default=None, description="the weights cache as a folder on the node (single-node homelabs)"
+    )
+    fetch_image: str = Field(default=HEARTH_IMAGE, description="the image the fetch Jobs run (Hearth's)")
+    hf_token_secret: str | None = Field(
+        default="hearth-hf-token",
+        description="a Secret (key `token`) in the model's namespace with a Hugging Face token; optional",
+    )
+    hf_endpoint: str | None = Field(default=None, description="a Hugging Face mirror (HF_ENDPOINT)")

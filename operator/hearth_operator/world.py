@@ -37,6 +37,8 @@ class Indexes:
     nodes: Any = None  # name → {GpuNode}
     models: Any = None  # "ns/name" → {body dict}
     pods: Any = None  # "ns/name" → {pod dicts}
+    jobs: Any = None  # "ns/name" → {its fetch Job}
+    fetch_pods: Any = None  # "ns/name" → {the fetch Job's pods}
 
     def one(self, index: Any, key: str) -> Any:
         store = index.get(key) if index is not None else None
@@ -48,6 +50,9 @@ class Indexes:
     def pods_of(self, key: str) -> list[PodView]:
         store = (self.pods or {}).get(key) or []
         return [pod_view(p) for p in store]
+
+    def fetch_pods_of(self, key: str) -> list[dict[str, Any]]:
+        return list((self.fetch_pods or {}).get(key) or [])
 
     def gpu_nodes(self) -> list[placement.GpuNode]:
         return sorted(self.all(self.nodes), key=lambda n: n.name)

@@ -67,6 +67,9 @@ def _engine_parser(sub: Any) -> None:
         help="with a mid-stream failure: fail only while this file is absent, then create it",
     )
     p.add_argument("--seed", type=int, default=_env("seed", None))
+    p.add_argument(
+        "--weights", type=Path, default=_env("weights", None), help="weights to load: missing, the load fails"
+    )
     p.set_defaults(func=_run_engine)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.apiserver.resources import now_rfc3339
-from hearth_sim.kube import kubeconfig
+from hearth_sim.kube import ApiError, kubeconfig
 from hearth_sim.llamacpp import IMAGE_REPO as LLAMACPP_REPO
 from hearth_sim.llamacpp import is_server_image
 
@@ -25,7 +26,18 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
-LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router")
+LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router", "hearth-fetch")
+TERMINATION_MESSAGE_BYTES = 2048  # a kubelet's cap on FallbackToLogsOnError's log tail
+_QUANTITY_UNITS = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
 # Engines that cannot run here, simulated with their own command line and behaviour while loading.
 SIMULATED_IMAGES = {"vllm/vllm-openai": "hearth_sim.vllm", "ollama/ollama": "hearth_sim.ollama"}
 SIMULATED_DEFAULT_ARGS = {"ollama/ollama": ["serve"]}  # the image's CMD
@@ -63,19 +75,50 @@ def hearth_command(container: Obj) -> list[str]:
 
 
 def volume_paths(pod: Obj, container: Obj, volumes_dir: Path | None) -> dict[str, str]:
-    """Mount path → local folder, for the PersistentVolumeClaims the container mounts."""
+    """Mount path → local folder, for the PersistentVolumeClaims (a folder per claim) and
+    hostPath volumes (a folder for the homelab's host, shared by its nodes) the container mounts."""
     if volumes_dir is None:
         return {}
-    claims = {
+    folders: dict[str, Path] = {}
+    for v in pod["spec"].get("volumes") or []:
+        if v.get("persistentVolumeClaim"):
+            folders[v["name"]] = volumes_dir / v["persistentVolumeClaim"]["claimName"]
+        elif v.get("hostPath"):
+            folders[v["name"]] = volumes_dir / "hostPath" / str(v["hostPath"]["path"]).strip("/")
+    return {
+        m["mountPath"].rstrip("/"): str(folders[m["name"]])
+        for m in container.get("volumeMounts") or []
+        if m.get("name") in folders
+    }
+
+
+def quantity_bytes(quantity: str) -> int:
+    """`50Mi` → 52428800: a Kubernetes storage quantity in bytes."""
+    for suffix, factor in _QUANTITY_UNITS.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(float(quantity))
+
+
+def claim_capacity(pod: Obj, container: Obj, claims: dict[str, Obj]) -> int | None:
+    """The smallest capacity among the claims the container writes to (their requested storage),
+    or None. The simulated volume is a folder, so the kubelet enforces it as the largest file a
+    process may write (RLIMIT_FSIZE: a write past it fails with EFBIG, Python ignoring SIGXFSZ) —
+    for a download of one large file, what a full volume does."""
+    names = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]
         for v in pod["spec"].get("volumes") or []
         if v.get("persistentVolumeClaim")
     }
-    return {
-        m["mountPath"].rstrip("/"): str(volumes_dir / claims[m["name"]])
-        for m in container.get("volumeMounts") or []
-        if m.get("name") in claims
-    }
+    sizes = []
+    for mount in container.get("volumeMounts") or []:
+        claim = claims.get(names.get(mount.get("name"), ""))
+        if claim is None or mount.get("readOnly"):
+            continue
+        storage = ((claim.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+        if storage:
+            sizes.append(quantity_bytes(str(storage)))
+    return min(sizes) if sizes else None
 
 
 def localize(arg: str, ip: str, mounts: dict[str, str]) -> str:
@@ -175,6 +218,10 @@ class PodRunner:
                 # own cancellation (the crash loop would go on, and stop() would wait forever).
                 await asyncio.wait({probe})
             self.ready = False
+            policy = self.pod["spec"].get("restartPolicy", "Always")
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                await self._terminated(code)
+                return
             self.restarts += 1
             last = {
                 "terminated": {
@@ -202,6 +249,32 @@ class PodRunner:
                 last=last,
             )
             await asyncio.sleep(delay)
+
+    async def _terminated(self, code: int) -> None:
+        """A pod that is not restarted (a Job's): Succeeded or Failed, with its termination
+        message — for FallbackToLogsOnError, the tail of its log when it failed."""
+        message = ""
+        if code and self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            with contextlib.suppress(OSError):
+                tail = self._logfile.read_bytes()[-TERMINATION_MESSAGE_BYTES:]
+                message = tail.decode(errors="replace")
+        await self.kubelet.event(
+            self.pod,
+            "Normal" if code == 0 else "Warning",
+            "Completed" if code == 0 else "Failed",
+            f"Container {self.container.get('name')} exited with code {code}",
+        )
+        terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "message": message,
+            "finishedAt": now_rfc3339(),
+        }
+        await self._status({"terminated": terminated}, False, "Succeeded" if code == 0 else "Failed")
+
+    @property
+    def _logfile(self) -> Path:
+        return self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
 
     def _localize(self, value: str) -> str:
         """An arg or env value as this pod's local process needs it (see `localize`)."""
@@ -257,13 +330,31 @@ class PodRunner:
             }
         )
         self.env = env
-        logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
+        logfile = self._logfile
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        limit = await self._volume_limit()
         with logfile.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+                *argv,
+                env=env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+                if limit
+                else None,
             )
         self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+
+    async def _volume_limit(self) -> int | None:
+        """The capacity of the claims this container writes to, if any (see claim_capacity)."""
+        claims = {}
+        for v in self.pod["spec"].get("volumes") or []:
+            name = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if name:
+                with contextlib.suppress(ApiError):
+                    claims[name] = await self.kubelet.kube.get("v1", "persistentvolumeclaims", self.ns, name)
+        return claim_capacity(self.pod, self.container, claims)
 
     async def _control_plane_env(self) -> dict[str, str]:
         """What a kubelet gives Hearth's own pods: the API server's address and their

@@ -79,6 +79,11 @@ class EngineSettings(BaseModel):
         "(a fault the restart clears, as most real crashes are)",
     )
     seed: int | None = None
+    weights: Path | None = Field(
+        default=None,
+        description="a file or folder of weights to load: missing, the load fails (exit 1) as a "
+        "real engine's does, so a test sees that the engine found what the fetch left",
+    )
 
     def failure_due(self) -> bool:
         if self.fail_once_marker is None:
@@ -134,6 +139,11 @@ class EngineState:
     async def load(self) -> None:
         duration = self.settings.load_duration()
         log.info("loading %s for %.2fs", self.settings.model, duration)
+        weights = self.settings.weights
+        if weights is not None and not weights.exists():
+            log.error("loading %s failed: no weights at %s", self.settings.model, weights)
+            self.exit(1)
+            return
         if self.settings.failure is Failure.FAIL_LOAD:
             await asyncio.sleep(duration / 2)
             log.error("loading %s failed: out of memory (simulated)", self.settings.model)

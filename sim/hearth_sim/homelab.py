@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -20,15 +21,31 @@ from typing import Any
 
 import httpx
 import yaml
+from aiohttp import web
 
 from hearth_sim import weights
 from hearth_sim.apiserver import HearthApiServer, Listener, serve_restartable
+from hearth_sim.hub import Hub
 from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_CLAIM = "hearth-weights"  # the weights cache's claim, as the chart names it
+
+
+@contextlib.asynccontextmanager
+async def serving_hub(hub: Hub, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """The stand-in for Hugging Face and file hosts, on a free port: yields its base URL."""
+    runner = web.AppRunner(hub.app(), access_log=None)
+    await runner.setup()
+    sock = socket.create_server((host, 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        await runner.cleanup()
 
 
 def manifests(paths: list[Path]) -> list[dict[str, Any]]:
@@ -93,6 +110,8 @@ class Homelab:
     url: str = ""
     kubelet: Kubelet | None = None
     ingress_url: str = ""
+    hub: Hub = field(default_factory=Hub)  # where models download from (files, a Hub-like API)
+    hub_url: str = ""
 
     @property
     def volumes_dir(self) -> Path:
@@ -129,6 +148,7 @@ class Homelab:
                 if self.examples:
                     await apply(kube, sim_examples(weights_staged=staged))
                 async with contextlib.AsyncExitStack() as stack:
+                    self.hub_url = await stack.enter_async_context(serving_hub(self.hub))
                     if self.ingress_port is not None:
                         self.ingress_url = await stack.enter_async_context(
                             serve_ingress(kube, self.ingress_host, self.ingress_port)
@@ -214,7 +234,13 @@ class ControlPlane:
     async def start(self) -> None:
         logs = self.homelab.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBECONFIG": str(self.homelab.kubeconfig_path.resolve())}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.homelab.kubeconfig_path.resolve()),
+            # The chart's weights cache, and the homelab's stand-in for Hugging Face.
+            "HEARTH_OPERATOR_CACHE_CLAIM": CACHE_CLAIM,
+            "HEARTH_OPERATOR_HF_ENDPOINT": self.homelab.hub_url,
+        }
         commands = {
             "operator": [sys.executable, "-m", "hearth_operator.cli", "run"],
             "router": [

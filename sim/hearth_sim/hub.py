@@ -145,7 +145,7 @@ class Hub:
         return key, repo
 
     async def _tree(self, request: web.Request) -> web.Response:
-        key, repo = self._repo(request)
+        _, repo = self._repo(request)
         if repo is None:
             return web.json_response(
                 {"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"}

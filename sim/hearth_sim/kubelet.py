@@ -1,6 +1,6 @@
-"""The kubelet simulator: Deployments become Pods, Pods become local processes.
+"""The kubelet simulator: Deployments and Jobs become Pods, Pods become local processes.
 
-It plays the Deployment controller, the scheduler and the kubelet in one, through the API
+It plays the Deployment and Job controllers, the scheduler and the kubelet in one, through the API
 like the real ones: it watches Deployments and Pods, creates Pods (owner reference, labels,
 node chosen by nodeSelector/affinity and free `nvidia.com/gpu`), gives each its own loopback IP,
 runs the container's command as a process bound to it, probes readiness, restarts crashed
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from hearth_sim import scheduling, weights
+from hearth_sim import jobs, scheduling, weights
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.containers import PodRunner
 from hearth_sim.kube import ApiError, Kube
@@ -68,6 +68,9 @@ class Kubelet:
         self._ips: dict[str, str] = {}
         self._next_ip = 2
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.jobs: dict[tuple[str, str], Obj] = {}
+        self._dirty_jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._job_due: dict[tuple[str, str], float] = {}  # when a Job's next pod may start (back-off)
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
 
@@ -91,6 +94,8 @@ class Kubelet:
             asyncio.create_task(self._watch_deployments()),
             asyncio.create_task(self._watch_pods()),
             asyncio.create_task(self._reconcile_loop()),
+            asyncio.create_task(self._watch_jobs()),
+            asyncio.create_task(self._jobs_loop()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -141,6 +146,9 @@ class Kubelet:
             owner = self._owner(pod)
             if owner:
                 self._dirty.put_nowait(owner)
+            job = self._owner(pod, "Job")
+            if job:
+                self._dirty_jobs.put_nowait(job)
 
     async def _stop_runner(self, uid: str, runner: PodRunner, pod: Obj) -> None:
         # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile still finds
@@ -165,9 +173,9 @@ class Kubelet:
             if all(_bindable(ip, port) for port in ports):
                 return ip
 
-    def _owner(self, pod: Obj) -> tuple[str, str] | None:
+    def _owner(self, pod: Obj, kind: str = "Deployment") -> tuple[str, str] | None:
         for ref in pod["metadata"].get("ownerReferences") or []:
-            if ref.get("kind") == "Deployment":
+            if ref.get("kind") == kind:
                 return pod["metadata"]["namespace"], ref["name"]
         return None
 
@@ -248,6 +256,64 @@ class Kubelet:
         }
         created = await self.kube.create("v1", "pods", meta["namespace"], pod)
         self.pods[created["metadata"]["uid"]] = created
+
+    # --- the Job controller (decisions in jobs.py) ---------------------------------------------
+
+    async def _watch_jobs(self) -> None:
+        async for kind, obj in self.kube.watch("batch/v1", "jobs"):
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if kind == "DELETED":
+                self.jobs.pop(key, None)
+            else:
+                self.jobs[key] = obj
+            self._dirty_jobs.put_nowait(key)
+
+    async def _jobs_loop(self) -> None:
+        while True:
+            key = await self._dirty_jobs.get()
+            try:
+                async with self._lock:
+                    await self._reconcile_job(key)
+            except (ApiError, httpx.HTTPError) as exc:
+                log.warning("reconciling job %s/%s failed: %s; retrying in 1 s", *key, exc)
+                asyncio.get_running_loop().call_later(1.0, self._dirty_jobs.put_nowait, key)
+
+    async def _reconcile_job(self, key: tuple[str, str]) -> None:
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        uid = job["metadata"]["uid"]
+        owned = sorted(
+            (
+                p
+                for p in self.pods.values()
+                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
+            ),
+            key=lambda p: p["metadata"]["creationTimestamp"],
+        )
+        result = jobs.verdict(job, owned, now_rfc3339())
+        if result.status != job.get("status"):
+            with contextlib.suppress(ApiError):
+                updated = await self.kube.patch(
+                    "batch/v1", "jobs", *key, {"status": result.status}, sub="status"
+                )
+                self.jobs[key] = updated
+        if not result.start_pod:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._job_due.get(key)
+        if due is None:  # back-off after a failed pod, as the Job controller does: 10 s, 20 s, …
+            delay = (
+                min(self.config.backoff_base * 2 ** (result.failures - 1), 360.0) if result.failures else 0.0
+            )
+            due = self._job_due[key] = loop.time() + delay
+            loop.call_later(delay, self._dirty_jobs.put_nowait, key)
+        if loop.time() >= due:
+            del self._job_due[key]
+            pod = jobs.pod_from(job, secrets.token_hex(3)[:5])
+            created = await self.kube.create("v1", "pods", key[0], pod)
+            self.pods[created["metadata"]["uid"]] = created
+            await self._schedule_pending()
 
     async def _schedule_pending(self) -> None:
         pending = [
