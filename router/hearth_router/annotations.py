@@ -58,7 +58,7 @@ class Annotator:
     async def ensure_awake(self, key: str, phase: Phase | None) -> None:
         """Send one wake per cold period (and activity with it). A wake the API server refuses
         is the client's error to see — a countdown for a load nobody asked for would be a lie."""
-        if phase in (Phase.LOADING, Phase.WARM):
+        if phase in (Phase.DOWNLOADING, Phase.LOADING, Phase.WARM):
             return
         async with self._lock:  # the check and the send are one step
             now = time.monotonic()

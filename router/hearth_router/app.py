@@ -166,7 +166,7 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
         if parsed.stream:
             # Admitted here, before the response begins: past the waiter limit it is a 429, not
             # an error event in a stream that was already accepted.
-            admission = dispatcher.admit(entry, raw)
+            admission = dispatcher.admit(entry, raw, patient=True)
             return AdmittedStream(StreamJob(dispatcher, admission, raw, ident, path))
         return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
 

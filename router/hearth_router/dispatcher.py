@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hearth_api.model_deployment import (
+    ConditionType,
     ModelDeployment,
     Phase,
     effective_concurrency,
@@ -64,6 +65,7 @@ class Admission:
     max_tokens: int | None = None  # what the request asked for, for its queue estimate
     load_waited: float | None = None  # seconds it waited for a load; None: it found it warm
     waiting: bool = True
+    patient: bool = False  # a stream, which sees the progress: it waits out a first download
 
     @property
     def endpoint(self) -> str:
@@ -71,11 +73,11 @@ class Admission:
             raise RuntimeError("the admission holds no slot yet: iterate wait() to the end first")
         return self.ticket.endpoint
 
-    async def wait(self) -> AsyncIterator[progress.Loading | Queued]:
-        """Loading updates while the model comes up, then queue places while every replica is
-        busy; ends holding a slot."""
+    async def wait(self) -> AsyncIterator[progress.Downloading | progress.Loading | Queued]:
+        """Download and loading updates while the model comes up, then queue places while every
+        replica is busy; ends holding a slot."""
         held = False
-        async for update in self.dispatcher.hold(self.entry):
+        async for update in self.dispatcher.hold(self.entry, self.patient):
             held = True
             yield update
         if held:
@@ -192,13 +194,14 @@ class Dispatcher:
                 retry_after=md.warmup_estimate,
             )
 
-    def admit(self, entry: Entry, body: dict[str, Any] | None = None) -> Admission:
+    def admit(self, entry: Entry, body: dict[str, Any] | None = None, patient: bool = False) -> Admission:
         """Check and count the request in one step, before any await (so a burst cannot slip
         past the waiter limit: exactly `max_waiters` get in, the rest 429), and give it a place
         in line. The caller closes the admission."""
         self._check_admission(entry)
         self.waiters.add(entry.key, entry.md.spec.model, +1)
-        return Admission(self, entry, self.slots.enqueue(entry.key), max_tokens=requested_tokens(body or {}))
+        ticket = self.slots.enqueue(entry.key)
+        return Admission(self, entry, ticket, max_tokens=requested_tokens(body or {}), patient=patient)
 
     # --- hold: wake and wait for Warm --------------------------------------------------------
 
@@ -208,9 +211,37 @@ class Dispatcher:
             raise unavailable(f"{entry.md.spec.model} was deleted while the request waited", "model_deleted")
         return current
 
-    async def hold(self, entry: Entry) -> AsyncIterator[progress.Loading]:
-        """Yield a Loading update about once a second and on every status change until the model
-        is Warm; raise RouterError when it fails, vanishes or takes past the hold timeout."""
+    def _download_deadline(self, md: ModelDeployment, deadline: float, patient: bool) -> float:
+        """While the weights download, the hold timeout counts from the download's end for a
+        stream (it shows the progress; the operator fails a download that stalls). A whole
+        answer waits only as long as the hold allows: a download that will not end in time is
+        a 503 now, saying so, with Retry-After from the download's ETA — not a bare 504 later."""
+        hold = self.settings.hold_timeout(md.warmup_estimate)
+        now = time.monotonic()
+        if patient:
+            return max(deadline, now + hold)
+        got = md.status.download
+        eta = got.eta_seconds if got is not None else None
+        if (eta is not None and now + eta + md.warmup_estimate > deadline) or now > deadline:
+            update = progress.downloading(md)
+            after = (eta if eta is not None else hold) + md.warmup_estimate
+            raise RouterError(
+                503,
+                f"{update.message}; it will not be ready within this request's wait "
+                f"({deadline - now:.0f} s left): try again in {progress.duration_text(after)[1:]}, "
+                "or stream the request to watch the download",
+                "service_unavailable_error",
+                "model_downloading",
+                retry_after=after,
+            )
+        return deadline
+
+    async def hold(
+        self, entry: Entry, patient: bool = False
+    ) -> AsyncIterator[progress.Downloading | progress.Loading]:
+        """Yield a Downloading or Loading update about once a second and on every status change
+        until the model is Warm; raise RouterError when it fails, vanishes or takes past the
+        hold timeout (see _download_deadline for a first download)."""
         key, model = entry.key, entry.md.spec.model
         began = time.monotonic()
         deadline = began + self.settings.hold_timeout(entry.md.warmup_estimate)
@@ -218,13 +249,16 @@ class Dispatcher:
         last: tuple[str, float] | None = None  # the stage last yielded, and when
         while True:
             md = self._current(entry).md
+            if md.status.phase is Phase.DOWNLOADING:
+                deadline = self._download_deadline(md, deadline, patient)
             self.annotator.observe(key, md.status.phase)
             if md.status.phase is Phase.WARM and self.usable(md):
                 if last is not None:
                     self.metrics.cold_wait.labels(model=model).observe(time.monotonic() - began)
                 return
             if md.status.phase is Phase.FAILED:
-                raise unavailable(f"{model} failed to load: {md.status.message}", "model_failed")
+                verb = "download" if md.status.reason(ConditionType.DEGRADED) == "DownloadFailed" else "load"
+                raise unavailable(f"{model} failed to {verb}: {md.status.message}", "model_failed")
             if md.never_fits:
                 raise unavailable(f"{model} cannot be placed: {md.status.message}", "model_unschedulable")
             if time.monotonic() > deadline:
@@ -236,8 +270,11 @@ class Dispatcher:
                 )
             await self.annotator.ensure_awake(key, md.status.phase)
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            update = progress.loading(md, datetime.now(UTC), previous)
-            previous = update
+            update: progress.Downloading | progress.Loading
+            if progress.first_download(md):
+                update = progress.downloading(md)
+            else:
+                update = previous = progress.loading(md, datetime.now(UTC), previous)
             now = time.monotonic()
             # Once a second; at once only when the stage changes (a new figure alone waits its turn).
             if last is None or last[0] != update.stage or now - last[1] >= self.settings.loading_interval:

@@ -32,10 +32,15 @@ def _created(entry: Entry) -> int:
 
 
 def _eta(entry: Entry) -> int:
+    """Seconds until the model can answer: 0 when Warm; the download left (once measured)
+    and the load, while its weights download."""
     md = entry.md
     if md.status.phase is Phase.WARM:
         return 0
-    return progress.loading(md, datetime.now(UTC)).estimated_time
+    load = progress.loading(md, datetime.now(UTC)).estimated_time
+    if md.status.phase is Phase.DOWNLOADING:
+        return load + (progress.downloading(md).estimated_time or 0)
+    return load
 
 
 def openai_models(dispatcher: Dispatcher) -> dict[str, Any]:

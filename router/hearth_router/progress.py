@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hearth_api.model_deployment import Eviction, ModelDeployment, Phase, gpu_short_name
+from hearth_api.weights_cache import remote
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,63 @@ class Loading:
     progress: float
     overdue: bool = False  # past the usual load time: the countdown starts again, saying why
     stage: str = ""  # what is happening, without the figures: a change is news worth sending at once
+
+
+@dataclass(frozen=True)
+class Downloading:
+    """A first start's download of the weights, as the operator last reported it."""
+
+    message: str
+    progress: float  # bytes / total (0 until the total is known)
+    bytes: int
+    total_bytes: int | None
+    estimated_time: int | None  # whole seconds of download left, once a rate is measured
+    stage: str = "downloading"
+
+
+def size_text(n: float) -> str:
+    """Bytes as people read them: `3.2 GiB`, `48 MiB`."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}" if n < 100 * factor else f"{n / factor:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def duration_text(seconds: float) -> str:
+    """`~4 min`, `~40 s`: a wait as people say it."""
+    if seconds >= 90:
+        return f"~{math.ceil(seconds / 60)} min"
+    return f"~{max(1, math.ceil(seconds))} s"
+
+
+def first_download(md: ModelDeployment) -> bool:
+    """The model downloads its weights before it can load: it is Downloading, or Cold with a
+    source Hearth fetches that is not in the cache yet (its first wake: the stream says
+    `downloading` from the start, not `loading` and then `downloading`)."""
+    if md.status.phase is Phase.DOWNLOADING:
+        return True
+    source = md.spec.model_source
+    if md.status.phase not in (None, Phase.COLD) or source is None or source.uri is None:
+        return False
+    cached = md.status.cache is not None and md.status.cache.uri == source.uri
+    return not cached and remote(source.uri) is not None
+
+
+def downloading(md: ModelDeployment) -> Downloading:
+    """`Downloading qwen2.5-7b for the first time: 3.2 of 14.9 GiB at 48 MiB/s · ~4 min`."""
+    model, got = md.spec.model, md.status.download
+    head = f"Downloading {model} for the first time"
+    if md.status.phase is not Phase.DOWNLOADING or got is None or not (got.bytes or got.total_bytes):
+        return Downloading(f"{head}…", 0.0, 0, None, None)
+    total = got.total_bytes
+    text = f"{head}: {size_text(got.bytes)}" + (f" of {size_text(total)}" if total else "")
+    if got.bytes_per_second:
+        text += f" at {size_text(got.bytes_per_second)}/s"
+    left = math.ceil(got.eta_seconds) if got.eta_seconds is not None else None
+    if left is not None:
+        text += f" · {duration_text(left)}"
+    share = min(got.bytes / total, 1.0) if total else 0.0
+    return Downloading(text, round(share, 3), got.bytes, total, left)
 
 
 def _freeing(gpu: str | None, eviction: Eviction) -> str:

@@ -81,7 +81,16 @@ class StreamJob:
         finally:
             admission.close()  # the slot goes back as soon as the answer is over
 
-    def _waiting(self, update: progress.Loading | Queued) -> bytes:
+    def _waiting(self, update: progress.Downloading | progress.Loading | Queued) -> bytes:
+        if isinstance(update, progress.Downloading):
+            return self._status(
+                "downloading",
+                update.message,
+                progress=update.progress,
+                bytes=update.bytes,
+                total_bytes=update.total_bytes,
+                estimated_time=update.estimated_time,
+            )
         if isinstance(update, Queued):
             return self._status(
                 "queued",

@@ -6,10 +6,12 @@ sends."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
@@ -18,7 +20,7 @@ from hearth_sim.kube import Kube
 
 from .conftest import eventually
 from .operator_helpers import MD_API, OperatorProcess, sim_md, status, wait_phase, wake
-from .router_helpers import RouterProcess
+from .router_helpers import CHAT, RouterProcess, chat, sse
 
 MiB = 1 << 20
 RATE = 40 * MiB  # bytes per second the hub sends each download
@@ -54,8 +56,8 @@ def host(homelab: HomelabThread, name: str, size: int, seed: int = 0) -> tuple[s
     return f"{homelab.homelab.hub_url}/files/{name}", hosted
 
 
-def downloaded_md(name: str, uri: str, **source: Any) -> dict[str, Any]:
-    return sim_md(name, load=2.0, modelSource={"uri": uri, **source})
+def downloaded_md(name: str, uri: str, idle: int = 300, **source: Any) -> dict[str, Any]:
+    return sim_md(name, load=2.0, idle=idle, modelSource={"uri": uri, **source})
 
 
 async def test_a_cold_model_downloads_then_loads_from_the_cache(
@@ -90,3 +92,36 @@ async def test_a_cold_model_downloads_then_loads_from_the_cache(
     ).stat().st_size == hosted.size
     # The warm-up measured the load alone: ~2 s of sim load (0.1 s at the time scale), not the download.
     assert warm["warmup"]["samples"][-1] < seen[-1]["bytes"] / RATE, warm["warmup"]
+
+
+async def test_a_streamed_chat_shows_the_download_then_the_load_and_the_second_wake_skips_it(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    uri, hosted = host(homelab, "chat/model.gguf", 120 * MiB, seed=2)
+    await kube.create(MD_API, "modeldeployments", "default", downloaded_md("chatty", uri, idle=2))
+    await wait_phase(kube, "chatty", "Cold")
+    async with httpx.AsyncClient(timeout=90) as http:
+        stream = await sse(http, f"{router.url}{CHAT}", chat("chatty"))
+    statuses = stream.statuses
+    assert statuses[0] == "routing" and statuses[-2:] == ["generating", "done"], statuses
+    first_loading = statuses.index("loading")
+    assert "downloading" in statuses[:first_loading], statuses  # downloading, then loading
+    assert "downloading" not in statuses[first_loading:], statuses
+    shown = [e.data for e in stream.of("downloading") if e.data.get("bytes")]
+    assert shown, stream.of("downloading")
+    assert all(d["total_bytes"] == hosted.size and 0 < d["progress"] <= 1 for d in shown), shown
+    assert "for the first time" in shown[-1]["message"], shown[-1]
+    assert [d["progress"] for d in shown] == sorted(d["progress"] for d in shown), shown
+    assert stream.text
+
+    # Idle (2 s) → Cold; the next request loads from the cache: no download, and the loading
+    # countdown starts from the learned load time.
+    cold = await wait_phase(kube, "chatty", "Cold", deadline=30)
+    estimate = cold["warmup"]["estimateSeconds"]
+    assert cold["warmup"]["samples"] and cold["cache"]["uri"] == uri
+    async with httpx.AsyncClient(timeout=90) as http:
+        again = await sse(http, f"{router.url}{CHAT}", chat("chatty"))
+    assert "downloading" not in again.statuses and again.statuses[-1] == "done", again.statuses
+    first = again.of("loading")[0].data
+    assert first["estimated_time"] == max(1, math.ceil(estimate)), (first, estimate)
+    assert homelab.homelab.hub.served["chat/model.gguf"] == hosted.size  # fetched once

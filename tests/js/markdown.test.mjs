@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { renderMarkdown } from "../../router/hearth_router/dashboard/markdown.js";
-import { duration, secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
+import { downloadSummary, duration, leftText, secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
 
 test("script and event-handler markup come out as text", () => {
   const html = renderMarkdown('<script>alert(1)</script> <img src=x onerror="alert(2)">');
@@ -40,4 +40,15 @@ test("durations read as people say them, never '4 min 60 s'", () => {
   assert.equal(duration(119.6), "2 min");
   assert.equal(duration(299.7), "5 min");
   assert.equal(duration(185), "3 min 5 s");
+});
+
+test("a download reads as bytes, rate and time left; its message loses its snapshot ETA", () => {
+  const download = downloadSummary({ bytes: 3.2 * 2 ** 30, totalBytes: 14.9 * 2 ** 30, bytesPerSecond: 48 * 2 ** 20, etaSeconds: 241.3 });
+  assert.equal(download.text, "3.2 GiB of 14.9 GiB · 48.0 MiB/s · ~5 min left");
+  assert.ok(Math.abs(download.fraction - 3.2 / 14.9) < 1e-9);
+  assert.equal(downloadSummary({ bytes: 1024 }).fraction, null); // no total yet: an indeterminate bar
+  const message = "Downloading big for the first time: 3.2 GiB of 14.9 GiB at 48.0 MiB/s · ~5 min";
+  assert.equal(stageText({ status: "downloading", message }), "Downloading big for the first time: 3.2 GiB of 14.9 GiB at 48.0 MiB/s");
+  assert.equal(leftText(240), "~4 min");
+  assert.equal(leftText(40), "~40 s");
 });

@@ -3,7 +3,7 @@
 
 import { act } from "./api.js";
 import { el } from "./dom.js";
-import { duration, modelSummary } from "./format.js";
+import { bytesText, downloadSummary, duration, modelSummary } from "./format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -113,8 +113,18 @@ export class Board {
         el("dt", { text: "last used" }), el("dd", { text: view.status.lastActivity ? new Date(view.status.lastActivity).toLocaleTimeString() : "never" })),
       warmupChart(view.warmup_history || []),
     );
+    const download = phase === "Downloading" ? downloadSummary(view.status.download) : null;
+    if (download) {
+      const bar = el("progress", { class: "download", max: "1", "aria-label": `Download of the weights of ${view.model}` });
+      if (download.fraction != null) bar.value = download.fraction;  // no value: indeterminate
+      li.append(el("div", { class: "download" }, bar, el("span", { class: "download-text", text: download.text })));
+    }
+    const cache = view.status.cache;
+    if (cache && phase !== "Downloading") {
+      li.append(el("p", { class: "cached", text: `weights cached${cache.bytes ? ` (${bytesText(cache.bytes)})` : ""}` }));
+    }
     for (const line of summary.lines) li.append(el("p", { class: "model-message", text: line }));
-    const wake = el("button", { type: "button", "data-action": "wake", text: "Warm up now", disabled: phase === "Warm" || phase === "Loading" });
+    const wake = el("button", { type: "button", "data-action": "wake", text: "Warm up now", disabled: phase === "Warm" || phase === "Loading" || phase === "Downloading" });
     const sleep = el("button", {
       type: "button",
       "data-action": "sleep",

@@ -3,7 +3,7 @@
 
 import { apiKey, url } from "./api.js";
 import { el } from "./dom.js";
-import { doneSummary, duration, overdue, progressNow, secondsLeft, stageText } from "./format.js";
+import { doneSummary, duration, leftText, overdue, progressNow, secondsLeft, stageText } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { sendMessageStream } from "./sse.js";
 
@@ -220,11 +220,12 @@ export class Chat {
     line.dataset.status = event.status;
     line.classList.toggle("overdue", overdue(event));
     const parts = [el("span", { class: "spinner", "aria-hidden": "true" }), el("span", { class: "stage", text: stageText(event) })];
-    if (left != null) parts.push(el("span", { class: "eta", text: `~${left} s` }));
+    if (left != null) parts.push(el("span", { class: "eta", text: leftText(left) }));
     if (event.backend) parts.push(el("span", { class: "where", text: event.node ? `${event.backend} · ${event.node}` : event.backend }));
     parts.push(el("span", { class: "elapsed", text: duration((now - began) / 1000) }));
     if (frac != null) {
-      parts.push(el("progress", { max: "1", value: String(frac.toFixed(3)), "aria-label": "Warm-up progress" }));
+      const label = event.status === "downloading" ? "Download progress" : "Warm-up progress";
+      parts.push(el("progress", { max: "1", value: String(frac.toFixed(3)), "aria-label": label }));
     }
     line.replaceChildren(...parts);
   }

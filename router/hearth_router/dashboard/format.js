@@ -4,7 +4,8 @@ export const PHASES = ["Warm", "Loading", "Downloading", "Evicting", "Cold", "Un
 
 /** "~12 s" in the router's messages belongs to the moment it was sent: the page counts itself. */
 export function stageText(event) {
-  const message = (event.message || "").replace(/\s*~\d+\s*s\s*$/, "");
+  // The countdown is shown on its own, ticking: the message's own figure ("~12 s", "· ~4 min") goes.
+  const message = (event.message || "").replace(/\s*·?\s*~\d+\s*(s|min)\s*$/, "");
   if (event.status === "queued" && event.queuePosition) return message || `Queued (position ${event.queuePosition})…`;
   return message || { routing: "Selecting backend…", generating: "Generating…" }[event.status] || event.status;
 }
@@ -24,6 +25,28 @@ export function progressNow(event, receivedAt, now) {
   const elapsed = (now - receivedAt) / 1000;
   const total = event.estimatedTime / Math.max(1 - event.progress, 1e-3);
   return Math.min(event.progress + elapsed / total, 0.99);
+}
+
+/** A wait left, as the status line shows it: `~40 s`, `~4 min`. */
+export function leftText(seconds) {
+  return seconds >= 90 ? `~${Math.ceil(seconds / 60)} min` : `~${seconds} s`;
+}
+
+/** Bytes as people read them: `3.2 GiB`, `48 MiB`. */
+export function bytesText(n) {
+  const units = [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]];
+  for (const [unit, factor] of units) if (n >= factor) return `${(n / factor).toFixed(n < 100 * factor ? 1 : 0)} ${unit}`;
+  return `${n} B`;
+}
+
+/** A download of the weights as the board shows it, from `status.download`: a fraction and a line. */
+export function downloadSummary(download) {
+  if (!download) return null;
+  const total = download.totalBytes;
+  const parts = [total ? `${bytesText(download.bytes || 0)} of ${bytesText(total)}` : bytesText(download.bytes || 0)];
+  if (download.bytesPerSecond) parts.push(`${bytesText(download.bytesPerSecond)}/s`);
+  if (download.etaSeconds != null) parts.push(`${leftText(Math.max(1, Math.ceil(download.etaSeconds)))} left`);
+  return { fraction: total ? Math.min((download.bytes || 0) / total, 1) : null, text: parts.join(" · ") };
 }
 
 export function overdue(event) {
