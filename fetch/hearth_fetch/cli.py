@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _writable(cache: Path) -> None:
+    """Refuse a cache that cannot be written before any byte is fetched."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / ".hearth-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise FetchFailed(Why.CACHE_UNWRITABLE, f"cannot write to the weights cache {cache}: {exc}") from exc
+
+
 def _room(cache: Path, wanted: list[Wanted], meter: Meter) -> None:
     """Refuse at once what cannot fit, rather than fail after hours of downloading."""
     if meter.total is None:
@@ -66,6 +77,7 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
     if source is None:
         raise FetchFailed(Why.BAD_SOURCE, f"{args.uri}: the engine fetches this scheme itself")
     cache = Path(args.cache)
+    _writable(cache)
     token = os.environ.get("HF_TOKEN") or None
     endpoint = os.environ.get("HF_ENDPOINT") or None
     wanted = await sources.plan(
@@ -126,6 +138,10 @@ async def amain(args: argparse.Namespace) -> int:
         state.update(state="failed", reason=exc.why.value, message=exc.message)
         _tell(exc.line)
         return EXIT_PERMANENT if exc.permanent else EXIT_RETRY
+    except Exception as exc:  # a bug or a surprise: logged whole, retried by the Job, named
+        log.exception("fetching %s failed unexpectedly", args.uri)
+        _tell(FetchFailed(Why.UNREACHABLE, f"unexpected {type(exc).__name__}: {exc}").line)
+        return EXIT_RETRY
     finally:
         await runner.cleanup()
 

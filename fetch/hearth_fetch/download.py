@@ -115,7 +115,7 @@ async def fetch(client: httpx.AsyncClient, want: Wanted, meter: Meter, headers: 
         size = want.size
         if size is None and length is not None and response.status_code in (200, 206):
             size = have + int(length)
-            meter.total = (meter.total or 0) + size - have
+            meter.total = (meter.total or 0) + size  # its bytes on disk are in meter.done already
         hashes = _Hashes(want, size)
         if have:
             await asyncio.to_thread(_hash_existing, want.partial, hashes)

@@ -14,11 +14,19 @@ class Why(enum.StrEnum):
     CHECKSUM = "ChecksumMismatch"
     SIZE = "SizeMismatch"
     DISK_FULL = "DiskFull"
+    CACHE_UNWRITABLE = "CacheUnwritable"  # the volume is read-only or not ours to write
     UNREACHABLE = "Unreachable"
     BAD_SOURCE = "BadSource"
 
 
-PERMANENT = {Why.NOT_FOUND, Why.UNAUTHORIZED, Why.CHECKSUM, Why.DISK_FULL, Why.BAD_SOURCE}
+PERMANENT = {
+    Why.NOT_FOUND,
+    Why.UNAUTHORIZED,
+    Why.CHECKSUM,
+    Why.DISK_FULL,
+    Why.CACHE_UNWRITABLE,
+    Why.BAD_SOURCE,
+}
 
 
 class FetchFailed(Exception):

@@ -328,7 +328,10 @@ def _downloading(i: Inputs, fetch: Fetch, restart: bool = False) -> Outcome:
 def _download_failed(i: Inputs, fetch: Fetch) -> Outcome:
     uri = i.md.spec.model_source.uri if i.md.spec.model_source else ""
     message = f"downloading the weights from {uri} failed: {fetch.reason}: {fetch.message}"
-    message += "; fix the source (or the cache) and wake it to try again"
+    message += (
+        "; mend the source (or the token, or the cache) and wake it to try again (the dashboard's "
+        "Warm up now, or a change of spec)"
+    )
     return Outcome(
         Phase.FAILED,
         message,

@@ -4,6 +4,7 @@ starts it, probes its readiness, restarts it with back-off and stops it like a k
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import resource
@@ -156,6 +157,8 @@ class PodRunner:
         self.runtime_env: dict[str, str] = {}
         self.env: dict[str, str] = {}  # the running process's environment, for exec probes
         self.mounts = volume_paths(pod, self.container, kubelet.config.volumes_dir)
+        for folder in self.mounts.values():  # a volume exists once it is mounted
+            Path(folder).mkdir(parents=True, exist_ok=True)
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
 
     @property
@@ -316,6 +319,10 @@ class PodRunner:
         for item in self.container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = self._localize(str(item["value"]))
+            elif "secretKeyRef" in (item.get("valueFrom") or {}):
+                value = await self._secret_value(item["valueFrom"]["secretKeyRef"])
+                if value is not None:
+                    env[item["name"]] = value
         if argv[0].endswith(("hearth-operator", "hearth-router")):
             env.update(await self._control_plane_env())
         # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
@@ -345,6 +352,18 @@ class PodRunner:
                 else None,
             )
         self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+
+    async def _secret_value(self, ref: Obj) -> str | None:
+        """An env var from a Secret's key, as a kubelet resolves it; an optional one that is
+        missing is left out (a required one would keep a real container from starting)."""
+        try:
+            secret = await self.kubelet.kube.get("v1", "secrets", self.ns, ref["name"])
+        except ApiError:
+            return None
+        data = (secret.get("data") or {}).get(ref.get("key", ""))
+        if data is None:
+            return (secret.get("stringData") or {}).get(ref.get("key", ""))
+        return base64.b64decode(data).decode()
 
     async def _volume_limit(self) -> int | None:
         """The capacity of the claims this container writes to, if any (see claim_capacity)."""
