@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 EXIT_RETRY = 1  # worth another try: the Job starts a new pod, which resumes the download
 EXIT_PERMANENT = 3  # the same try would fail the same way (not found, no access, checksum, no room)
 FAILURE_LINE_PREFIX = "hearth-fetch failed: "
+DONE_LINE_PREFIX = "hearth-fetch done: "  # then the bytes in the cache
+TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath, by default
 PROGRESS_PORT = 8090  # the fetch's GET /progress
 _HF_REPO = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
 
@@ -97,4 +99,15 @@ def failure(text: str) -> tuple[str, str] | None:
         if line.startswith(FAILURE_LINE_PREFIX):
             reason, _, message = line[len(FAILURE_LINE_PREFIX) :].partition(": ")
             return reason, message
+    return None
+
+
+def done_bytes(text: str) -> int | None:
+    """The bytes a finished fetch left in the cache, from its termination message."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith(DONE_LINE_PREFIX):
+            try:
+                return int(line[len(DONE_LINE_PREFIX) :].split()[0])
+            except (IndexError, ValueError):
+                return None
     return None

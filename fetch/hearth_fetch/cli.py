@@ -24,14 +24,20 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
-from hearth_api.weights_cache import EXIT_PERMANENT, EXIT_RETRY, BadSource, remote
+from hearth_api.weights_cache import (
+    DONE_LINE_PREFIX,
+    EXIT_PERMANENT,
+    EXIT_RETRY,
+    TERMINATION_LOG,
+    BadSource,
+    remote,
+)
 from hearth_fetch import sources
 from hearth_fetch.download import Wanted, fetch
 from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
 
 log = logging.getLogger("hearth.fetch")
-TERMINATION_LOG = Path("/dev/termination-log")
 MARKER = ".hearth-fetched.json"
 
 
@@ -42,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--files", default=None, help="hf:// repositories: a glob of the files to fetch")
     p.add_argument("--sha256", default=None, help="https:// files: the SHA-256 the file must have")
     p.add_argument("--listen", default="0.0.0.0:8090", help="address of GET /progress")
+    p.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(TERMINATION_LOG),
+        help="where to leave the last word (bytes fetched, or why it failed) for the operator",
+    )
     return p
 
 
@@ -107,11 +119,11 @@ def _record(marker: Path, uri: str, size: int, wanted: list[Wanted]) -> None:
     marker.write_text(json.dumps({"uri": uri, "bytes": size, "files": files}))
 
 
-def _tell(line: str) -> None:
-    """The failure's one line: last on stderr (a log's tail) and as the termination message."""
+def _tell(line: str, where: Path) -> None:
+    """The last word, one line: last on stderr (a log's tail) and as the termination message."""
     print(line, file=sys.stderr, flush=True)
     with contextlib.suppress(OSError):
-        TERMINATION_LOG.write_text(line)
+        where.write_text(line)
 
 
 async def _serve_progress(listen: str, meter: Meter, state: dict[str, str]) -> web.AppRunner:
@@ -133,14 +145,17 @@ async def amain(args: argparse.Namespace) -> int:
     runner = await _serve_progress(args.listen, meter, state)
     try:
         await _run(args, meter)
+        _tell(f"{DONE_LINE_PREFIX}{meter.done} bytes", args.termination_log)
         return 0
     except FetchFailed as exc:
         state.update(state="failed", reason=exc.why.value, message=exc.message)
-        _tell(exc.line)
+        _tell(exc.line, args.termination_log)
         return EXIT_PERMANENT if exc.permanent else EXIT_RETRY
     except Exception as exc:  # a bug or a surprise: logged whole, retried by the Job, named
         log.exception("fetching %s failed unexpectedly", args.uri)
-        _tell(FetchFailed(Why.UNREACHABLE, f"unexpected {type(exc).__name__}: {exc}").line)
+        _tell(
+            FetchFailed(Why.UNREACHABLE, f"unexpected {type(exc).__name__}: {exc}").line, args.termination_log
+        )
         return EXIT_RETRY
     finally:
         await runner.cleanup()

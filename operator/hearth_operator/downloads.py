@@ -21,7 +21,15 @@ from typing import Any, Literal
 from hearth_api.model_deployment import DownloadStatus, ModelDeployment
 from hearth_api.names import SOURCE_ANNOTATION, WEIGHTS_LABEL
 from hearth_api.times import parse_time
-from hearth_api.weights_cache import EXIT_PERMANENT, PROGRESS_PORT, Remote, failure, remote
+from hearth_api.weights_cache import (
+    EXIT_PERMANENT,
+    PROGRESS_PORT,
+    TERMINATION_LOG,
+    Remote,
+    done_bytes,
+    failure,
+    remote,
+)
 
 CACHE_MOUNT = "/cache"  # where the fetch writes; engines read the same volume at /models
 RUN_AS = 1000
@@ -83,7 +91,16 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
         "app.kubernetes.io/managed-by": "hearth-operator",
         WEIGHTS_LABEL: md.name,
     }
-    args = ["--uri", fetched.uri, "--cache", CACHE_MOUNT, "--listen", f"0.0.0.0:{PROGRESS_PORT}"]
+    args = [
+        "--uri",
+        fetched.uri,
+        "--cache",
+        CACHE_MOUNT,
+        "--listen",
+        f"0.0.0.0:{PROGRESS_PORT}",
+        "--termination-log",
+        TERMINATION_LOG,
+    ]
     if source.files:
         args += ["--files", source.files]
     if source.sha256:
@@ -105,6 +122,7 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
         "env": env,
         "ports": [{"name": "progress", "containerPort": PROGRESS_PORT, "protocol": "TCP"}],
         "volumeMounts": [{"name": "cache", "mountPath": CACHE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": {
@@ -171,6 +189,7 @@ class Fetch:
     pod_ip: str | None = None  # running: where its /progress is
     progress: DownloadStatus | None = None  # running: the numbers, once read
     started: datetime | None = None  # when the Job was made
+    bytes: int | None = None  # done: what the fetch left in the cache
 
 
 def _condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -195,9 +214,10 @@ def view(job: dict[str, Any] | None, pods: list[dict[str, Any]], uri: str) -> Fe
     if job["metadata"].get("deletionTimestamp"):
         return Fetch("absent")
     started = parse_time(job["metadata"].get("creationTimestamp"))
-    if _condition(job, "Complete"):
-        return Fetch("done", started=started)
     newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    if _condition(job, "Complete"):
+        sizes = [done_bytes(_terminated(p).get("message", "")) for p in newest]
+        return Fetch("done", started=started, bytes=next((b for b in reversed(sizes) if b is not None), None))
     failed = _condition(job, "Failed")
     if failed:
         for pod in reversed(newest):

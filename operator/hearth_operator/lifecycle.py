@@ -390,7 +390,7 @@ def _newly_cached(i: Inputs) -> CacheStatus | None:
     if i.fetch is None or i.fetch.state != "done" or downloads.cached(i.md) or source is None:
         return None
     got = i.md.status.download
-    size = got.total_bytes or got.bytes if got else None
+    size = i.fetch.bytes or (got.total_bytes or got.bytes if got else None)
     # Downloaded for a request (the model was wanted when the download began, or touched since):
     # its end counts as a wake, however long it took; a prefetch nobody asked for stays Cold.
     deadline, started = idle_deadline(i.md), i.fetch.started

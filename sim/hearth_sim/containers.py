@@ -29,6 +29,7 @@ Obj = dict[str, Any]
 HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
 LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router", "hearth-fetch")
 TERMINATION_MESSAGE_BYTES = 2048  # a kubelet's cap on FallbackToLogsOnError's log tail
+TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath by default
 _QUANTITY_UNITS = {
     "Ki": 2**10,
     "Mi": 2**20,
@@ -159,6 +160,15 @@ class PodRunner:
         self.mounts = volume_paths(pod, self.container, kubelet.config.volumes_dir)
         for folder in self.mounts.values():  # a volume exists once it is mounted
             Path(folder).mkdir(parents=True, exist_ok=True)
+        # The termination message file a kubelet mounts at terminationMessagePath.
+        self.termination_log = (
+            kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "termination-log"
+        )
+        self.termination_log.parent.mkdir(parents=True, exist_ok=True)
+        self.termination_log.write_text("")
+        self.mounts[str(self.container.get("terminationMessagePath", TERMINATION_LOG))] = str(
+            self.termination_log
+        )
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
 
     @property
@@ -255,9 +265,12 @@ class PodRunner:
 
     async def _terminated(self, code: int) -> None:
         """A pod that is not restarted (a Job's): Succeeded or Failed, with its termination
-        message — for FallbackToLogsOnError, the tail of its log when it failed."""
+        message: what it wrote at terminationMessagePath, else (FallbackToLogsOnError) the tail of
+        its log when it failed."""
         message = ""
-        if code and self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        with contextlib.suppress(OSError):
+            message = self.termination_log.read_text(errors="replace")[: TERMINATION_MESSAGE_BYTES * 2]
+        if not message and code and self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             with contextlib.suppress(OSError):
                 tail = self._logfile.read_bytes()[-TERMINATION_MESSAGE_BYTES:]
                 message = tail.decode(errors="replace")

@@ -303,7 +303,9 @@ class ChartPlane(ControlPlane):
         def install() -> None:
             helm = Config(kubeconfig_path=str(self.homelab.kubeconfig_path), namespace="hearth")
             try:
-                helm.install(str(CHART), "hearth", CHART_VALUES, create_namespace=True, timeout=120)
+                # Models download from the homelab's stand-in for Hugging Face and file hosts.
+                values = {**CHART_VALUES, "weightsCache": {"hfEndpoint": self.homelab.hub_url}}
+                helm.install(str(CHART), "hearth", values, create_namespace=True, timeout=120)
             finally:
                 helm.close()
 

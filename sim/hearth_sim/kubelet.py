@@ -96,6 +96,7 @@ class Kubelet:
             asyncio.create_task(self._reconcile_loop()),
             asyncio.create_task(self._watch_jobs()),
             asyncio.create_task(self._jobs_loop()),
+            asyncio.create_task(self._bind_claims()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -256,6 +257,32 @@ class Kubelet:
         }
         created = await self.kube.create("v1", "pods", meta["namespace"], pod)
         self.pods[created["metadata"]["uid"]] = created
+
+    # --- the volume provisioner ---------------------------------------------------------------
+
+    async def _bind_claims(self) -> None:
+        """Bind every PersistentVolumeClaim at once, as a dynamic provisioner (k3s's local-path)
+        does: its volume is a folder under volumes_dir, made when a pod mounts it. Helm's `--wait`
+        and kubectl wait for Bound."""
+        async for kind, claim in self.kube.watch("v1", "persistentvolumeclaims"):
+            if kind == "DELETED" or (claim.get("status") or {}).get("phase") == "Bound":
+                continue
+            spec, meta = claim.get("spec") or {}, claim["metadata"]
+            storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+            status = {
+                "phase": "Bound",
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "capacity": {"storage": storage},
+            }
+            with contextlib.suppress(ApiError):
+                await self.kube.patch(
+                    "v1",
+                    "persistentvolumeclaims",
+                    meta["namespace"],
+                    meta["name"],
+                    {"status": status},
+                    sub="status",
+                )
 
     # --- the Job controller (decisions in jobs.py) ---------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from hearth_sim.homelab import Homelab, HomelabThread
+from hearth_sim.hub import Hosted
 from hearth_sim.kube import Kube
 
 from .conftest import TIME_SCALE, eventually, pod_ip_prefix
@@ -90,6 +91,9 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
         small = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "small")
         assert small["status"]["phase"] == "Warm" and small["status"]["node"] == "gpu-3070"
+        # Weights from a URL go through the chart's cache: the operator runs a fetch Job (its
+        # RBAC allows it), the engine loads what the Job left.
+        await streams_a_downloaded_model(homelab, kube, url)
         # They talked to the API server as their ServiceAccounts, and the chart's RBAC let them
         # do all they did: not one request was refused.
         for component in ("operator", "router"):
@@ -121,6 +125,34 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
 
         await eventually(gone, deadline=30, what="Hearth's pods to go")
         await kube.close()
+
+
+async def streams_a_downloaded_model(homelab: HomelabThread, kube: Kube, router_url: str) -> None:
+    homelab.homelab.hub.files["fetched.gguf"] = Hosted.synthetic(8 << 20, seed=7)
+    md = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-small.yaml").read_text())
+    md["metadata"] = {"name": "fetched"}
+    uri = f"{homelab.homelab.hub_url}/files/fetched.gguf"
+    md["spec"].update(
+        model="fetched", aliases=[], modelSource={"uri": uri}, gpu={"class": "rtx3090", "vramGiB": 2}
+    )
+    await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", md)
+    body = {"model": "fetched", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def listed() -> bool:
+        async with httpx.AsyncClient() as http:
+            models = (await http.get(f"{router_url}/v1/models")).json()["data"]
+        return any(m["id"] == "fetched" for m in models)
+
+    await eventually(listed, deadline=30, what="the router pod to see the downloaded model")
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", f"{router_url}/v1/chat/completions", json=body) as r,
+    ):
+        lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: {")]
+    statuses = [json.loads(line).get("status") for line in lines]
+    assert "downloading" in statuses and statuses[-1] == "done", statuses
+    fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
+    assert fetched["status"]["cache"]["bytes"] == 8 << 20
 
 
 async def router_env(kube: Kube, namespace: str) -> dict[str, str]:

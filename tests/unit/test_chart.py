@@ -111,6 +111,10 @@ OPERATOR_CALLS = {
     ("", "services", "patch"),
     ("", "pods", "list"),
     ("", "pods", "watch"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "delete"),
     ("", "events", "create"),
 }
 NODE_READS = {("", "nodes", "list"), ("", "nodes", "watch")}
@@ -222,3 +226,36 @@ def test_the_grafana_dashboard_charts_what_hearth_exports() -> None:
     # Each is a metric the operator or the router really exports (families drop _total/_bucket).
     families = {f.name for m in (OperatorMetrics(), RouterMetrics()) for f in m.registry.collect()}
     assert {m.removesuffix("_bucket").removesuffix("_total") for m in metrics} <= families
+
+
+def operator_env(values: dict[str, Any]) -> dict[str, str]:
+    return router_env(values, part="hearth-operator")
+
+
+def test_the_weights_cache_is_a_kept_claim_or_a_host_folder_the_operator_is_told_of() -> None:
+    by_kind = kinds(chart.objects(chart.render()))
+    (claim,) = by_kind["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == "hearth-weights"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # uninstall keeps GiBs
+    assert claim["spec"]["resources"]["requests"]["storage"] == "100Gi"
+    env = operator_env({})
+    assert env["HEARTH_OPERATOR_CACHE_CLAIM"] == "hearth-weights"
+    assert env["HEARTH_OPERATOR_FETCH_IMAGE"].startswith("ghcr.io/hearth-dev/hearth:")
+
+    host = chart.render(
+        {"weightsCache": {"hostPath": "/var/lib/hearth/weights", "hfEndpoint": "https://hf-mirror.com"}}
+    )
+    assert "PersistentVolumeClaim" not in kinds(chart.objects(host))
+    env = operator_env(
+        {"weightsCache": {"hostPath": "/var/lib/hearth/weights", "hfEndpoint": "https://hf-mirror.com"}}
+    )
+    assert env["HEARTH_OPERATOR_CACHE_HOST_PATH"] == "/var/lib/hearth/weights"
+    assert env["HEARTH_OPERATOR_HF_ENDPOINT"] == "https://hf-mirror.com"
+    assert "HEARTH_OPERATOR_CACHE_CLAIM" not in env
+
+    off = operator_env({"weightsCache": {"enabled": False}})
+    assert not any(k.startswith("HEARTH_OPERATOR_CACHE") for k in off)  # engines fetch for themselves
+    assert (
+        operator_env({"weightsCache": {"existingClaim": "nas-models"}})["HEARTH_OPERATOR_CACHE_CLAIM"]
+        == "nas-models"
+    )

@@ -1,7 +1,8 @@
 {{/*
 What each part calls, and nothing more (no wildcards). The operator: watches ModelDeployments
 and writes their status; creates and patches the Deployment and Service of each; watches Pods
-(its own models'); records Events. The router: watches ModelDeployments and patches their
+(its own models', and its fetch Jobs'); runs the fetch Jobs that download weights into the
+cache (deleting one whose source changed); records Events. The router: watches ModelDeployments and patches their
 annotations (wake, last activity, the dashboard's unload), and reads Nodes for the dashboard's
 GPU map. Nodes are cluster-scoped, so reading them is always a ClusterRole rule.
 */}}
@@ -21,6 +22,9 @@ GPU map. Nodes are cluster-scoped, so reading them is always a ClusterRole rule.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch, create, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
