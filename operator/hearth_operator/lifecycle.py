@@ -227,12 +227,14 @@ def _placed(i: Inputs, node: GpuNode) -> Outcome:
 
 def load_deadline(md: ModelDeployment, minimum: float) -> float:
     """Seconds a load may take before it counts as failed: five warm-up estimates, at least
-    `minimum`. A first start whose engine fetches its weights itself (a `uri` source: vLLM from
-    Hugging Face, Ollama's pull) gets FIRST_FETCH_SECONDS — gigabytes over a home connection are
-    slow, not broken; an engine that never answers is caught by the next start's deadline."""
+    `minimum`. A first start whose engine fetches its weights itself (a `uri` source without the
+    weights cache, or one only the engine can fetch: Ollama's pull) gets FIRST_FETCH_SECONDS —
+    gigabytes over a home connection are slow, not broken; an engine that never answers is
+    caught by the next start's deadline."""
     limit = max(minimum, LOAD_TIMEOUT_FACTOR * md.warmup_estimate)
     source = md.spec.model_source
-    if source is not None and source.uri and not md.status.warmup.samples:
+    downloaded = downloads.cached(md)  # Hearth fetched them: the load is only a load
+    if source is not None and source.uri and not md.status.warmup.samples and not downloaded:
         limit = max(limit, FIRST_FETCH_SECONDS)
     return limit
 
@@ -380,8 +382,11 @@ def _outcome(i: Inputs) -> Outcome:
     if step is not None:
         return step
     cached = _newly_cached(i)
-    if cached is not None:
-        return replace(_after_download(i), cached=cached)
+    if cached is not None:  # decided as if recorded already: a requested download wakes it now
+        status = i.md.status.model_copy(update={"cache": cached})
+        return replace(
+            _after_download(replace(i, md=i.md.model_copy(update={"status": status}))), cached=cached
+        )
     return _after_download(i)
 
 

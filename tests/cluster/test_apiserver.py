@@ -267,6 +267,7 @@ async def test_tables_for_kubectl(http: httpx.AsyncClient) -> None:
         "GPU",
         "Node",
         "ETA (s)",
+        "Cached",
         "Age",
     ]
     assert table["rows"][0]["cells"][:6] == ["a", "a", "Warm", "rtx3070", "gpu-3070", 4.5]

@@ -153,6 +153,8 @@ async def streams_a_downloaded_model(homelab: HomelabThread, kube: Kube, router_
     assert "downloading" in statuses and statuses[-1] == "done", statuses
     fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
     assert fetched["status"]["cache"]["bytes"] == 8 << 20
+    # Its GPU is free again for the module's next install.
+    await kube.delete("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
 
 
 async def router_env(kube: Kube, namespace: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hearth_sim import scheduling
+from hearth_sim import jobs, scheduling
 from hearth_sim.apiserver import errors, patching, tables
 from hearth_sim.apiserver.selectors import field_matcher, label_matcher
 from hearth_sim.apiserver.server import parse_resource_path
@@ -167,3 +167,58 @@ def test_deployment_status_counts_ready_and_updated_pods() -> None:
     assert (status["replicas"], status["readyReplicas"], status["updatedReplicas"]) == (2, 1, 1)
     assert status["observedGeneration"] == 3
     assert status["conditions"][0] == {**status["conditions"][0], "type": "Available", "status": "False"}
+
+
+# --- the simulated Job controller ------------------------------------------------------------------
+
+
+def job(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "w", "namespace": "ai", "uid": "j1"}, "spec": {"template": {}, **spec}}
+
+
+def job_pod(
+    phase: str, exit_code: int | None = None, created: str = "2026-11-28T12:00:00Z"
+) -> dict[str, Any]:
+    state = {"terminated": {"exitCode": exit_code}} if exit_code is not None else {"running": {}}
+    return {
+        "metadata": {"name": f"w-{created}", "creationTimestamp": created},
+        "status": {"phase": phase, "containerStatuses": [{"state": state}]},
+    }
+
+
+def test_a_job_starts_one_pod_and_completes_when_it_succeeds() -> None:
+    assert jobs.verdict(job(), [], "t").start_pod
+    running = jobs.verdict(job(), [job_pod("Running")], "t")
+    assert not running.start_pod and running.status["active"] == 1
+    done = jobs.verdict(job(), [job_pod("Succeeded", 0)], "t")
+    assert done.status["conditions"][0]["type"] == "Complete" and done.status["succeeded"] == 1
+
+
+def test_a_failed_pod_is_retried_with_back_off_until_the_limit() -> None:
+    failed = jobs.verdict(job(backoffLimit=1), [job_pod("Failed", 1)], "t")
+    assert failed.start_pod and failed.failures == 1
+    pods = [job_pod("Failed", 1, "2026-11-28T12:00:00Z"), job_pod("Failed", 1, "2026-11-28T12:00:05Z")]
+    gave_up = jobs.verdict(job(backoffLimit=1), pods, "t")
+    assert not gave_up.start_pod and gave_up.status["conditions"][0]["reason"] == "BackoffLimitExceeded"
+
+
+def test_a_pod_failure_policy_fails_the_job_at_once_on_its_exit_codes() -> None:
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+    verdict = jobs.verdict(job(podFailurePolicy=policy), [job_pod("Failed", 3)], "t")
+    assert not verdict.start_pod
+    assert verdict.status["conditions"][0]["reason"] == "PodFailurePolicy"
+    assert jobs.verdict(job(podFailurePolicy=policy), [job_pod("Failed", 1)], "t").start_pod
+
+
+def test_a_claims_capacity_caps_what_its_writers_may_write() -> None:
+    from hearth_sim.containers import claim_capacity, quantity_bytes
+
+    assert (
+        quantity_bytes("40Mi") == 40 << 20 and quantity_bytes("1G") == 10**9 and quantity_bytes("512") == 512
+    )
+    pod = {"spec": {"volumes": [{"name": "c", "persistentVolumeClaim": {"claimName": "cache"}}]}}
+    claim = {"spec": {"resources": {"requests": {"storage": "40Mi"}}}}
+    writer = {"volumeMounts": [{"name": "c", "mountPath": "/cache"}]}
+    reader = {"volumeMounts": [{"name": "c", "mountPath": "/models", "readOnly": True}]}
+    assert claim_capacity(pod, writer, {"cache": claim}) == 40 << 20
+    assert claim_capacity(pod, reader, {"cache": claim}) is None  # only writers are capped

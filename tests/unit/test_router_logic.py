@@ -281,3 +281,39 @@ def test_unknown_model_lists_the_known_ones() -> None:
     assert err.status == 404 and err.body()["error"]["message"] == (
         "The model 'nope' does not exist. Known models: big, small."
     )
+
+
+def fetched(status: dict[str, Any], uri: str = "https://host.lan/m.gguf") -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": "big", "namespace": "default"},
+            "spec": {"model": "big", "engine": "sim", "gpu": {"vramGiB": 14}, "modelSource": {"uri": uri}},
+            "status": status,
+        }
+    )
+
+
+def test_a_download_is_told_in_bytes_rate_and_time_left() -> None:
+    got = {
+        "bytes": int(3.2 * 2**30),
+        "totalBytes": int(14.9 * 2**30),
+        "bytesPerSecond": 48 * 2**20,
+        "etaSeconds": 241.2,
+    }
+    update = progress.downloading(fetched({"phase": "Downloading", "download": got}))
+    assert update.message == "Downloading big for the first time: 3.2 GiB of 14.9 GiB at 48.0 MiB/s · ~5 min"
+    assert (update.bytes, update.total_bytes, update.estimated_time) == (got["bytes"], got["totalBytes"], 242)
+    assert update.progress == round(3.2 / 14.9, 3)
+    starting = progress.downloading(fetched({"phase": "Downloading"}))
+    assert starting.message == "Downloading big for the first time…" and starting.estimated_time is None
+
+
+def test_the_first_wake_of_an_uncached_source_is_a_download_from_the_first_event() -> None:
+    assert progress.first_download(fetched({"phase": "Cold"}))
+    assert progress.first_download(fetched({}))
+    cached = {"phase": "Cold", "cache": {"uri": "https://host.lan/m.gguf"}}
+    assert not progress.first_download(fetched(cached))  # the weights are in: a load only
+    assert not progress.first_download(
+        fetched({"phase": "Cold"}, uri="ollama://mistral:7b")
+    )  # the engine pulls
+    assert not progress.first_download(fetched({"phase": "Loading"}))
