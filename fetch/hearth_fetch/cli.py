@@ -97,17 +97,18 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
     )
     sizes = [w.size for w in wanted]
     meter.total = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
-    meter.add(time.monotonic(), sum(w.on_disk() for w in wanted))
+    counted = [w.on_disk() for w in wanted]
+    meter.add(time.monotonic(), sum(counted))
     if meter.done:
         log.info("resuming: %d bytes already in the cache", meter.done)
     _room(cache, wanted, meter)
     headers = {"Authorization": f"Bearer {token}"} if token and source.kind == "hf" else {}
     timeout = httpx.Timeout(30.0, read=120.0)
     async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
-        for want in wanted:
+        for want, on_disk in zip(wanted, counted, strict=True):
             log.info("fetching %s → %s", want.url, want.path)
             try:
-                await fetch(client, want, meter, headers)
+                await fetch(client, want, meter, headers, on_disk)
             except httpx.HTTPError as exc:
                 raise FetchFailed(Why.UNREACHABLE, f"{want.url}: {exc!r}") from exc
     _record(cache / source.folder / MARKER, args.uri, meter.done, wanted)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from filelock import FileLock
 
 from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
@@ -87,11 +88,35 @@ def _start_of(response: httpx.Response) -> int:
         return -1
 
 
-async def fetch(client: httpx.AsyncClient, want: Wanted, meter: Meter, headers: dict[str, Any]) -> None:
-    """Download `want` (already counted in `meter` for the bytes on disk)."""
-    if want.path.is_file() and (want.size is None or want.path.stat().st_size == want.size):
+def _whole(want: Wanted) -> bool:
+    return want.path.is_file() and (want.size is None or want.path.stat().st_size == want.size)
+
+
+async def fetch(
+    client: httpx.AsyncClient, want: Wanted, meter: Meter, headers: dict[str, Any], counted: int = 0
+) -> None:
+    """Download `want` (`counted`: its bytes on disk, already in `meter`). One fetch at a time
+    per file: two models with the same source share the cache, and two writers appending to one
+    `.partial` would corrupt it — the second waits, then finds the file whole."""
+    if _whole(want):
         return  # whole and verified on an earlier run
     want.path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(want.path.with_name(f".{want.path.name}.lock"))
+    await asyncio.to_thread(lock.acquire)
+    try:
+        if _whole(want):
+            meter.add(time.monotonic(), want.path.stat().st_size - counted)
+            return
+        if want.on_disk() != counted:  # another fetch moved it on while this one waited
+            meter.add(time.monotonic(), want.on_disk() - counted)
+        await _fetch_locked(client, want, meter, headers)
+    finally:
+        lock.release()
+
+
+async def _fetch_locked(
+    client: httpx.AsyncClient, want: Wanted, meter: Meter, headers: dict[str, Any]
+) -> None:
     have = want.partial.stat().st_size if want.partial.is_file() else 0
     if want.size is not None and have > want.size:
         want.partial.unlink()

@@ -99,6 +99,12 @@ def _up_parser(sub: Any) -> None:
     p.add_argument("--time-scale", type=float, default=1.0, help="multiplies the sim engines' delays")
     p.add_argument("--no-examples", action="store_true", help="do not apply deploy/examples/sim-*.yaml")
     p.add_argument("--pod-ip-prefix", default="127.10", help="pods get <prefix>.x.y on loopback")
+    p.add_argument(
+        "--hub-port",
+        type=int,
+        default=8013,
+        help="the demo's stand-in for Hugging Face and file hosts (0: any free port)",
+    )
     p.add_argument("--router-host", default="127.0.0.1")
     p.add_argument("--router-port", type=int, default=8012)
     p.add_argument(
@@ -129,7 +135,7 @@ def port_taken(host: str, port: int) -> bool:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    ports = [(args.host, args.port, "--port")]
+    ports = [(args.host, args.port, "--port"), ("127.0.0.1", args.hub_port, "--hub-port")]
     if not args.no_control_plane:
         ports.append((args.router_host, args.router_port, "--router-port"))
     for host, port, flag in ports:
@@ -150,6 +156,7 @@ def _run_up(args: argparse.Namespace) -> int:
         ip_prefix=args.pod_ip_prefix,
         ingress_port=args.router_port if args.via_chart else None,
         ingress_host=args.router_host,
+        hub_port=args.hub_port,
     )
     kind = ChartPlane if args.via_chart else ControlPlane
     plane = None if args.no_control_plane else kind(homelab, args.router_host, args.router_port)

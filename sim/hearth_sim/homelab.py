@@ -25,7 +25,7 @@ from aiohttp import web
 
 from hearth_sim import weights
 from hearth_sim.apiserver import HearthApiServer, Listener, serve_restartable
-from hearth_sim.hub import Hub
+from hearth_sim.hub import Hosted, Hub
 from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
@@ -33,14 +33,17 @@ from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_CLAIM = "hearth-weights"  # the weights cache's claim, as the chart names it
+DEMO_HUB = "http://127.0.0.1:8013"  # where deploy/examples/sim-download.yaml's weights come from
+DEMO_FILES = {"demo/fetched.gguf": 512 << 20}
+DEMO_RATE = 25 << 20  # bytes per second: a download long enough to watch
 
 
 @contextlib.asynccontextmanager
-async def serving_hub(hub: Hub, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """The stand-in for Hugging Face and file hosts, on a free port: yields its base URL."""
+async def serving_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """The stand-in for Hugging Face and file hosts (on a free port by default): yields its URL."""
     runner = web.AppRunner(hub.app(), access_log=None)
     await runner.setup()
-    sock = socket.create_server((host, 0))
+    sock = socket.create_server((host, port))
     await web.SockSite(runner, sock).start()
     try:
         yield f"http://{host}:{sock.getsockname()[1]}"
@@ -66,14 +69,22 @@ def runnable_here(doc: dict[str, Any], weights_staged: bool) -> bool:
     return weights_staged and spec.get("engine") == "llamacpp" and source.get("pvc") == weights.MODELS_CLAIM
 
 
-def sim_examples(root: Path = REPO_ROOT, weights_staged: bool = False) -> list[dict[str, Any]]:
-    """The example ModelDeployments that run here: the sim ones, and the real llama.cpp one
-    when its weights are cached."""
-    return [
+def sim_examples(
+    root: Path = REPO_ROOT, weights_staged: bool = False, hub_url: str = DEMO_HUB
+) -> list[dict[str, Any]]:
+    """The example ModelDeployments that run here: the sim ones (those downloading from the
+    demo's file host pointed at this homelab's), and the real llama.cpp one when its weights
+    are cached."""
+    docs = [
         d
         for d in manifests([root / "deploy" / "examples"])
         if d.get("kind") == "ModelDeployment" and runnable_here(d, weights_staged)
     ]
+    for doc in docs:
+        source = doc["spec"].get("modelSource") or {}
+        if str(source.get("uri", "")).startswith(DEMO_HUB + "/"):
+            source["uri"] = hub_url + source["uri"][len(DEMO_HUB) :]
+    return docs
 
 
 _PLURALS = {
@@ -112,6 +123,13 @@ class Homelab:
     ingress_url: str = ""
     hub: Hub = field(default_factory=Hub)  # where models download from (files, a Hub-like API)
     hub_url: str = ""
+    hub_port: int = 0  # 0: any free port (`hearth-sim up` uses DEMO_HUB's)
+
+    def host_demo_files(self) -> None:
+        """The demo's downloads: synthetic weights at a rate one can watch."""
+        for name, size in DEMO_FILES.items():
+            self.hub.files.setdefault(name, Hosted.synthetic(size, seed=len(name)))
+        self.hub.rate = self.hub.rate or DEMO_RATE
 
     @property
     def volumes_dir(self) -> Path:
@@ -145,10 +163,11 @@ class Homelab:
                 await apply(kube, manifests([REPO_ROOT / "deploy" / "crds"]))
             task = asyncio.create_task(self.kubelet.run(), name="kubelet")
             try:
-                if self.examples:
-                    await apply(kube, sim_examples(weights_staged=staged))
                 async with contextlib.AsyncExitStack() as stack:
-                    self.hub_url = await stack.enter_async_context(serving_hub(self.hub))
+                    self.hub_url = await stack.enter_async_context(serving_hub(self.hub, port=self.hub_port))
+                    if self.examples:
+                        self.host_demo_files()
+                        await apply(kube, sim_examples(weights_staged=staged, hub_url=self.hub_url))
                     if self.ingress_port is not None:
                         self.ingress_url = await stack.enter_async_context(
                             serve_ingress(kube, self.ingress_host, self.ingress_port)
@@ -212,7 +231,8 @@ Try:
   export KUBECONFIG={kubeconfig}
   kubectl get md -w                   # Cold → Loading → Warm as requests arrive
   kubectl get nodes -L hearth.dev/gpu-class
-  Any OpenAI client: base URL {router}/v1, any API key, models small / medium / big.
+  Any OpenAI client: base URL {router}/v1, any API key, models small / medium / big,
+  and `fetched`, whose weights download first (Downloading, with progress, then the load).
 
 Ctrl-C stops everything (every simulated pod's process included).
 """

@@ -316,3 +316,21 @@ async def test_llama_cpp_loads_a_gguf_hearth_downloaded(
     engine = (await kube.get("apps/v1", "deployments", "default", "smollm2-fetched"))["spec"]["template"]
     args = engine["spec"]["containers"][0]["args"]
     assert args[:2] == ["-m", f"/models/https/127.0.0.1/files/smollm2/{gguf.name}"], args
+
+
+async def test_two_models_of_one_source_download_it_once(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    uri, hosted = host(homelab, "shared/model.gguf", 60 * MiB, seed=6)
+    for name in ("twin-a", "twin-b"):
+        await kube.create(MD_API, "modeldeployments", "default", downloaded_md(name, uri, prefetch=True))
+
+    async def both_cached() -> bool:
+        caches = [(await status(kube, name)).get("cache") for name in ("twin-a", "twin-b")]
+        return all(caches)
+
+    await eventually(both_cached, deadline=30, what="both prefetches")
+    # The second fetch waited for the first (a lock per file), then found the file whole.
+    assert homelab.homelab.hub.served["shared/model.gguf"] == hosted.size
+    for name in ("twin-a", "twin-b"):
+        assert (await status(kube, name))["cache"]["bytes"] == hosted.size

@@ -54,6 +54,8 @@ def start_up(port: int, router_port: int, state_dir: Path, *flags: str) -> tuple
             "0.05",
             "--state-dir",
             str(state_dir),
+            "--hub-port",
+            "0",
             *flags,
         ],
         env=env,
@@ -91,7 +93,11 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
             ]
         }
         real = {"smollm2"} if weights.cached() else set()  # llama.cpp's, where its weights are cached
-        assert names == {"small", "medium", "big"} | real
+        assert names == {"small", "medium", "big", "fetched"} | real
+        fetched = httpx.get(
+            f"{url}/apis/hearth.dev/v1alpha1/namespaces/default/modeldeployments/fetched"
+        ).json()
+        assert fetched["spec"]["modelSource"]["uri"].endswith("/files/demo/fetched.gguf")
 
         model = f"upcheck-{port}"
         dep = {
