@@ -36,6 +36,7 @@ class Hosted:
     path: Path | None = None
     seed: int = 0
     git: bool = False  # kept in git, not LFS (small files: config.json)
+    rate: float | None = None  # bytes per second for this file; None: the hub's rate
     _pattern: bytes = b""
     _sha256: str = ""
 
@@ -44,8 +45,8 @@ class Hosted:
         return cls(size=path.stat().st_size, path=path)
 
     @classmethod
-    def synthetic(cls, size: int, seed: int = 0, git: bool = False) -> Hosted:
-        return cls(size=size, seed=seed, git=git)
+    def synthetic(cls, size: int, seed: int = 0, git: bool = False, rate: float | None = None) -> Hosted:
+        return cls(size=size, seed=seed, git=git, rate=rate)
 
     def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) in blocks."""
@@ -204,12 +205,13 @@ class Hub:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
+        rate = hosted.rate or self.rate
         try:
             async for block in hosted.chunks(start, end):
                 await response.write(block)
                 self.served[name] = self.served.get(name, 0) + len(block)
-                if self.rate:
-                    await asyncio.sleep(len(block) / self.rate)
+                if rate:
+                    await asyncio.sleep(len(block) / rate)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away (a fetch killed mid-way): what it got is counted

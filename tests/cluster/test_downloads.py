@@ -334,3 +334,21 @@ async def test_two_models_of_one_source_download_it_once(
     assert homelab.homelab.hub.served["shared/model.gguf"] == hosted.size
     for name in ("twin-a", "twin-b"):
         assert (await status(kube, name))["cache"]["bytes"] == hosted.size
+
+
+async def test_a_whole_answer_that_a_long_download_would_outlast_is_told_when_to_come_back(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    # 1 GiB at 2 MiB/s: ~8 minutes, past the router's hold (300 s) for a request without a stream.
+    homelab.homelab.hub.files["slow/model.gguf"] = Hosted.synthetic(1 << 30, seed=8, rate=2 * MiB)
+    uri = f"{homelab.homelab.hub_url}/files/slow/model.gguf"
+    await kube.create(MD_API, "modeldeployments", "default", downloaded_md("slowcoach", uri))
+    async with httpx.AsyncClient(timeout=60) as http:
+        answer = await http.post(f"{router.url}{CHAT}", json=chat("slowcoach", stream=False))
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "model_downloading", error
+    assert "Downloading slowcoach for the first time" in error["message"] and "stream" in error["message"]
+    assert int(answer.headers["Retry-After"]) > 300
+    st = await status(kube, "slowcoach")
+    assert st["phase"] == "Downloading"  # the download goes on for the next request
