@@ -12,11 +12,10 @@ from typing import Any
 
 from hearth_api.model_deployment import ModelDeployment, effective_readiness_path
 from hearth_api.names import MD_LABEL, MODEL_LABEL, NVIDIA_GPU_RESOURCE
-from hearth_operator import downloads, engines
+from hearth_operator import downloads, engines, security
 from hearth_operator.downloads import WeightsCache
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-RUN_AS = 1000
 
 
 def labels(md: ModelDeployment) -> dict[str, str]:
@@ -57,10 +56,7 @@ def deployment(
             "timeoutSeconds": 2,
         },
         "resources": {"limits": {NVIDIA_GPU_RESOURCE: spec.gpu.count}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": security.container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     container["command"] = engines.command(spec)  # None: the image's entrypoint
@@ -77,20 +73,9 @@ def deployment(
         container["volumeMounts"].append(
             {"name": "models", "mountPath": engines.MODELS_MOUNT, "readOnly": True}
         )
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": volumes,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 10,
-    }
+    pod_spec = security.locked_down(
+        {"containers": [container], "volumes": volumes, "terminationGracePeriodSeconds": 10}
+    )
     pod_spec["nodeSelector"] = {HOSTNAME_LABEL: node} if node else None
     return {
         "apiVersion": "apps/v1",

@@ -30,9 +30,9 @@ from hearth_api.weights_cache import (
     failure,
     remote,
 )
+from hearth_operator import security
 
 CACHE_MOUNT = "/cache"  # where the fetch writes; engines read the same volume at /models
-RUN_AS = 1000
 BACKOFF_LIMIT = 4  # network failures retried this often (each resumes) before the Job fails
 
 
@@ -125,11 +125,7 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": security.container_security_context(read_only_root=True),
     }
     return {
         "apiVersion": "batch/v1",
@@ -157,20 +153,13 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
             },
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [container],
-                    "volumes": [cache.volume("cache", read_only=False), {"name": "tmp", "emptyDir": {}}],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "enableServiceLinks": False,
-                    "automountServiceAccountToken": False,
-                },
+                "spec": security.locked_down(
+                    {
+                        "restartPolicy": "Never",
+                        "containers": [container],
+                        "volumes": [cache.volume("cache", read_only=False), {"name": "tmp", "emptyDir": {}}],
+                    }
+                ),
             },
         },
     }

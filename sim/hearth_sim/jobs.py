@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hearth_sim.scheduling import controller_ref
+
 Obj = dict[str, Any]
 DEFAULT_BACKOFF_LIMIT = 6
 
@@ -109,16 +111,7 @@ def pod_from(job: Obj, suffix: str) -> Obj:
             "namespace": meta["namespace"],
             "labels": labels,
             "annotations": (template.get("metadata") or {}).get("annotations", {}),
-            "ownerReferences": [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [controller_ref("batch/v1", "Job", meta)],
         },
         "spec": dict(template.get("spec") or {}),
         "status": {"phase": "Pending"},

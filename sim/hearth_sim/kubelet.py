@@ -241,16 +241,7 @@ class Kubelet:
                 "namespace": meta["namespace"],
                 "labels": labels,
                 "annotations": (template.get("metadata") or {}).get("annotations", {}),
-                "ownerReferences": [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
+                "ownerReferences": [scheduling.controller_ref("apps/v1", "Deployment", meta)],
             },
             "spec": dict(template.get("spec") or {}),
             "status": {"phase": "Pending"},

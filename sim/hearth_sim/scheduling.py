@@ -111,3 +111,15 @@ def is_ready(pod: Obj) -> bool:
         if c.get("type") == "Ready":
             return bool(c.get("status") == "True")
     return False
+
+
+def controller_ref(api_version: str, kind: str, owner_meta: Obj) -> Obj:
+    """The owner reference a controller puts on what it creates for `owner_meta`'s object."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner_meta["name"],
+        "uid": owner_meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

