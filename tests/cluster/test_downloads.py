@@ -206,9 +206,13 @@ async def test_a_failed_download_fails_the_model_and_tells_the_waiting_client_wh
     assert md["status"]["phase"] == "Failed", md["status"]
     degraded = {c["type"]: c for c in md["status"]["conditions"]}["Degraded"]
     assert degraded["reason"] == "DownloadFailed" and reason in degraded["message"], degraded
-    events = await kube.list("v1", "events", namespace)
-    mine = [e for e in events["items"] if e["involvedObject"]["name"] == name]
-    assert any(e["reason"] == "DownloadFailed" and e["type"] == "Warning" for e in mine), mine
+
+    async def warned() -> bool:  # the Event follows the status it explains
+        events = (await kube.list("v1", "events", namespace))["items"]
+        mine = [e for e in events if e["involvedObject"]["name"] == name]
+        return any(e["reason"] == "DownloadFailed" and e["type"] == "Warning" for e in mine)
+
+    await eventually(warned, what=f"{name}'s DownloadFailed Event")
     # Failed at once (a retry cannot mend it): one try, no back-off loop.
     assert len(await fetch_pods(kube, name, namespace)) == 1
 
@@ -299,7 +303,15 @@ async def test_llama_cpp_loads_a_gguf_hearth_downloaded(
     question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
     async with httpx.AsyncClient(timeout=120) as http:
         stream = await sse(
-            http, f"{router.url}{CHAT}", {"model": "smollm2-fetched", "stream": True, "messages": question}
+            http,
+            f"{router.url}{CHAT}",
+            {
+                "model": "smollm2-fetched",
+                "stream": True,
+                "messages": question,
+                "temperature": 0,
+                "max_tokens": 24,
+            },
         )
     statuses = stream.statuses
     assert statuses[-1] == "done", stream.events[-3:]

@@ -51,9 +51,11 @@ def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -
     assert "Traceback" not in op.logs(), op.logs()[-4000:]
 
 
-def model(name: str, *, failure: str | None = None, **kw: Any) -> dict[str, Any]:
+def model(name: str, *, failure: str | None = None, expected: float = 0.2, **kw: Any) -> dict[str, Any]:
     md = sim_md(name, **kw)
-    md["spec"]["warmup"] = {"expectedSeconds": 0.2}  # the deadline is the minimum, LOAD_TIMEOUT
+    # 0.2 s: the deadline is the minimum, LOAD_TIMEOUT; a model whose restarts must succeed
+    # says more (its deadline is 5 estimates): a process restart on a busy machine takes seconds.
+    md["spec"]["warmup"] = {"expectedSeconds": expected}
     if failure:
         md["spec"]["env"].append({"name": "HEARTH_SIM_FAILURE", "value": failure})
     return md
@@ -84,7 +86,7 @@ async def test_an_engine_killed_while_streaming_queued_or_loading(
     homelab: HomelabThread,  # noqa: F811
 ) -> None:
     # One slot, answers of 3.2 s: a second request queues behind the first.
-    spec = model("victim", load=0.5, time_scale=1.0, tokens_per_second=10, concurrency=1)
+    spec = model("victim", load=0.5, time_scale=1.0, tokens_per_second=10, concurrency=1, expected=3.0)
     await kube.create(MD_API, "modeldeployments", "default", spec)
     after_kill: list[float] = []  # seconds from the kill to the streaming client's [DONE]
     async with httpx.AsyncClient(timeout=60) as http:
