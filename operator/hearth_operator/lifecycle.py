@@ -123,7 +123,7 @@ class Outcome:
     evicting: Eviction | None = None
     event_reason: str | None = None  # None: the phase's name
     degraded_reason: Reason | None = None  # None: Failed, Restarts or Healthy as it follows
-    fetch: str = ""  # "ensure": the fetch Job must run; "restart": run it anew (a retry)
+    fetch: str = ""  # "ensure": the fetch Job must run; "restart": run it anew (a retry); "stop"
     download: DownloadStatus | None = None
     cached: CacheStatus | None = None  # recorded by this reconcile: the download finished
 
@@ -354,14 +354,26 @@ def _fetch_step(i: Inputs) -> Outcome | None:
     if fetch.state == "failed":
         retry = md.status.phase is Phase.FAILED  # past _still_failed: a newer wake or spec
         return _downloading(i, Fetch("absent"), restart=True) if retry else _download_failed(i, fetch)
-    # A download under way is never cut short by idleness (nor one just asked for, whose Job the
-    # watch has not brought back yet).
     source = md.spec.model_source
+    prefetch = source is not None and source.prefetch
+    if sleep_requested(md) and not prefetch:
+        return _download_stopped(i, fetch)
+    # A download under way is never cut short by idleness (nor one just asked for, whose Job the
+    # watch has not brought back yet): only by a user's unload.
     if fetch.state == "running" or md.status.phase is Phase.DOWNLOADING:
         return _downloading(i, fetch)
-    if wanted(md, i.pods, i.now) or (source is not None and source.prefetch):
+    if wanted(md, i.pods, i.now) or prefetch:
         return _downloading(i, fetch)
     return None
+
+
+def _download_stopped(i: Inputs, fetch: Fetch) -> Outcome | None:
+    """A user unloaded a model whose weights were downloading: the fetch is stopped (what it
+    fetched stays in the cache, and the next wake resumes from there)."""
+    if fetch.state != "running" and i.md.status.phase is not Phase.DOWNLOADING:
+        return None  # nothing under way: the usual Cold
+    message = "Download stopped on request; a request resumes it"
+    return Outcome(Phase.COLD, message, (False, Reason.SCALED_TO_ZERO, message), fetch="stop")
 
 
 def _outcome(i: Inputs) -> Outcome:

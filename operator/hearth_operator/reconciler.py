@@ -139,13 +139,19 @@ class Reconciler:
     async def _run_fetch(
         self, key: str, md: ModelDeployment, result: lifecycle.Plan, owner: dict[str, Any]
     ) -> None:
-        """Start the fetch Job the plan asks for; delete one that fetches another source, or whose
-        failure a retry replaces (the watch then brings the next reconcile, which starts anew)."""
+        """Start the fetch Job the plan asks for; delete one that fetches another source, whose
+        failure a retry replaces (the watch then brings the next reconcile, which starts anew),
+        or whose download a user stopped."""
         job = self.indexes.one(self.indexes.jobs, key)
         fetched = downloads.fetched_source(md, self.cache)
         uri = fetched.uri if fetched else None
         if job is not None and not job["metadata"].get("deletionTimestamp"):
-            if downloads.stale(job, uri) or result.fetch == "restart":
+            done = downloads.view(job, [], uri or "").state == "done"
+            if (
+                downloads.stale(job, uri)
+                or result.fetch == "restart"
+                or (result.fetch == "stop" and not done)
+            ):
                 await self.writer.delete_job(md.namespace, job["metadata"]["name"])
                 return
         if result.fetch == "ensure" and job is None and fetched is not None and self.cache is not None:

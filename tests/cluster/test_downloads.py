@@ -356,3 +356,34 @@ async def test_a_whole_answer_that_a_long_download_would_outlast_is_told_when_to
     assert int(answer.headers["Retry-After"]) > 300
     st = await status(kube, "slowcoach")
     assert st["phase"] == "Downloading"  # the download goes on for the next request
+
+
+async def test_an_unload_stops_a_download_and_the_next_request_resumes_it(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    homelab.homelab.hub.files["paused/model.gguf"] = Hosted.synthetic(200 * MiB, seed=12, rate=10 * MiB)
+    uri = f"{homelab.homelab.hub_url}/files/paused/model.gguf"
+    await kube.create(MD_API, "modeldeployments", "default", downloaded_md("paused", uri))
+    await wait_phase(kube, "paused", "Cold")
+    await wake(kube, "paused")
+
+    async def started() -> bool:
+        return bool(((await status(kube, "paused")).get("download") or {}).get("bytes"))
+
+    await eventually(started, deadline=30, what="the download to start")
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.post(f"{router.url}/api/models/paused/sleep")).status_code == 202
+    cold = await wait_phase(kube, "paused", "Cold")
+    assert "stopped on request" in cold["message"], cold
+
+    async def job_gone() -> bool:
+        return not (await kube.list("batch/v1", "jobs", "default", "hearth.dev/weights-for=paused"))["items"]
+
+    await eventually(job_gone, what="the fetch Job to go")
+    homelab.homelab.hub.files["paused/model.gguf"].rate = 200 * MiB  # the rest comes quickly
+    async with httpx.AsyncClient(timeout=60) as http:
+        stream = await sse(http, f"{router.url}{CHAT}", chat("paused"))
+    assert stream.statuses[-1] == "done", stream.statuses
+    ranges = [r for path, r in homelab.homelab.hub.requests if path.endswith("paused/model.gguf")]
+    assert len(ranges) == 2 and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-", ranges
+    assert homelab.homelab.hub.served["paused/model.gguf"] < 1.2 * 200 * MiB

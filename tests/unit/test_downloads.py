@@ -234,3 +234,18 @@ def test_once_downloaded_a_load_gets_the_usual_deadline_not_the_first_fetch_hour
 def test_a_download_is_looked_at_again_for_its_progress(phase: str) -> None:
     md = model(wake_s_ago=1, status={"phase": phase})
     assert lifecycle.next_check(md, 600, NOW) == NOW + lifecycle.PROGRESS_EVERY
+
+
+def test_an_unload_stops_a_download_which_the_next_wake_resumes() -> None:
+    downloading = model(wake_s_ago=10, status={"phase": "Downloading"})
+    annotations = {**downloading.annotations, "hearth.dev/sleep-requested-at": stamp(1)}
+    unloaded = downloading.model_copy(
+        update={"metadata": {**downloading.metadata, "annotations": annotations}}
+    )
+    result = outcome(unloaded, Fetch("running"))
+    assert result.status.phase is Phase.COLD and result.fetch == "stop"
+    assert "stopped on request" in (result.status.message or "")
+    prefetching = model(prefetch=True, status={"phase": "Downloading"})
+    meta = {**prefetching.metadata, "annotations": {"hearth.dev/sleep-requested-at": stamp(1)}}
+    kept = outcome(prefetching.model_copy(update={"metadata": meta}), Fetch("running"))
+    assert kept.status.phase is Phase.DOWNLOADING  # a prefetch is the spec's wish, not a request's
