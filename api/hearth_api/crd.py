@@ -44,8 +44,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "GPU", "type": "string", "jsonPath": ".status.gpuClass"},
     {"name": "Node", "type": "string", "jsonPath": ".status.node"},
     {"name": "ETA (s)", "type": "number", "jsonPath": ".status.warmup.estimateSeconds"},
-    # When the weights of a `uri` source landed in the cache (empty: not cached, or a pvc source).
-    {"name": "Cached", "type": "date", "jsonPath": ".status.cache.cachedAt"},
+    # The weights of a `uri` source in the cache, e.g. `4.4 GiB` (<none>: not yet, or a pvc source).
+    {"name": "Cached", "type": "string", "jsonPath": ".status.cache.size"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -340,6 +340,7 @@ class CacheStatus(_Model):
 
     uri: str = Field(description="The source they were downloaded from.")
     bytes: int | None = Field(default=None, ge=0)
+    size: str = Field(default="", description="`bytes` for people (`4.4 GiB`): kubectl's Cached column.")
     cached_at: datetime | None = None
     requested: bool = Field(
         default=False,

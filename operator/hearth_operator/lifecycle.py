@@ -393,28 +393,34 @@ def _outcome(i: Inputs) -> Outcome:
     step = _fetch_step(i)
     if step is not None:
         return step
-    cached = _newly_cached(i)
-    if cached is not None:  # decided as if recorded already: a requested download wakes it now
-        status = i.md.status.model_copy(update={"cache": cached})
-        return replace(
-            _after_download(replace(i, md=i.md.model_copy(update={"status": status}))), cached=cached
-        )
+    downloaded = with_download(i.md, i.fetch, i.now)
+    if downloaded is not i.md:  # decided as if recorded already: a requested download wakes it now
+        return replace(_after_download(replace(i, md=downloaded)), cached=downloaded.status.cache)
     return _after_download(i)
 
 
-def _newly_cached(i: Inputs) -> CacheStatus | None:
-    source = i.md.spec.model_source
-    if i.fetch is None or i.fetch.state != "done" or downloads.cached(i.md) or source is None:
-        return None
-    got = i.md.status.download
-    size = i.fetch.bytes or (got.total_bytes or got.bytes if got else None)
-    # Downloaded for a request (the model was wanted when the download began, or touched since):
-    # its end counts as a wake, however long it took; a prefetch nobody asked for stays Cold.
-    deadline, started = idle_deadline(i.md), i.fetch.started
-    requested = i.md.spec.scaling.min_replicas > 0 or (
+def with_download(md: ModelDeployment, fetch: Fetch | None, now: datetime) -> ModelDeployment:
+    """The model with the download that just finished recorded in `status.cache` (the same
+    model when none did). Downloaded for a request — the model was wanted when the download
+    began, or touched since — its end counts as a wake, however long it took; a prefetch nobody
+    asked for stays Cold. The reconciler places by it too, so both see the same wish."""
+    source = md.spec.model_source
+    if fetch is None or fetch.state != "done" or downloads.cached(md) or source is None:
+        return md
+    got = md.status.download
+    size = fetch.bytes or (got.total_bytes or got.bytes if got else None)
+    deadline, started = idle_deadline(md), fetch.started
+    requested = md.spec.scaling.min_replicas > 0 or (
         deadline is not None and started is not None and deadline >= started
     )
-    return CacheStatus(uri=source.uri or "", bytes=size or None, cached_at=i.now, requested=requested)
+    cache = CacheStatus(
+        uri=source.uri or "",
+        bytes=size or None,
+        size=_size(size) if size else "yes",
+        cached_at=now,
+        requested=requested,
+    )
+    return md.model_copy(update={"status": md.status.model_copy(update={"cache": cache})})
 
 
 def _after_download(i: Inputs) -> Outcome:

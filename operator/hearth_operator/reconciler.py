@@ -185,7 +185,7 @@ class Reconciler:
                 and key not in self.evictions
                 and held is None
                 and (fetch is None or fetch.state == "done")  # no GPU is taken for a download
-                and lifecycle.wanted(md, pods, now)
+                and lifecycle.wanted(lifecycle.with_download(md, fetch, now), pods, now)
             ):
                 decision = placement.place(
                     world.want(md),

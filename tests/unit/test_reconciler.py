@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ class RecordingWriter:
         self.events: list[tuple[str, str, str, str]] = []
         self.scaled: list[tuple[str, int]] = []
         self.refuse_deployments = 0  # how many writes to fail with 409 first
+        self.jobs: dict[str, dict[str, Any]] = {}
 
     async def ensure_service(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
         self.services[manifest["metadata"]["name"]] = manifest
@@ -42,6 +43,12 @@ class RecordingWriter:
 
     async def event(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
         self.events.append((body["metadata"]["name"], kind, reason, message))
+
+    async def ensure_job(self, manifest: dict[str, Any], owner: dict[str, Any]) -> None:
+        self.jobs[manifest["metadata"]["name"]] = manifest
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        self.jobs.pop(name, None)
 
 
 def body(name: str, vram: int, *, woken: bool = True, **spec: Any) -> dict[str, Any]:
@@ -139,4 +146,36 @@ async def test_a_refused_write_is_retried_with_back_off_and_counted(world: Any) 
     assert writer.deployments["medium"]["spec"]["replicas"] == 1
     assert reconciler.metrics.registry.get_sample_value("hearth_reconcile_errors_total") == 2
     assert reconciler.queue.failures == {}
+    reconciler.queue.close()
+
+
+async def test_a_download_that_outlasted_the_idle_timeout_is_placed_the_moment_it_ends(world: Any) -> None:
+    """Woken an hour ago (idle timeout 5 min), downloading since: when the Job completes, the
+    same reconcile records the cache and places the model — no Cold or Unschedulable between."""
+    from hearth_operator.downloads import WeightsCache
+
+    reconciler, writer, indexes = world
+    reconciler.cache = WeightsCache(claim="hearth-weights", image="hearth:test")
+    uri = "https://host.lan/m.gguf"
+    hour_ago = rfc3339(datetime.now(UTC) - timedelta(hours=1))
+    doc = body("medium", 14, modelSource={"uri": uri}, scaling={"idleTimeoutSeconds": 300})
+    doc["metadata"]["annotations"] = {"hearth.dev/wake-requested-at": hour_ago}
+    put(indexes, doc, {"phase": "Downloading", "download": {"bytes": 10, "totalBytes": 10}})
+    indexes.jobs = {
+        "default/medium": [
+            {
+                "metadata": {
+                    "name": "medium-weights",
+                    "annotations": {"hearth.dev/source": uri},
+                    "creationTimestamp": rfc3339(datetime.now(UTC) - timedelta(minutes=59)),
+                },
+                "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+            }
+        ]
+    }
+    await reconciler.reconcile("default/medium")
+    status = writer.statuses["medium"]
+    assert status["phase"] == "Loading" and status["node"] == "gpu-3090", status
+    assert status["cache"]["requested"] and status["cache"]["size"] == "10 B"
+    assert writer.deployments["medium"]["spec"]["replicas"] == 1
     reconciler.queue.close()
