@@ -366,6 +366,21 @@ class PodRunner:
             )
         self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
 
+    async def _token(self, account: str) -> str:
+        """The ServiceAccount's token, waiting for the account to exist: a manifest file may list
+        the Deployment before its ServiceAccount, and a real cluster retries such a pod until the
+        account is there (its admission refuses the pod meanwhile)."""
+        delay = 0.1
+        for _ in range(60):
+            try:
+                return await self.kubelet.kube.request_token(self.ns, account)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return await self.kubelet.kube.request_token(self.ns, account)
+
     async def _secret_value(self, ref: Obj) -> str | None:
         """An env var from a Secret's key, as a kubelet resolves it; an optional one that is
         missing is left out (a required one would keep a real container from starting)."""
@@ -394,7 +409,7 @@ class PodRunner:
         /var/run/secrets to mount into a local process) — and the pod's address to listen on."""
         account = self.pod["spec"].get("serviceAccountName") or "default"
         server = str(self.kubelet.kube.http.base_url).rstrip("/")
-        token = await self.kubelet.kube.request_token(self.ns, account)
+        token = await self._token(account)
         config = kubeconfig(server, self.ns, f"system:serviceaccount:{self.ns}:{account}", token)
         path = self.kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "kubeconfig"
         path.parent.mkdir(parents=True, exist_ok=True)
