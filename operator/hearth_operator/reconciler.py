@@ -99,7 +99,7 @@ class Reconciler:
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
         owner = world.owner_reference(body)
-        await self._run_fetch(key, md, result, owner)
+        await self._run_fetch(key, md, result, owner, fetch)
         # Children follow the plan even for a failed spec (its replicas are then 0): a name
         # clash that appears later must stop what already runs.
         await self.writer.ensure_service(children.service(md), owner)
@@ -137,7 +137,12 @@ class Reconciler:
         return fetch
 
     async def _run_fetch(
-        self, key: str, md: ModelDeployment, result: lifecycle.Plan, owner: dict[str, Any]
+        self,
+        key: str,
+        md: ModelDeployment,
+        result: lifecycle.Plan,
+        owner: dict[str, Any],
+        fetch: Fetch | None,
     ) -> None:
         """Start the fetch Job the plan asks for; delete one that fetches another source, whose
         failure a retry replaces (the watch then brings the next reconcile, which starts anew),
@@ -146,7 +151,7 @@ class Reconciler:
         fetched = downloads.fetched_source(md, self.cache)
         uri = fetched.uri if fetched else None
         if job is not None and not job["metadata"].get("deletionTimestamp"):
-            done = downloads.view(job, [], uri or "").state == "done"
+            done = fetch is not None and fetch.state == "done"  # as _fetch read it this reconcile
             if (
                 downloads.stale(job, uri)
                 or result.fetch == "restart"
