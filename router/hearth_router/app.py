@@ -1,7 +1,8 @@
 """The router's HTTP surface: thin routes over the `Dispatcher` and `StreamJob`.
 
 `create_app(settings, ...)` builds everything (no module-level singletons); the API key is a
-dependency of every route but the probes.
+dependency of every route but the probes (the two completion routes, bare ASGI endpoints in
+completions.py, check it themselves).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from fastapi.staticfiles import StaticFiles
 from kubernetes_asyncio import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
-from hearth_router import chunks, models_api
+from hearth_router import chunks, completions, models_api
 from hearth_router.annotations import Annotator
+from hearth_router.completions import STREAM_HEADERS
 from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError, unknown_model
 from hearth_router.keys import KeyRing
@@ -31,18 +34,15 @@ from hearth_router.metrics import RouterMetrics
 from hearth_router.nodes import Nodes
 from hearth_router.registry import Entry, Registry
 from hearth_router.requests import (
-    ChatRequest,
-    CompletionRequest,
     EmbeddingRequest,
     bearer_token,
     openapi_body,
     parse,
 )
 from hearth_router.settings import RouterSettings
-from hearth_router.streaming import StreamJob, new_request_id
+from hearth_router.streaming import new_request_id
 from hearth_router.upstream import Upstream
 
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DASHBOARD = Path(__file__).with_name("dashboard")
 
 
@@ -94,6 +94,9 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.add_exception_handler(RouterError, _router_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    for path in completions.PATHS:  # bare ASGI: a stream's first event before anything else
+        endpoint = completions.Completions(dispatcher, keyring, path)
+        app.router.routes.append(Route(path, endpoint, methods=["POST"]))
     app.include_router(_api_routes(dispatcher), dependencies=[Depends(authorized)])
     app.include_router(_dashboard_routes(dispatcher, nodes), dependencies=[Depends(authorized)])
     app.include_router(_probe_routes(dispatcher))
@@ -109,33 +112,15 @@ def create_app(
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
+    documented = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = documented()
+        schema["paths"] = {**completions.openapi_paths(), **schema["paths"]}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-class AdmittedStream(StreamingResponse):
-    """A streamed answer that owns its admission and closes it however the response ends —
-    also when the client hangs up before the body began, where the body's own cleanup never
-    runs. Its head and first event go out at once, in the request's own task: Starlette starts
-    the body in a task of its own, one turn of the event loop (behind every other request of a
-    burst) later."""
-
-    def __init__(self, job: StreamJob) -> None:
-        super().__init__(job.sse(), media_type="text/event-stream", headers=STREAM_HEADERS)
-        self.job = job
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def after_head(message: Any) -> None:
-            if message["type"] != "http.response.start":  # sent already
-                await send(message)
-
-        try:
-            await send(
-                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-            )
-            await send({"type": "http.response.body", "body": self.job.opening(), "more_body": True})
-            await super().__call__(scope, receive, after_head)
-        finally:
-            self.job.admission.close()
 
 
 async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
@@ -157,26 +142,6 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 def _api_routes(dispatcher: Dispatcher) -> APIRouter:
     routes = APIRouter()
-
-    async def serve(request: Request, kind: type[ChatRequest | CompletionRequest], path: str) -> Response:
-        parsed, raw = await parse(request, kind)
-        entry = dispatcher.resolve(parsed.model)
-        chat = kind is ChatRequest
-        ident = chunks.StreamIdentity(new_request_id(chat), int(time.time()), parsed.model, chat)
-        if parsed.stream:
-            # Admitted here, before the response begins: past the waiter limit it is a 429, not
-            # an error event in a stream that was already accepted.
-            admission = dispatcher.admit(entry, raw, patient=True)
-            return AdmittedStream(StreamJob(dispatcher, admission, raw, ident, path))
-        return JSONResponse(await dispatcher.complete(entry, raw, path, ident))
-
-    @routes.post("/v1/chat/completions", openapi_extra=openapi_body(ChatRequest))
-    async def chat_completions(request: Request) -> Response:
-        return await serve(request, ChatRequest, "/v1/chat/completions")
-
-    @routes.post("/v1/completions", openapi_extra=openapi_body(CompletionRequest))
-    async def completions(request: Request) -> Response:
-        return await serve(request, CompletionRequest, "/v1/completions")
 
     @routes.post("/v1/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
     async def embeddings(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -17,6 +18,8 @@ from hearth_api.connect import api_client
 from hearth_api.environment import invalid_message, load_settings
 from hearth_router.app import create_app
 from hearth_router.settings import ENV_PREFIX, RouterSettings
+
+FULL_COLLECTION_EVERY = 1000  # middle-generation collections per full one (Python's default: 10)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -60,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         app = create_app(settings, await api_client())
+        # Everything built so far (modules, the app, settings) lives as long as the process:
+        # frozen, out of the collector's sight. And the full collection, which walks every live
+        # object (a thousand waiting streams are a lot of them) for tens of milliseconds in
+        # which no request gets its first event, runs after 1000 young collections, not 10:
+        # young garbage is still collected as often as before. (`make bench`, the herd: first
+        # events a third sooner; the paced herd's worst stall 43 → 10 ms; peak RSS unchanged.)
+        gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
         config = uvicorn.Config(
             app,
             host=settings.host,

@@ -280,7 +280,7 @@ class Dispatcher:
             if last is None or last[0] != update.stage or now - last[1] >= self.settings.loading_interval:
                 last = (update.stage, now)
                 yield update
-            await self.registry.wait_change(max(0.05, last[1] + self.settings.loading_interval - now))
+            await self.registry.wait_change(max(0.05, last[1] + self.settings.loading_interval - now), key)
 
     # --- acquire: a slot on a Ready replica --------------------------------------------------
 

@@ -36,6 +36,7 @@ class Registry:
         self.entries: dict[str, Entry] = {}
         self.ready = asyncio.Event()
         self.changed = Signal()  # any model changed (and, from `Nodes`, any GPU node)
+        self._changed_one: dict[str, Signal] = {}  # one model changed: what its waiters wait for
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -55,9 +56,19 @@ class Registry:
     def get(self, key: str) -> Entry | None:
         return self.entries.get(key)
 
-    async def wait_change(self, within: float) -> None:
-        """Return on the next change of any model, or after `within` seconds."""
-        await self.changed.wait(within)
+    async def wait_change(self, within: float, key: str | None = None) -> None:
+        """Return on the next change of any model (or only of the model `key`: a request waiting
+        for its model is not woken by the others'), or after `within` seconds."""
+        if key is None:
+            await self.changed.wait(within)
+        else:
+            await self._changed_one.setdefault(key, Signal()).wait(within)
+
+    def _notify(self, key: str) -> None:
+        self.changed.notify()
+        one = self._changed_one.get(key)
+        if one is not None:
+            one.notify()
 
     # --- writing (from the watch, or from tests that feed objects directly) -------------------
 
@@ -66,17 +77,17 @@ class Registry:
         key = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
         if kind == "DELETED":
             if self.entries.pop(key, None) is not None:
-                self.changed.notify()
+                self._notify(key)
             return
         try:
             md = ModelDeployment.model_validate(obj)
         except ValidationError as exc:
             log.warning("ignoring %s: its spec is invalid (%s)", key, exc.errors()[0].get("msg"))
             if self.entries.pop(key, None) is not None:
-                self.changed.notify()
+                self._notify(key)
             return
         self.entries[key] = Entry(key, md)
-        self.changed.notify()
+        self._notify(key)
 
     # --- the watch ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,7 +221,7 @@ class StreamJob:
         this client behind all the others' work)."""
         return self._status("routing", "Selecting backend…")
 
-    async def sse(self) -> AsyncIterator[bytes]:
+    async def sse(self) -> AsyncGenerator[bytes]:
         """The response body after `opening()`: events as they come, a keep-alive comment after each quiet
         `keepalive_interval`, an error event when cancelled, always [DONE] at the end. If the
         client goes away, the generator is closed and the engine request with it."""

@@ -14,12 +14,14 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -227,6 +229,47 @@ async def timed_stream(
                     out.first_token = out.first_token or now
     out.ended = time.perf_counter()
     return out
+
+
+async def kernel_timed_burst(
+    url: str, path: str, body: dict[str, Any] | None, n: int, spread: float = 0.0, read_for: float = 600
+) -> list[Timed]:
+    """`n` requests on raw sockets from a process of their own, each answer's bytes timed by the
+    kernel as they arrived (`burst.py`): times free of any client's event-loop lag. All times are
+    the wall clock's (`time.time()`), so only differences between them mean anything. Answers
+    still open after `read_for` seconds are cut (the client goes away)."""
+    address = urlsplit(url)
+    spec = {
+        "host": address.hostname,
+        "port": address.port,
+        "method": "POST" if body is not None else "GET",
+        "path": path,
+        "body": body,
+        "n": n,
+        "spread": spread,
+        "read_for": read_for,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.burst",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate(json.dumps(spec).encode())
+    timed = []
+    for record in json.loads(out):
+        t = Timed(record["sent"], sent=record["sent"], first_byte=record["first"], status=record["status"])
+        t.ended = record["ended"]
+        for at, line in record["lines"]:
+            if '"status"' in line:
+                t.events.append((at, json.loads(line)))
+            elif '"content":"' in line and '"content":""' not in line:
+                t.tokens += 1
+                t.first_token = t.first_token or at
+        timed.append(t)
+    return timed
 
 
 async def _sent(_: aiohttp.ClientSession, context: SimpleNamespace, __: object) -> None:
