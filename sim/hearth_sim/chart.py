@@ -40,10 +40,32 @@ def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
     return out
 
 
+# Helm's install order (pkg/release/util/kind_sorter.go), so that `kubectl apply` of the plain
+# manifests creates what others need first: a Deployment's ServiceAccount before the Deployment
+# (else its first pods are refused until the controller retries).
+INSTALL_ORDER = [
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
+    "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList",
+    "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
+    "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+    "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
+    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+    "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+]  # fmt: skip
+
+
+def install_order(doc: dict[str, Any]) -> int:
+    """Where Helm would install an object of this kind (kinds it does not list: last)."""
+    kind = doc.get("kind")
+    return INSTALL_ORDER.index(kind) if kind in INSTALL_ORDER else len(INSTALL_ORDER)
+
+
 def manifests() -> str:
-    """deploy/hearth.yaml's text: the default render, one document per object."""
+    """deploy/hearth.yaml's text: the default render, one document per object, in Helm's
+    install order."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    docs = [namespace, *objects(render())]
+    docs = sorted([namespace, *objects(render())], key=install_order)
     return HEADER + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=100) for doc in docs)
 
 

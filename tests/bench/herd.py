@@ -18,7 +18,7 @@ from .harness import Stack, Table, Timed, kernel_timed_burst, median, pct, proc_
 SLOTS = 16  # concurrency of the one replica
 TOKENS_PER_SECOND = 40.0  # sim engine: 32 tokens take 0.8 s
 LOAD_SECONDS = 3.0
-PACED = (1.0, 0.5)  # seconds over which the paced herds arrive
+PACED = (1.0, 0.5, 0.25)  # seconds over which the paced herds arrive
 
 
 def _rises(etas: list[tuple[int, str]]) -> bool:

@@ -208,6 +208,22 @@ def test_deploy_manifests_are_the_chart_rendered() -> None:
     )
 
 
+def test_plain_manifests_create_what_a_deployment_needs_before_it() -> None:
+    """`kubectl apply` goes in file order: a Deployment applied before its ServiceAccount (or its
+    claim) has its first pods refused until the controller retries."""
+    docs = [d for d in yaml.safe_load_all(chart.MANIFESTS.read_text()) if d]
+    where = {(d["kind"], d["metadata"]["name"]): i for i, d in enumerate(docs)}
+    deployments = [(i, d) for i, d in enumerate(docs) if d["kind"] == "Deployment"]
+    assert deployments
+    for i, deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert where[("ServiceAccount", pod["serviceAccountName"])] < i
+        for volume in pod.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert where[("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])] < i
+    assert docs[0]["kind"] == "Namespace"
+
+
 def test_the_grafana_dashboard_charts_what_hearth_exports() -> None:
     values = {"grafanaDashboard": {"enabled": True}}
     config = kinds(chart.objects(chart.render(values)))["ConfigMap"][0]
