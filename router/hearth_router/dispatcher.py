@@ -167,6 +167,8 @@ class Dispatcher:
             )
         if name in routing.AUTO_NAMES:
             models = [e.md for e in self.registry.entries.values()]
+            if not models:  # nothing deployed: no model exists to pick (a 503 would say "later")
+                raise unknown_model(name, [])
             chosen = routing.choose_auto(models, self.slots.inflight)
             entry = self.registry.get(chosen.key) if chosen is not None else None
             if entry is None:
@@ -248,7 +250,8 @@ class Dispatcher:
         previous: progress.Loading | None = None  # the countdown as last computed
         last: tuple[str, float] | None = None  # the stage last yielded, and when
         while True:
-            md = self._current(entry).md
+            current = self._current(entry)
+            md = current.md
             if md.status.phase is Phase.DOWNLOADING:
                 deadline = self._download_deadline(md, deadline, patient)
             self.annotator.observe(key, md.status.phase)
@@ -272,7 +275,7 @@ class Dispatcher:
             await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
             update: progress.Downloading | progress.Loading
             if progress.first_download(md):
-                update = progress.downloading(md)
+                update = progress.downloading(md, current.download_age)
             else:
                 update = previous = progress.loading(md, datetime.now(UTC), previous)
             now = time.monotonic()

@@ -60,21 +60,29 @@ def first_download(md: ModelDeployment) -> bool:
     return not cached and remote(source.uri) is not None
 
 
-def downloading(md: ModelDeployment) -> Downloading:
-    """`Downloading qwen2.5-7b for the first time: 3.2 of 14.9 GiB at 48 MiB/s · ~4 min`."""
+def downloading(md: ModelDeployment, since: float = 0.0) -> Downloading:
+    """`Downloading qwen2.5-7b for the first time: 3.2 of 14.9 GiB at 48 MiB/s · ~4 min`.
+
+    The operator writes the fetch's figures every two seconds; `since` is how long ago the
+    router read them, and the bytes and time left move on at the reported rate meanwhile, so a
+    client told something every second sees it count (never past the total, nor to 0 s while
+    the download is still running)."""
     model, got = md.spec.model, md.status.download
     head = f"Downloading {model} for the first time"
     if md.status.phase is not Phase.DOWNLOADING or got is None or not (got.bytes or got.total_bytes):
         return Downloading(f"{head}…", 0.0, 0, None, None)
-    total = got.total_bytes
-    text = f"{head}: {size_text(got.bytes)}" + (f" of {size_text(total)}" if total else "")
-    if got.bytes_per_second:
-        text += f" at {size_text(got.bytes_per_second)}/s"
-    left = math.ceil(got.eta_seconds) if got.eta_seconds is not None else None
+    total, rate = got.total_bytes, got.bytes_per_second
+    done = got.bytes + int((rate or 0) * max(since, 0.0))
+    if total:
+        done = min(done, total)
+    text = f"{head}: {size_text(done)}" + (f" of {size_text(total)}" if total else "")
+    if rate:
+        text += f" at {size_text(rate)}/s"
+    left = max(1, math.ceil(got.eta_seconds - max(since, 0.0))) if got.eta_seconds is not None else None
     if left is not None:
         text += f" · {duration_text(left)}"
-    share = min(got.bytes / total, 1.0) if total else 0.0
-    return Downloading(text, round(share, 3), got.bytes, total, left)
+    share = min(done / total, 1.0) if total else 0.0
+    return Downloading(text, round(share, 3), done, total, left)
 
 
 def _freeing(gpu: str | None, eviction: Eviction) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -27,6 +28,13 @@ log = logging.getLogger("hearth.router.registry")
 class Entry:
     key: str  # namespace/name
     md: ModelDeployment
+    # When the router first read the download figures this version carries (status.download,
+    # rewritten every 2 s while the weights download; other changes leave them as they were).
+    download_seen: float = field(default_factory=time.monotonic)
+
+    @property
+    def download_age(self) -> float:
+        return time.monotonic() - self.download_seen
 
 
 class Registry:
@@ -86,7 +94,11 @@ class Registry:
             if self.entries.pop(key, None) is not None:
                 self._notify(key)
             return
-        self.entries[key] = Entry(key, md)
+        before = self.entries.get(key)
+        if before is not None and before.md.status.download == md.status.download:
+            self.entries[key] = Entry(key, md, before.download_seen)
+        else:
+            self.entries[key] = Entry(key, md)
         self._notify(key)
 
     # --- the watch ---------------------------------------------------------------------------

@@ -36,6 +36,17 @@ async def test_before_the_first_list_requests_get_503_not_404() -> None:
     assert r.headers["retry-after"] == "2"
 
 
+async def test_auto_with_nothing_deployed_is_a_404_not_a_try_later() -> None:
+    registry = Registry(None)
+    registry.ready.set()
+    async with client(registry) as http:
+        r = await http.post(
+            "/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "x"}]}
+        )
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert "Known models: none" in r.json()["error"]["message"]
+
+
 async def test_browsers_may_call_it_from_other_origins() -> None:
     registry = Registry(None)
     registry.ready.set()

@@ -308,6 +308,17 @@ def test_a_download_is_told_in_bytes_rate_and_time_left() -> None:
     assert starting.message == "Downloading big for the first time…" and starting.estimated_time is None
 
 
+def test_between_the_operators_writes_a_download_counts_on_at_its_rate() -> None:
+    got = {"bytes": 100 * 2**20, "totalBytes": 400 * 2**20, "bytesPerSecond": 50 * 2**20, "etaSeconds": 6.0}
+    md = fetched({"phase": "Downloading", "download": got})
+    told = [progress.downloading(md, since) for since in (0.0, 1.0, 2.0)]
+    assert [t.estimated_time for t in told] == [6, 5, 4]
+    assert [t.bytes for t in told] == [100 * 2**20, 150 * 2**20, 200 * 2**20]
+    assert told[1].message.endswith("150 MiB of 400 MiB at 50.0 MiB/s · ~5 s")
+    late = progress.downloading(md, 30.0)  # the figures are old: never past the end, never 0 s
+    assert (late.bytes, late.progress, late.estimated_time) == (400 * 2**20, 1.0, 1)
+
+
 def test_the_first_wake_of_an_uncached_source_is_a_download_from_the_first_event() -> None:
     assert progress.first_download(fetched({"phase": "Cold"}))
     assert progress.first_download(fetched({}))

@@ -1,10 +1,11 @@
 """The router's change signal: every waiter woken, a slice per turn of the event loop, in the
 order they began to wait; a quiet wait ends on its own and leaves nothing behind; a waiter of
-one model is not woken by another's change."""
+one model is not woken by another's change; a download's figures aged from when they changed."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from hearth_router.registry import Registry
 from hearth_router.signals import SLICE, Signal
@@ -66,3 +67,17 @@ async def test_a_request_waiting_for_its_model_sleeps_through_other_models_chang
     assert not waiting.done()
     registry.apply("MODIFIED", md_body("Loading"))
     await asyncio.wait_for(waiting, 1)
+
+
+def test_download_figures_are_aged_from_when_they_changed_not_from_any_change() -> None:
+    registry, key = Registry(None), "default/medium"
+    body = md_body("Downloading", download={"bytes": 1, "totalBytes": 10, "bytesPerSecond": 1.0})
+    registry.apply("ADDED", body)
+    read_long_ago = registry.entries[key].download_seen - 100
+    registry.entries[key] = replace(registry.entries[key], download_seen=read_long_ago)
+    body["metadata"]["annotations"] = {"hearth.dev/last-request": "now"}  # the router's touch
+    registry.apply("MODIFIED", body)
+    assert registry.entries[key].download_seen == read_long_ago
+    body["status"]["download"] = {"bytes": 3, "totalBytes": 10, "bytesPerSecond": 1.0}
+    registry.apply("MODIFIED", body)
+    assert registry.entries[key].download_age < 50
