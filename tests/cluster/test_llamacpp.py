@@ -18,7 +18,7 @@ import yaml
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.kube import Kube
 
-from .conftest import smollm2_or_skip, start_homelab
+from .conftest import eventually, smollm2_or_skip, start_homelab
 from .operator_helpers import MD_API, wait_phase
 from .router_helpers import CHAT, RouterProcess, sse
 
@@ -86,6 +86,22 @@ async def test_the_example_runs_on_llama_cpp_and_streams_real_text(
     await client.close()
 
 
+def llamacpp_metric(text: str, name: str) -> float:
+    """One figure of llama.cpp's Prometheus text (`--metrics`)."""
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"llamacpp:{name} "))
+
+
+async def hung_up(http: httpx.AsyncClient, router: RouterProcess, endpoint: str) -> float | None:
+    """Tokens the engine predicted in all, once the router holds no slot of smollm2 and the
+    engine processes nothing; None before."""
+    models = (await http.get(f"{router.url}/api/models")).json()["models"]
+    (view,) = [m for m in models if m["model"] == "smollm2"]
+    metrics = (await http.get(f"{endpoint}/metrics")).text
+    if view["router"]["in_flight"] or llamacpp_metric(metrics, "requests_processing"):
+        return None
+    return llamacpp_metric(metrics, "tokens_predicted_total") or 0.1
+
+
 async def test_a_cancel_mid_reply_frees_the_engines_slot(kube: Kube, router: RouterProcess) -> None:
     # One slot: if the hung-up request still held it, the next one would queue behind it.
     await kube.create(MD_API, "modeldeployments", "default", smollm2(concurrency=1))
@@ -100,6 +116,13 @@ async def test_a_cancel_mid_reply_frees_the_engines_slot(kube: Kube, router: Rou
         # Hang up a few tokens into the reply.
         cut = await sse(http, f"{router.url}{CHAT}", long_answer, stop_after=12)
         assert "generating" in cut.statuses
+        # Until the router has read the hang-up (it may read the next request first: a moment's
+        # "queued" then would be no leak) and the engine has stopped. Stopped early, not run to
+        # its end: a few more tokens than the client saw, nowhere near the 400 asked for.
+        status = (await kube.get(MD_API, "modeldeployments", "default", "smollm2"))["status"]
+        (endpoint,) = status["endpoints"]
+        predicted = await eventually(lambda: hung_up(http, router, endpoint), deadline=60, what="the hang-up")
+        assert predicted < 200, f"the engine went on for {predicted} tokens after the client left"
         after = await sse(
             http,
             f"{router.url}{CHAT}",
