@@ -65,6 +65,10 @@ def loading_since(md: ModelDeployment, now: datetime) -> datetime:
     skewed clock cannot stretch a measurement."""
     if md.status.phase is Phase.LOADING and md.status.loading_since is not None:
         return md.status.loading_since
+    if md.status.phase is Phase.WARM:
+        # Its engine died (or its only replica went): nobody asked for this load, and a wake
+        # from before, however recent, was answered by the load that made it Warm.
+        return now
     if md.status.phase in (Phase.FAILED, Phase.DOWNLOADING):
         # A retry (the wakes before the failure were answered by it), or a load right after its
         # download: the load is measured on its own, so a first start's download never skews

@@ -346,6 +346,14 @@ def test_a_load_past_its_deadline_fails_stops_and_stays_failed_until_a_wake_or_a
     assert plan(Inputs(md=changed, pods=[], now=later, decision=PLACED)).status.phase is not Phase.FAILED
 
 
+def test_an_engine_that_died_while_warm_is_timed_from_the_restart_not_from_an_old_wake() -> None:
+    # The wake that made it Warm was 8 s ago: a restart measured from it would have lost 8 s of
+    # its deadline before it began (drill 01 saw a restart fail LoadTimeout that way).
+    restarting = plan(Inputs(md=md(wake_s_ago=8, status=WARM), pods=[STARTING], now=NOW, node=N3090))
+    assert restarting.status.phase is Phase.LOADING
+    assert restarting.status.loading_since == NOW
+
+
 def test_a_load_within_its_deadline_is_looked_at_again_when_it_ends() -> None:
     loading = md(wake_s_ago=1, idle=3600, status=LOADING)  # the idle deadline is later
     due = lifecycle.next_check(loading, 600.0)
