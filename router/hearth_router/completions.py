@@ -56,7 +56,7 @@ class Completions:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            job = await self._admit(Request(scope, receive))
+            job = await self._handle(Request(scope, receive))
         except RouterError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -65,7 +65,8 @@ class Completions:
         else:
             await job(scope, receive, send)
 
-    async def _admit(self, request: Request) -> StreamJob | JSONResponse:
+    async def _handle(self, request: Request) -> StreamJob | JSONResponse:
+        """A whole answer, done; or a stream, admitted and ready to respond."""
         self.keyring.check(bearer_token(request))
         parsed, raw = await parse(request, self.kind)
         dispatcher = self.dispatcher
