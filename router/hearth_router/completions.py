@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Request
@@ -26,14 +25,9 @@ from hearth_router import chunks
 from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError
 from hearth_router.keys import KeyRing
-from hearth_router.limits import error_response
+from hearth_router.limits import Receive, Scope, Send, error_response
 from hearth_router.requests import ChatRequest, CompletionRequest, bearer_token, openapi_body, parse
 from hearth_router.streaming import StreamJob, new_request_id
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _STREAM_HEAD = [

@@ -71,14 +71,14 @@ def downloading(md: ModelDeployment, since: float = 0.0) -> Downloading:
     head = f"Downloading {model} for the first time"
     if md.status.phase is not Phase.DOWNLOADING or got is None or not (got.bytes or got.total_bytes):
         return Downloading(f"{head}…", 0.0, 0, None, None)
-    total, rate = got.total_bytes, got.bytes_per_second
-    done = got.bytes + int((rate or 0) * max(since, 0.0))
+    total, rate, since = got.total_bytes, got.bytes_per_second, max(since, 0.0)
+    done = got.bytes + int((rate or 0) * since)
     if total:
         done = min(done, total)
     text = f"{head}: {size_text(done)}" + (f" of {size_text(total)}" if total else "")
     if rate:
         text += f" at {size_text(rate)}/s"
-    left = max(1, math.ceil(got.eta_seconds - max(since, 0.0))) if got.eta_seconds is not None else None
+    left = max(1, math.ceil(got.eta_seconds - since)) if got.eta_seconds is not None else None
     if left is not None:
         text += f" · {duration_text(left)}"
     share = min(done / total, 1.0) if total else 0.0

@@ -205,6 +205,16 @@ class Timed:
     def done(self) -> bool:
         return bool(self.of("done"))
 
+    def take(self, at: float, data: bytes, keep_events: bool = True) -> None:
+        """One SSE `data:` payload that arrived at `at`: a status event kept (if asked), a chunk
+        with text counted as a token."""
+        if b'"status"' in data:
+            if keep_events:
+                self.events.append((at, json.loads(data)))
+        elif b'"content":"' in data and b'"content":""' not in data:
+            self.tokens += 1
+            self.first_token = self.first_token or at
+
 
 async def timed_stream(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], keep_events: bool = True
@@ -220,13 +230,8 @@ async def timed_stream(
             buffer += piece
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                if not line.startswith(b"data: {"):
-                    continue
-                if b'"status"' in line and keep_events:
-                    out.events.append((now, json.loads(line[6:])))
-                elif b'"content":"' in line and b'"content":""' not in line and b'"status"' not in line:
-                    out.tokens += 1
-                    out.first_token = out.first_token or now
+                if line.startswith(b"data: {"):
+                    out.take(now, line[6:], keep_events)
     out.ended = time.perf_counter()
     return out
 
@@ -263,11 +268,7 @@ async def kernel_timed_burst(
         t = Timed(record["sent"], sent=record["sent"], first_byte=record["first"], status=record["status"])
         t.ended = record["ended"]
         for at, line in record["lines"]:
-            if '"status"' in line:
-                t.events.append((at, json.loads(line)))
-            elif '"content":"' in line and '"content":""' not in line:
-                t.tokens += 1
-                t.first_token = t.first_token or at
+            t.take(at, line.encode())
         timed.append(t)
     return timed
 

@@ -87,8 +87,8 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
     table = _table(n, streams, len(wakes), lags, router)
     floor_p99 = pct(_first_event(floor), 99)
     table.add(f"baseline: {n} GET /healthz at once, answer after sent, p99 ms", floor_p99, "")
-    # The same herd arriving as people arrive, not as one program writes: spread over a second
-    # or half of one, each at a cold model of its own; only the first events are kept.
+    # The same herd arriving as people arrive, not as one program writes: spread over each of
+    # PACED, each at a cold model of its own; only the first events are kept.
     for spread in PACED:
         name = f"herd-{round(1000 * spread)}ms"
         await _cold_model(st, kube, name)
