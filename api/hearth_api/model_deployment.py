@@ -86,8 +86,9 @@ class ModelSource(_Model):
     )
     uri: str | None = Field(
         default=None,
-        description="hf://org/repo[/file] or https://host/file: Hearth downloads it into the weights "
-        "cache before the first start; ollama://name:tag and others are fetched by the engine.",
+        description="hf://org/repo[/file], https://host/file or ollama://name:tag: with the weights "
+        "cache on, Hearth downloads it into the cache before the first start (ollama:// through an "
+        "Ollama server's pull); other schemes, or without the cache, the engine fetches itself.",
     )
     files: str | None = Field(
         default=None,
@@ -120,8 +121,13 @@ class ModelSource(_Model):
                 fetched = remote(self.uri)
             except BadSource as exc:
                 raise ValueError(str(exc)) from exc
-            if fetched is None and (self.files or self.sha256 or self.prefetch):
-                raise ValueError("modelSource.files, sha256 and prefetch need an hf:// or https:// uri")
+            if (fetched is None or fetched.kind == "ollama") and (self.files or self.sha256):
+                raise ValueError(
+                    "modelSource.files and sha256 need an hf:// or https:// uri "
+                    "(Ollama checks its layers' digests itself)"
+                )
+            if fetched is None and self.prefetch:
+                raise ValueError("modelSource.prefetch needs an hf://, https:// or ollama:// uri")
         return self
 
 

@@ -5,8 +5,11 @@ volume their files land. The operator (the engine's path, the fetch Job's args) 
     hf://org/repo                →  hf/org/repo/            (the repository's files)
     hf://org/repo@rev/dir/x.gguf →  hf/org/repo/dir/x.gguf  (one file of it)
     https://host/path/x.gguf     →  https/host/path/x.gguf
+    ollama://mistral:7b          →  ollama/                 (Ollama's own store: OLLAMA_MODELS)
 
-Other schemes (`ollama://`, `s3://`) are not Hearth's to fetch: the engine pulls them itself.
+An `ollama://` model is pulled by an Ollama server (its pull API) into a store of Ollama's own
+layout, which every Ollama model of the cache shares (layers are kept once, by digest). Other
+schemes (`s3://`) are not Hearth's to fetch: the engine pulls them itself.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ FAILURE_LINE_PREFIX = "hearth-fetch failed: "
 DONE_LINE_PREFIX = "hearth-fetch done: "  # then the bytes in the cache
 TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath, by default
 PROGRESS_PORT = 8090  # the fetch's GET /progress
+OLLAMA_PORT = 11434  # the Ollama server a fetch of an ollama:// source pulls through
+OLLAMA_STORE = "ollama"  # the folder of the cache that is Ollama's OLLAMA_MODELS
 _HF_REPO = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$")
+# Ollama's model names: [registry[:port]/][namespace/]model[:tag], as `ollama pull` takes them.
+_OLLAMA_NAME = re.compile(
+    r"^(?:[A-Za-z0-9][-A-Za-z0-9.]*(?::\d+)?/)?(?:[A-Za-z0-9][-A-Za-z0-9_.]*/)?"
+    r"[A-Za-z0-9][-A-Za-z0-9_.]*(?::[A-Za-z0-9][-A-Za-z0-9_.]*)?$"
+)
 
 
 class BadSource(ValueError):
@@ -35,18 +45,22 @@ class BadSource(ValueError):
 
 @dataclass(frozen=True)
 class Remote:
-    """A source Hearth downloads: a Hugging Face repository (or one file of it) or a URL."""
+    """A source Hearth downloads: a Hugging Face repository (or one file of it), a URL, or an
+    Ollama model."""
 
-    kind: Literal["hf", "url"]
+    kind: Literal["hf", "url", "ollama"]
     uri: str
     repo: str = ""  # hf: org/name
     revision: str = "main"  # hf: branch, tag or commit
     file: str = ""  # hf: one file of the repository ("" = the files `modelSource.files` picks)
     url: str = ""  # url: the file's address
+    name: str = ""  # ollama: the model as Ollama names it (`mistral:7b`)
 
     @property
     def folder(self) -> str:
         """The folder of the cache (relative) that holds this source's files."""
+        if self.kind == "ollama":
+            return OLLAMA_STORE
         if self.kind == "hf":
             return f"hf/{self.repo}"
         parts = urlsplit(self.url)
@@ -54,7 +68,10 @@ class Remote:
 
     @property
     def target(self) -> str:
-        """What the engine is pointed at, relative to the cache: the file, or the folder."""
+        """What the engine is pointed at, relative to the cache: the file, or the folder (for
+        Ollama, its store)."""
+        if self.kind == "ollama":
+            return self.folder
         if self.kind == "hf":
             return f"{self.folder}/{self.file}" if self.file else self.folder
         return f"{self.folder}/{self.filename}"
@@ -90,6 +107,14 @@ def remote(uri: str) -> Remote | None:
             raise BadSource(f"modelSource.uri {uri!r}: a URL must name a file (https://host/path/file)")
         _safe_path(url.path.lstrip("/"), "the URL's path")
         return Remote("url", uri, url=uri)
+    if uri.startswith("ollama://"):
+        name = uri[len("ollama://") :]
+        if not _OLLAMA_NAME.match(name):
+            raise BadSource(
+                f"modelSource.uri {uri!r}: expected ollama://[registry/][namespace/]model[:tag] "
+                "(e.g. ollama://mistral:7b)"
+            )
+        return Remote("ollama", uri, name=name)
     return None
 
 

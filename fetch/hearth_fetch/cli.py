@@ -1,6 +1,7 @@
 """`hearth-fetch`: the weights of one source into the cache, with progress on `GET /progress`.
 
     hearth-fetch --uri hf://org/repo --files '*Q4_K_M.gguf' --cache /cache --listen 0.0.0.0:8090
+    hearth-fetch --uri ollama://mistral:7b --ollama http://localhost:11434   (an Ollama sidecar pulls)
 
 Exit 0 when every file is in the cache, whole and verified; 3 when trying again cannot help (not
 found, no access, wrong checksum, no room), 1 when it might (the network) — the Job's
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -28,11 +30,13 @@ from hearth_api.weights_cache import (
     DONE_LINE_PREFIX,
     EXIT_PERMANENT,
     EXIT_RETRY,
+    OLLAMA_PORT,
     TERMINATION_LOG,
     BadSource,
+    Remote,
     remote,
 )
-from hearth_fetch import sources
+from hearth_fetch import ollama, sources
 from hearth_fetch.download import Wanted, fetch
 from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
@@ -48,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--files", default=None, help="hf:// repositories: a glob of the files to fetch")
     p.add_argument("--sha256", default=None, help="https:// files: the SHA-256 the file must have")
     p.add_argument("--listen", default="0.0.0.0:8090", help="address of GET /progress")
+    p.add_argument(
+        "--ollama",
+        default=f"http://localhost:{OLLAMA_PORT}",
+        help="ollama:// sources: the Ollama server that pulls them (the Job's sidecar)",
+    )
     p.add_argument(
         "--termination-log",
         type=Path,
@@ -68,7 +77,7 @@ def _writable(cache: Path) -> None:
         raise FetchFailed(Why.CACHE_UNWRITABLE, f"cannot write to the weights cache {cache}: {exc}") from exc
 
 
-def _room(cache: Path, wanted: list[Wanted], meter: Meter) -> None:
+def _room(cache: Path, meter: Meter, what: str) -> None:
     """Refuse at once what cannot fit, rather than fail after hours of downloading."""
     if meter.total is None:
         return
@@ -76,8 +85,7 @@ def _room(cache: Path, wanted: list[Wanted], meter: Meter) -> None:
     left = meter.total - meter.done
     if left > free:
         raise FetchFailed(
-            Why.DISK_FULL,
-            f"the weights cache has {free} bytes free; {left} more are needed for {len(wanted)} file(s)",
+            Why.DISK_FULL, f"the weights cache has {free} bytes free; {left} more are needed for {what}"
         )
 
 
@@ -90,6 +98,26 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
         raise FetchFailed(Why.BAD_SOURCE, f"{args.uri}: the engine fetches this scheme itself")
     cache = Path(args.cache)
     _writable(cache)
+    if source.kind == "ollama":
+        await _pull(args, source, cache, meter)
+    else:
+        await _fetch_files(args, source, cache, meter)
+
+
+async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> None:
+    """An Ollama model: the sidecar's Ollama pulls it into the cache's store."""
+    _writable(cache / source.folder)
+    async with httpx.AsyncClient() as client:
+        try:
+            room = functools.partial(_room, cache, meter, source.name)
+            await ollama.pull(client, args.ollama, source.name, meter, room)
+        except httpx.HTTPError as exc:
+            raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
+    log.info("done: %s pulled, %d bytes in the cache", source.name, meter.done)
+
+
+async def _fetch_files(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> None:
+    """Files over HTTP: a Hugging Face repository's (those `--files` picks) or one URL's."""
     token = os.environ.get("HF_TOKEN") or None
     endpoint = os.environ.get("HF_ENDPOINT") or None
     wanted = await sources.plan(
@@ -101,7 +129,7 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
     meter.add(time.monotonic(), sum(counted))
     if meter.done:
         log.info("resuming: %d bytes already in the cache", meter.done)
-    _room(cache, wanted, meter)
+    _room(cache, meter, f"{len(wanted)} file(s)")
     headers = {"Authorization": f"Bearer {token}"} if token and source.kind == "hf" else {}
     timeout = httpx.Timeout(30.0, read=120.0)
     async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:

@@ -23,6 +23,11 @@ class Meter:
         self.done += amount
         self.mark(now)
 
+    def skip(self, amount: int) -> None:
+        """Bytes found already there (a resumed or cached part): done, but not speed."""
+        self.done += amount
+        self._readings = deque((t, b + amount) for t, b in self._readings)
+
     def mark(self, now: float) -> None:
         self._readings.append((now, self.done))
         while len(self._readings) > 2 and now - self._readings[1][0] >= WINDOW:

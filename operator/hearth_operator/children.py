@@ -47,7 +47,7 @@ def deployment(
         "image": engines.image(spec),
         # None: the image's own CMD (Ollama's `serve`)
         "args": engines.args(spec, node_vram_gib, cached) or None,
-        "env": engines.env(spec),
+        "env": engines.env(spec, cached),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": effective_readiness_path(spec), "port": spec.port},
@@ -60,18 +60,21 @@ def deployment(
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     container["command"] = engines.command(spec)  # None: the image's entrypoint
-    container["startupProbe"] = engines.startup_probe(spec)  # None: removed
+    container["startupProbe"] = engines.startup_probe(spec, cached)  # None: removed
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     source = spec.model_source
     if source is not None and source.pvc is not None:
         volumes.append(
             {"name": "models", "persistentVolumeClaim": {"claimName": source.pvc, "readOnly": True}}
         )
-    elif fetched is not None and cache is not None:  # what the fetch Job left in the cache
-        volumes.append(cache.volume("models", read_only=True))
+    # What the fetch Job left in the cache: read-only, but for Ollama, whose store it is (the
+    # startup probe's `ollama cp` names the model there as clients call it).
+    writes = fetched is not None and fetched.kind == "ollama"
+    if fetched is not None and cache is not None:
+        volumes.append(cache.volume("models", read_only=not writes))
     if len(volumes) > 1:
         container["volumeMounts"].append(
-            {"name": "models", "mountPath": engines.MODELS_MOUNT, "readOnly": True}
+            {"name": "models", "mountPath": engines.MODELS_MOUNT, "readOnly": not writes}
         )
     pod_spec = security.locked_down(
         {"containers": [container], "volumes": volumes, "terminationGracePeriodSeconds": 10}

@@ -9,6 +9,11 @@ and is retried by Kubernetes with back-off; the files it leaves on the cache vol
 the engine pod, which mounts the same volume read-only. (KubeAI loads its model caches the same
 way.) The operator reads the Job's progress from the fetch's `GET /progress` on its pod and is
 the one writer of `status.download`.
+
+An `ollama://` model is pulled by Ollama itself: the Job's pod runs the model's Ollama image as a
+native sidecar (an init container that keeps running, Kubernetes ≥ 1.29; it is stopped when the
+fetch ends), its store the cache's `ollama/` folder, and the fetch drives its pull API over the
+pod's loopback and reports its progress.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from hearth_api.model_deployment import DownloadStatus, ModelDeployment
+from hearth_api.model_deployment import ENGINE_DEFAULTS, DownloadStatus, Engine, ModelDeployment
 from hearth_api.names import SOURCE_ANNOTATION, WEIGHTS_LABEL
 from hearth_api.times import parse_time
 from hearth_api.weights_cache import (
     EXIT_PERMANENT,
+    OLLAMA_PORT,
+    OLLAMA_STORE,
     PROGRESS_PORT,
     TERMINATION_LOG,
     Remote,
@@ -30,7 +37,7 @@ from hearth_api.weights_cache import (
     failure,
     remote,
 )
-from hearth_operator import security
+from hearth_operator import engines, security
 
 CACHE_MOUNT = "/cache"  # where the fetch writes; engines read the same volume at /models
 BACKOFF_LIMIT = 4  # network failures retried this often (each resumes) before the Job fails
@@ -59,7 +66,7 @@ class WeightsCache:
 
 def fetched_source(md: ModelDeployment, cache: WeightsCache | None) -> Remote | None:
     """The source Hearth downloads for this model; None when the engine reads a PVC, fetches the
-    source itself (ollama://, s3://) or no cache is configured."""
+    source itself (s3://) or no cache is configured (then Ollama pulls in the engine's pod)."""
     source = md.spec.model_source
     if cache is None or not cache.enabled or source is None or source.uri is None:
         return None
@@ -105,6 +112,8 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
         args += ["--files", source.files]
     if source.sha256:
         args += ["--sha256", source.sha256]
+    if fetched.kind == "ollama":
+        args += ["--ollama", f"http://localhost:{OLLAMA_PORT}"]
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
@@ -127,6 +136,13 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": security.container_security_context(read_only_root=True),
     }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [cache.volume("cache", read_only=False), {"name": "tmp", "emptyDir": {}}],
+    }
+    if fetched.kind == "ollama":
+        pod["initContainers"] = [_ollama_sidecar(md)]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -153,15 +169,34 @@ def job(md: ModelDeployment, fetched: Remote, cache: WeightsCache) -> dict[str, 
             },
             "template": {
                 "metadata": {"labels": labels},
-                "spec": security.locked_down(
-                    {
-                        "restartPolicy": "Never",
-                        "containers": [container],
-                        "volumes": [cache.volume("cache", read_only=False), {"name": "tmp", "emptyDir": {}}],
-                    }
-                ),
+                "spec": security.locked_down(pod),
             },
         },
+    }
+
+
+def _ollama_sidecar(md: ModelDeployment) -> dict[str, Any]:
+    """The Ollama server that pulls an `ollama://` model into the cache's store: the model's own
+    Ollama image (the same version then reads the store), listening on the pod's loopback only."""
+    spec = md.spec
+    image = ENGINE_DEFAULTS[Engine.OLLAMA].image
+    if spec.engine is Engine.OLLAMA and spec.image:
+        image = spec.image
+    env = [
+        {"name": "HOME", "value": "/tmp"},
+        *(
+            e.model_dump(by_alias=True, exclude_none=True)
+            for e in engines.ollama_env(f"localhost:{OLLAMA_PORT}", f"{CACHE_MOUNT}/{OLLAMA_STORE}")
+        ),
+    ]
+    return {
+        "name": "ollama",
+        "image": image,
+        "restartPolicy": "Always",  # a sidecar: it runs beside the fetch and stops when it ends
+        "env": env,
+        "volumeMounts": [{"name": "cache", "mountPath": CACHE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": security.container_security_context(read_only_root=True),
     }
 
 

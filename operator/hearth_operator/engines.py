@@ -101,14 +101,16 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None, cached: st
             return []  # Ollama is configured by env; custom images bring their own
 
 
-def startup_probe(spec: ModelDeploymentSpec) -> dict[str, object] | None:
+def startup_probe(spec: ModelDeploymentSpec, cached: str | None = None) -> dict[str, object] | None:
     """Ollama serves at once but has no model until one is pulled, and loads it on the first
     request: the pod is started only once the model is pulled, named as clients call it, and
-    loaded (KubeAI's way, with the CLI the image holds). Readiness then probes `/`."""
+    loaded (KubeAI's way, with the CLI the image holds). Readiness then probes `/`. With the
+    model in the weights cache (`cached`: the store the fetch Job pulled it into) there is no
+    pull: the engine starts without the network."""
     if spec.engine is not Engine.OLLAMA or spec.args is not None:
         return None
     source, name = weights(spec), spec.model
-    steps = [f"ollama pull {shlex.quote(source)}"]
+    steps = [] if cached else [f"ollama pull {shlex.quote(source)}"]
     if source != name:
         steps.append(f"ollama cp {shlex.quote(source)} {shlex.quote(name)}")
     steps.append(f"ollama run {shlex.quote(name)} hi >/dev/null")
@@ -120,20 +122,31 @@ def startup_probe(spec: ModelDeploymentSpec) -> dict[str, object] | None:
     }
 
 
-def env(spec: ModelDeploymentSpec) -> list[dict[str, object]]:
+def ollama_env(listen: str, store: str) -> list[EnvVar]:
+    """Ollama's server wherever Hearth runs one (the engine, the fetch Job's sidecar)."""
+    return [
+        EnvVar(name="OLLAMA_HOST", value=listen),
+        EnvVar(name="OLLAMA_MODELS", value=store),
+        # A store shared with other pods (the weights cache): Ollama's start-up prune would
+        # delete the layers another pod's pull is still writing.
+        EnvVar(name="OLLAMA_NOPRUNE", value="1"),
+    ]
+
+
+def env(spec: ModelDeploymentSpec, cached: str | None = None) -> list[dict[str, object]]:
+    """`cached`: where the fetch Job left the weights (for Ollama, the store it pulled into)."""
     defaults: list[EnvVar] = [EnvVar(name="HOME", value="/tmp")]
     match spec.engine:
         case Engine.VLLM:
             defaults.append(EnvVar(name="HF_HOME", value="/tmp/hf"))
         case Engine.OLLAMA:
             defaults += [
-                EnvVar(name="OLLAMA_HOST", value=f"0.0.0.0:{spec.port}"),
+                *ollama_env(f"0.0.0.0:{spec.port}", cached or "/tmp/ollama"),
                 # Hearth decides when a model leaves the GPU: Ollama's own unload would empty a
                 # replica the operator still counts as Warm.
                 EnvVar(name="OLLAMA_KEEP_ALIVE", value="-1"),
                 EnvVar(name="OLLAMA_MAX_LOADED_MODELS", value="1"),
                 EnvVar(name="OLLAMA_NUM_PARALLEL", value=str(effective_concurrency(spec))),
-                EnvVar(name="OLLAMA_MODELS", value="/tmp/ollama"),
             ]
             if spec.context_length:
                 defaults.append(EnvVar(name="OLLAMA_CONTEXT_LENGTH", value=str(spec.context_length)))

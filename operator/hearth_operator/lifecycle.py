@@ -232,7 +232,7 @@ def _placed(i: Inputs, node: GpuNode) -> Outcome:
 def load_deadline(md: ModelDeployment, minimum: float) -> float:
     """Seconds a load may take before it counts as failed: five warm-up estimates, at least
     `minimum`. A first start whose engine fetches its weights itself (a `uri` source without the
-    weights cache, or one only the engine can fetch: Ollama's pull) gets FIRST_FETCH_SECONDS —
+    weights cache, or one only the engine can fetch: s3://) gets FIRST_FETCH_SECONDS —
     gigabytes over a home connection are slow, not broken; an engine that never answers is
     caught by the next start's deadline."""
     limit = max(minimum, LOAD_TIMEOUT_FACTOR * md.warmup_estimate)

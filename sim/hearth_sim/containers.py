@@ -76,9 +76,12 @@ def hearth_command(container: Obj) -> list[str]:
     return [str(script), *argv[1:]]
 
 
-def volume_paths(pod: Obj, container: Obj, volumes_dir: Path | None) -> dict[str, str]:
-    """Mount path → local folder, for the PersistentVolumeClaims (a folder per claim) and
-    hostPath volumes (a folder for the homelab's host, shared by its nodes) the container mounts."""
+def volume_paths(
+    pod: Obj, container: Obj, volumes_dir: Path | None, pod_dir: Path | None = None
+) -> dict[str, str]:
+    """Mount path → local folder, for the PersistentVolumeClaims (a folder per claim), hostPath
+    volumes (a folder for the homelab's host, shared by its nodes) and emptyDirs (a folder of the
+    pod's own, shared by its containers) the container mounts."""
     if volumes_dir is None:
         return {}
     folders: dict[str, Path] = {}
@@ -87,6 +90,8 @@ def volume_paths(pod: Obj, container: Obj, volumes_dir: Path | None) -> dict[str
             folders[v["name"]] = volumes_dir / v["persistentVolumeClaim"]["claimName"]
         elif v.get("hostPath"):
             folders[v["name"]] = volumes_dir / "hostPath" / str(v["hostPath"]["path"]).strip("/")
+        elif "emptyDir" in v and pod_dir is not None:
+            folders[v["name"]] = pod_dir / "volumes" / v["name"]
     return {
         m["mountPath"].rstrip("/"): str(folders[m["name"]])
         for m in container.get("volumeMounts") or []
@@ -124,9 +129,10 @@ def claim_capacity(pod: Obj, container: Obj, claims: dict[str, Obj]) -> int | No
 
 
 def localize(arg: str, ip: str, mounts: dict[str, str]) -> str:
-    """An arg as the local process needs it: "all addresses" is the pod's own (a pod has its
-    own network namespace), and paths under a mounted claim point into its folder."""
-    arg = arg.replace("0.0.0.0", ip)
+    """An arg as the local process needs it: "all addresses" and `localhost` are the pod's own
+    (a pod has its own network namespace, shared by its containers), and paths under a mounted
+    claim point into its folder."""
+    arg = arg.replace("0.0.0.0", ip).replace("localhost", ip)
     for mount, local in mounts.items():
         if arg == mount or arg.startswith(mount + "/"):
             return local + arg[len(mount) :]
@@ -142,8 +148,14 @@ def container_port(containers: list[Obj], port: int | str) -> int | str | None:
     return named.get(port)
 
 
+def sidecars(pod: Obj) -> list[Obj]:
+    """The pod's native sidecars: init containers that keep running (`restartPolicy: Always`)
+    beside its containers, started before them and stopped after them."""
+    return [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+
+
 class PodRunner:
-    """One Pod's container: start, probe, restart with back-off, stop."""
+    """One Pod's container (and its sidecars): start, probe, restart with back-off, stop."""
 
     def __init__(self, kubelet: Kubelet, pod: Obj, ip: str) -> None:
         self.kubelet = kubelet
@@ -152,24 +164,29 @@ class PodRunner:
         self.ns = pod["metadata"]["namespace"]
         self.name = pod["metadata"]["name"]
         self.container = (pod["spec"].get("containers") or [{}])[0]
+        self.sidecars = sidecars(pod)
+        self.sidecar_procs: list[asyncio.subprocess.Process] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.ready = False
         self.runtime_env: dict[str, str] = {}
         self.env: dict[str, str] = {}  # the running process's environment, for exec probes
-        self.mounts = volume_paths(pod, self.container, kubelet.config.volumes_dir)
-        for folder in self.mounts.values():  # a volume exists once it is mounted
-            Path(folder).mkdir(parents=True, exist_ok=True)
+        self.pod_dir = kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}"
+        self.mounts = self._volume_paths(self.container)
+        for container in [self.container, *self.sidecars]:  # a volume exists once it is mounted
+            for folder in self._volume_paths(container).values():
+                Path(folder).mkdir(parents=True, exist_ok=True)
         # The termination message file a kubelet mounts at terminationMessagePath.
-        self.termination_log = (
-            kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "termination-log"
-        )
+        self.termination_log = self.pod_dir / "termination-log"
         self.termination_log.parent.mkdir(parents=True, exist_ok=True)
         self.termination_log.write_text("")
         self.mounts[str(self.container.get("terminationMessagePath", TERMINATION_LOG))] = str(
             self.termination_log
         )
         self.task = asyncio.create_task(self._run(), name=f"pod {self.ns}/{self.name}")
+
+    def _volume_paths(self, container: Obj) -> dict[str, str]:
+        return volume_paths(self.pod, container, self.kubelet.config.volumes_dir, self.pod_dir)
 
     @property
     def pid(self) -> int | None:
@@ -202,15 +219,31 @@ class PodRunner:
                 }
             ],
         }
+        if self.sidecars:
+            status["initContainerStatuses"] = [
+                {
+                    "name": c.get("name", "sidecar"),
+                    "image": c.get("image", ""),
+                    "ready": proc.returncode is None,
+                    "started": proc.returncode is None,
+                    "restartCount": 0,
+                    "state": {"running": {"startedAt": stamp}}
+                    if proc.returncode is None
+                    else {"terminated": {"exitCode": proc.returncode, "finishedAt": stamp}},
+                }
+                for c, proc in zip(self.sidecars, self.sidecar_procs, strict=False)
+            ]
         await self.kubelet.patch_pod_status(self.ns, self.name, status)
 
     async def _run(self) -> None:
         k = self.kubelet
-        await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
         try:
-            argv, self.runtime_env = await self._command()
+            for sidecar in self.sidecars:
+                await self._start_sidecar(sidecar)
+            await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
+            argv, self.runtime_env = await self._command(self.container, self.mounts)
         except CannotRun as exc:
-            msg = f"image {self.container.get('image')!r} cannot run in the simulated homelab: {exc}"
+            msg = f"image cannot run in the simulated homelab: {exc}"
             await k.event(self.pod, "Warning", "Failed", msg)
             await self._status({"waiting": {"reason": "ErrImagePull", "message": msg}}, False, "Pending")
             return
@@ -233,6 +266,7 @@ class PodRunner:
             self.ready = False
             policy = self.pod["spec"].get("restartPolicy", "Always")
             if policy == "Never" or (policy == "OnFailure" and code == 0):
+                await self._stop_sidecars()  # a finished pod's sidecars are stopped, then it ends
                 await self._terminated(code)
                 return
             self.restarts += 1
@@ -292,46 +326,74 @@ class PodRunner:
     def _logfile(self) -> Path:
         return self.kubelet.config.log_dir / f"{self.ns}_{self.name}.log"
 
-    def _localize(self, value: str) -> str:
-        """An arg or env value as this pod's local process needs it (see `localize`)."""
-        return localize(value, self.ip, self.mounts)
-
-    async def _command(self) -> tuple[list[str], dict[str, str]]:
-        """What runs for this container here: Hearth's image as its console scripts, llama.cpp's
+    async def _command(self, container: Obj, mounts: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """What runs for a container here: Hearth's image as its console scripts, llama.cpp's
         server image as the real llama.cpp server with the args the operator rendered."""
-        image = str(self.container.get("image", ""))
-        if image.split(":")[0] == HEARTH_IMAGE_REPO:
-            argv = hearth_command(self.container)
-            return [argv[0], *(self._localize(a) for a in argv[1:])], {}
-        if is_server_image(image) and not self.container.get("command"):
-            runtime, note = await self.kubelet.llamacpp()
-            if runtime is None:
-                raise CannotRun(note)
-            args = [self._localize(a) for a in self.container.get("args") or []]
-            return runtime.argv(args), runtime.env
-        module = SIMULATED_IMAGES.get(image_repo(image))
-        if module is not None and not self.container.get("command"):
-            given = self.container.get("args") or SIMULATED_DEFAULT_ARGS.get(image_repo(image), [])
-            shims = tool_shims(self.kubelet.config.log_dir.parent / "bin")
-            path = f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"
-            return [sys.executable, "-m", module, *(self._localize(a) for a in given)], {"PATH": path}
-        raise CannotRun(
-            f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router), "
-            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) and, simulated, "
-            f"{' and '.join(SIMULATED_IMAGES)} run here"
-        )
+        image = str(container.get("image", ""))
+
+        def local(value: str) -> str:
+            return localize(value, self.ip, mounts)
+
+        try:
+            if image.split(":")[0] == HEARTH_IMAGE_REPO:
+                argv = hearth_command(container)
+                return [argv[0], *(local(a) for a in argv[1:])], {}
+            if is_server_image(image) and not container.get("command"):
+                runtime, note = await self.kubelet.llamacpp()
+                if runtime is None:
+                    raise CannotRun(note)
+                return runtime.argv([local(a) for a in container.get("args") or []]), runtime.env
+            module = SIMULATED_IMAGES.get(image_repo(image))
+            if module is not None and not container.get("command"):
+                given = container.get("args") or SIMULATED_DEFAULT_ARGS.get(image_repo(image), [])
+                shims = tool_shims(self.kubelet.config.log_dir.parent / "bin")
+                path = f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"
+                return [sys.executable, "-m", module, *(local(a) for a in given)], {"PATH": path}
+            raise CannotRun(
+                f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router), "
+                f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) and, simulated, "
+                f"{' and '.join(SIMULATED_IMAGES)} run here"
+            )
+        except CannotRun as exc:
+            raise CannotRun(f"{container.get('name')} ({image!r}): {exc}") from exc
+
+    async def _start_sidecar(self, sidecar: Obj) -> None:
+        """A native sidecar: started before the pod's container, running until the pod ends."""
+        mounts = self._volume_paths(sidecar)
+        argv, runtime_env = await self._command(sidecar, mounts)
+        logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.{sidecar.get('name')}.log"
+        proc, _ = await self._spawn(sidecar, argv, runtime_env, mounts, logfile)
+        self.sidecar_procs.append(proc)
+        await self.kubelet.event(self.pod, "Normal", "Started", f"Started container {sidecar.get('name')}")
+
+    async def _stop_sidecars(self) -> None:
+        for proc in self.sidecar_procs:
+            await self._kill(proc)
 
     async def _start(self, argv: list[str]) -> None:
-        port = next((p.get("containerPort") for p in self.container.get("ports") or []), 8000)
+        self.proc, self.env = await self._spawn(
+            self.container, argv, self.runtime_env, self.mounts, self._logfile
+        )
+        self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+
+    async def _spawn(
+        self,
+        container: Obj,
+        argv: list[str],
+        runtime_env: dict[str, str],
+        mounts: dict[str, str],
+        logfile: Path,
+    ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+        port = next((p.get("containerPort") for p in container.get("ports") or []), 8000)
         env = {
             **os.environ,
-            **self.runtime_env,
+            **runtime_env,
             **self.kubelet.config.extra_env,
             "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
         }
-        for item in self.container.get("env") or []:
+        for item in container.get("env") or []:
             if "value" in item:
-                env[item["name"]] = self._localize(str(item["value"]))
+                env[item["name"]] = localize(str(item["value"]), self.ip, mounts)
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
                 value = await self._secret_value(item["valueFrom"]["secretKeyRef"])
                 if value is not None:
@@ -349,12 +411,10 @@ class PodRunner:
                 "NODE_NAME": self.pod["spec"].get("nodeName", ""),
             }
         )
-        self.env = env
-        logfile = self._logfile
         logfile.parent.mkdir(parents=True, exist_ok=True)
-        limit = await self._volume_limit()
+        limit = await self._volume_limit(container)
         with logfile.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 *argv,
                 env=env,
                 stdout=out,
@@ -364,7 +424,7 @@ class PodRunner:
                 if limit
                 else None,
             )
-        self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+        return proc, env
 
     async def _token(self, account: str) -> str:
         """The ServiceAccount's token, waiting for the account to exist: a manifest file may list
@@ -393,15 +453,15 @@ class PodRunner:
             return (secret.get("stringData") or {}).get(ref.get("key", ""))
         return base64.b64decode(data).decode()
 
-    async def _volume_limit(self) -> int | None:
-        """The capacity of the claims this container writes to, if any (see claim_capacity)."""
+    async def _volume_limit(self, container: Obj) -> int | None:
+        """The capacity of the claims a container writes to, if any (see claim_capacity)."""
         claims = {}
         for v in self.pod["spec"].get("volumes") or []:
             name = (v.get("persistentVolumeClaim") or {}).get("claimName")
             if name:
                 with contextlib.suppress(ApiError):
                     claims[name] = await self.kubelet.kube.get("v1", "persistentvolumeclaims", self.ns, name)
-        return claim_capacity(self.pod, self.container, claims)
+        return claim_capacity(self.pod, container, claims)
 
     async def _control_plane_env(self) -> dict[str, str]:
         """What a kubelet gives Hearth's own pods: the API server's address and their
@@ -411,7 +471,7 @@ class PodRunner:
         server = str(self.kubelet.kube.http.base_url).rstrip("/")
         token = await self._token(account)
         config = kubeconfig(server, self.ns, f"system:serviceaccount:{self.ns}:{account}", token)
-        path = self.kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}" / "kubeconfig"
+        path = self.pod_dir / "kubeconfig"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return {
@@ -505,17 +565,26 @@ class PodRunner:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
+        try:
+            if self.proc is not None:
+                await self._kill(self.proc)
+        finally:
+            for proc in self.sidecar_procs:  # after the container, as a kubelet stops sidecars
+                await self._kill(proc)
+            self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM, then SIGKILL after the grace period or when this is cancelled."""
+        if proc.returncode is not None:
+            return
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
+                await asyncio.wait_for(proc.wait(), self.kubelet.config.grace_seconds)
+            except TimeoutError:
+                pass
+        finally:
+            if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), self.kubelet.config.grace_seconds)
-                except TimeoutError:
-                    pass
-            finally:
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-        self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
+                    os.killpg(proc.pid, signal.SIGKILL)

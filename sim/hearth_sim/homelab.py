@@ -165,6 +165,8 @@ class Homelab:
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     self.hub_url = await stack.enter_async_context(serving_hub(self.hub, port=self.hub_port))
+                    # The hub is the homelab's internet: Ollama's registry included.
+                    config.extra_env["HEARTH_SIM_OLLAMA_REGISTRY"] = self.hub_url
                     if self.examples:
                         self.host_demo_files()
                         await apply(kube, sim_examples(weights_staged=staged, hub_url=self.hub_url))

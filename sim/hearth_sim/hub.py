@@ -7,6 +7,10 @@ of Hugging Face's API a fetch uses, on loopback, at a throttled rate.
   `X-Error-Code: RepoNotFound` for an unknown (or, without its token, private) repository.
 - `GET /<org>/<repo>/resolve/<rev>/<path>`: as the Hub does for LFS files, a 302 to the file on
   another path (its "CDN"), which serves it with `Range`.
+- `GET /v2/<namespace>/<model>/manifests/<tag>` and `/v2/<namespace>/<model>/blobs/<digest>`:
+  Ollama's registry (registry.ollama.ai), whose manifests list a model's layers by digest; a
+  model nobody hosted is made up on the spot (`ollama_size` bytes of weights) unless its name
+  starts with `missing` — then, as upstream, "manifest unknown".
 
 Files are real ones on disk or synthetic (a seeded pattern of any size, generated as served, so a
 test can host hundreds of MB without writing them). Bytes served are counted per file, so a test
@@ -26,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 BLOCK = 1 << 16
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @dataclass
@@ -104,6 +109,50 @@ class Hosted:
 
 
 @dataclass
+class OllamaModel:
+    """A model in the Ollama registry: its weights, a template and a config, each a blob."""
+
+    layers: list[Hosted]
+    config: Hosted
+    wrong_digest: bool = False  # the manifest names a digest its weights do not have
+
+    @classmethod
+    def synthetic(cls, size: int, seed: int = 0, rate: float | None = None) -> OllamaModel:
+        return cls(
+            layers=[Hosted.synthetic(size, seed=seed, rate=rate), Hosted.synthetic(120, seed=seed + 1)],
+            config=Hosted.synthetic(480, seed=seed + 2),
+        )
+
+    @property
+    def weights(self) -> Hosted:
+        return self.layers[0]
+
+    def digest(self, hosted: Hosted) -> str:
+        if self.wrong_digest and hosted is self.weights:
+            return "sha256:" + "0" * 64
+        return "sha256:" + hosted.sha256()
+
+    def blobs(self) -> dict[str, Hosted]:
+        return {self.digest(h): h for h in [*self.layers, self.config]}
+
+    def manifest(self) -> dict[str, object]:
+        kinds = ["application/vnd.ollama.image.model", "application/vnd.ollama.image.template"]
+        return {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": self.digest(self.config),
+                "size": self.config.size,
+            },
+            "layers": [
+                {"mediaType": kinds[min(i, 1)], "digest": self.digest(h), "size": h.size}
+                for i, h in enumerate(self.layers)
+            ],
+        }
+
+
+@dataclass
 class Repo:
     files: dict[str, Hosted]
     token: str | None = None  # private: only this token sees it
@@ -114,7 +163,9 @@ class Hub:
     rate: float | None = None  # bytes per second per response; None: as fast as it goes
     files: dict[str, Hosted] = field(default_factory=dict)  # name → file, under /files/
     repos: dict[str, Repo] = field(default_factory=dict)  # org/name → repository
-    served: dict[str, int] = field(default_factory=dict)  # file name or repo path → bytes sent
+    ollama: dict[str, OllamaModel] = field(default_factory=dict)  # "namespace/model:tag" → model
+    ollama_size: int = 4 << 20  # the weights of a model nobody hosted
+    served: dict[str, int] = field(default_factory=dict)  # file name, repo path or digest → bytes sent
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header)
 
     def app(self) -> web.Application:
@@ -124,7 +175,35 @@ class Hub:
         app.router.add_get("/api/models/{org}/{repo}/tree/{rev}/{path:.+}", self._tree)
         app.router.add_route("*", "/{org}/{repo}/resolve/{rev}/{path:.+}", self._resolve)
         app.router.add_route("*", "/cdn/{org}/{repo}/{path:.+}", self._cdn)
+        app.router.add_get("/v2/{ns}/{model}/manifests/{tag}", self._ollama_manifest)
+        app.router.add_route("*", "/v2/{ns}/{model}/blobs/{digest}", self._ollama_blob)
         return app
+
+    # --- Ollama's registry -------------------------------------------------------------------------
+
+    def _ollama_model(self, request: web.Request) -> OllamaModel | None:
+        m = request.match_info
+        key = f"{m['ns']}/{m['model']}:{m.get('tag', '')}"
+        if key not in self.ollama and "tag" in m and not m["model"].startswith("missing"):
+            self.ollama[key] = OllamaModel.synthetic(self.ollama_size, seed=len(key))
+        return self.ollama.get(key)
+
+    async def _ollama_manifest(self, request: web.Request) -> web.Response:
+        model = self._ollama_model(request)
+        if model is None:
+            error = {"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}
+            return web.json_response({"errors": [error]}, status=404)
+        manifest = await asyncio.to_thread(model.manifest)  # digests of large blobs take a while
+        return web.json_response(manifest, content_type=MANIFEST_TYPE)
+
+    async def _ollama_blob(self, request: web.Request) -> web.StreamResponse:
+        digest = request.match_info["digest"]
+        for model in self.ollama.values():
+            hosted = model.blobs().get(digest)
+            if hosted is not None:
+                return await self._send(request, hosted, digest)
+        error = {"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}
+        return web.json_response({"errors": [error]}, status=404)
 
     # --- plain files ---------------------------------------------------------------------------
 

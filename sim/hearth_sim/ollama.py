@@ -2,7 +2,11 @@
 `list`, `ps`) that the `ollama/ollama` image holds, held to how the real one behaves.
 
 - It listens at once (`GET /` → "Ollama is running") and knows only the models pulled into it
-  (`POST /api/pull`, NDJSON progress; a name starting with `missing` does not exist upstream).
+  (`POST /api/pull`, NDJSON progress). With a registry (`HEARTH_SIM_OLLAMA_REGISTRY`, the
+  homelab's hub) a pull downloads the model's layers into the store at `OLLAMA_MODELS` as Ollama
+  does (`ollama_registry`), and models already in that store are known at start; without one, a
+  pull is a timed stand-in (`HEARTH_SIM_PULL_SECONDS`; a name starting with `missing` does not
+  exist upstream).
 - A model is loaded on the first request that needs it — that request waits the load — and one
   model is loaded at a time (`OLLAMA_MAX_LOADED_MODELS=1`, as Hearth renders it).
 - After `keep_alive` with no request (a request's own `keep_alive`, else `OLLAMA_KEEP_ALIVE`,
@@ -27,13 +31,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from hearth_sim import text
+from hearth_sim import ollama_registry, text
 from hearth_sim.engine import (
     EngineSettings,
     EngineState,
@@ -90,6 +95,8 @@ class OllamaSettings(BaseModel):
     context_length: int | None = None
     pull_seconds: float = 1.0  # a pull's simulated download time (before time_scale)
     pulled: tuple[str, ...] = ()  # already in the store at start
+    registry: str | None = None  # where registry.ollama.ai is (HEARTH_SIM_OLLAMA_REGISTRY)
+    models: Path | None = None  # the store on disk (OLLAMA_MODELS); None: in memory only
     engine: EngineSettings = EngineSettings()
 
     @classmethod
@@ -99,6 +106,10 @@ class OllamaSettings(BaseModel):
         env = dict(os.environ if env is None else env)
         host, port = parse_host(env.get("OLLAMA_HOST"))
         context = env.get("OLLAMA_CONTEXT_LENGTH")
+        registry = env.get("HEARTH_SIM_OLLAMA_REGISTRY") or None
+        models = env.get("OLLAMA_MODELS") or None
+        if models is None and registry is not None:  # Ollama's default store
+            models = str(Path(env.get("HOME") or Path.home()) / ".ollama" / "models")
         return cls(
             host=host,
             port=port,
@@ -106,6 +117,8 @@ class OllamaSettings(BaseModel):
             num_parallel=int(env.get("OLLAMA_NUM_PARALLEL") or 1),
             context_length=int(context) if context else None,
             pull_seconds=float(env.get("HEARTH_SIM_PULL_SECONDS") or 1.0),
+            registry=registry,
+            models=Path(models) if models else None,
             engine=engine or settings_from_env(env, personality=Personality.OLLAMA),
         )
 
@@ -128,8 +141,8 @@ def _digest(name: str) -> str:
 
 
 def _tag(name: str) -> str:
-    """Ollama's full name: `mistral` is `mistral:latest`."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+    """Ollama's name for a model: `mistral` is `mistral:latest`."""
+    return ollama_registry.Name.parse(name).display
 
 
 class OllamaState:
@@ -138,6 +151,7 @@ class OllamaState:
     def __init__(self, settings: OllamaSettings, exit_fn: Callable[[int], None]) -> None:
         self.settings = settings
         self.store: dict[str, Stored] = {_tag(n): Stored(_digest(n), PULL_BYTES) for n in settings.pulled}
+        self.disk = ollama_registry.Disk(settings.models) if settings.models else None
         self.engine = EngineState(settings.engine, exit_fn)  # pacing and failures of generation
         self.loaded: str | None = None
         self.loads = 0  # how many times a model was loaded (tests: an unload then a reload)
@@ -149,6 +163,30 @@ class OllamaState:
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.settings.engine.time_scale
+
+    def find(self, name: str) -> Stored | None:
+        """A model of the store: pulled by this server, or found in the store on disk."""
+        key = _tag(name)
+        if key not in self.store and self.disk is not None:
+            manifest = self.disk.manifest(ollama_registry.Name.parse(key))
+            if manifest is not None:
+                size = ollama_registry.size_of(manifest)
+                self.store[key] = Stored(ollama_registry.model_digest(manifest), size)
+        return self.store.get(key)
+
+    def names(self) -> list[str]:
+        on_disk = {n.display for n in self.disk.names()} if self.disk is not None else set()
+        return sorted(set(self.store) | on_disk)
+
+    def copy(self, source: str, destination: str) -> bool:
+        found = self.find(source)
+        if found is None:
+            return False
+        self.store[_tag(destination)] = Stored(found.digest, found.size)
+        manifest = self.disk.manifest(ollama_registry.Name.parse(source)) if self.disk else None
+        if self.disk is not None and manifest is not None:
+            self.disk.write(ollama_registry.Name.parse(destination), manifest)
+        return True
 
     async def load(self, name: str) -> None:
         """Load `name` if it is not the loaded model; concurrent callers share one load."""
@@ -249,7 +287,8 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
         return {
             "models": [
                 {"name": n, "model": n, "modified_at": s.modified, "size": s.size, "digest": s.digest}
-                for n, s in sorted(state.store.items())
+                for n in state.names()
+                if (s := state.find(n)) is not None
             ]
         }
 
@@ -270,6 +309,15 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
         body = await _json(request) or {}
         name = _tag(str(body.get("model") or body.get("name") or ""))
         stream = body.get("stream", True) is not False
+        if state.settings.registry is not None and state.disk is not None:
+            lines = _registry_pull(state, name)
+            if stream:
+                return StreamingResponse(_encoded(lines), media_type="application/x-ndjson")
+            said = [line async for line in lines]
+            last = said[-1] if said else {}
+            if "error" in last:
+                return _native_error(500, str(last["error"]))
+            return JSONResponse({"status": "success"})
         if name.startswith("missing"):
             message = "pull model manifest: file does not exist"
             if not stream:
@@ -286,9 +334,8 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
     async def copy(request: Request) -> Response:
         body = await _json(request) or {}
         source, destination = _tag(str(body.get("source", ""))), _tag(str(body.get("destination", "")))
-        if source not in state.store:
+        if not state.copy(source, destination):
             return _native_error(404, f'model "{source}" not found')
-        state.store[destination] = Stored(state.store[source].digest, state.store[source].size)
         return Response(status_code=200)
 
     @app.post("/api/generate")
@@ -298,7 +345,7 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
         if body is None:
             return _native_error(400, "invalid JSON")
         name = _tag(str(body.get("model", "")))
-        if name not in state.store:
+        if state.find(name) is None:
             return _native_error(404, _not_found(str(body.get("model", ""))))
         state.begin()
         try:
@@ -320,7 +367,7 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
         return {
             "object": "list",
             "data": [
-                {"id": n, "object": "model", "created": 0, "owned_by": "library"} for n in sorted(state.store)
+                {"id": n, "object": "model", "created": 0, "owned_by": "library"} for n in state.names()
             ],
         }
 
@@ -330,7 +377,7 @@ def create_app(settings: OllamaSettings, exit_fn: Callable[[int], None] = exit_n
             return _openai_error(400, "invalid request body", "invalid_request_error")
         asked = str(body.get("model", ""))
         name = _tag(asked)
-        if name not in state.store:
+        if state.find(name) is None:
             return _openai_error(404, _not_found(asked), "not_found_error")
         if chat:
             messages = body.get("messages")
@@ -377,6 +424,21 @@ async def _then(frames: AsyncIterator[bytes], after: Callable[[], None]) -> Asyn
 async def _ndjson(lines: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for line in lines:
         yield json.dumps(line).encode() + b"\n"
+
+
+async def _encoded(lines: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for line in lines:
+        yield json.dumps(line).encode() + b"\n"
+
+
+async def _registry_pull(state: OllamaState, name: str) -> AsyncIterator[dict[str, Any]]:
+    assert state.disk is not None
+    wanted = ollama_registry.Name.parse(name)
+    async for line in ollama_registry.pull(state.disk, wanted, state.settings.registry):
+        if line.get("status") == "success":
+            state.store.pop(name, None)
+            state.find(name)  # now on disk
+        yield line
 
 
 async def _pull(state: OllamaState, name: str) -> AsyncIterator[bytes]:

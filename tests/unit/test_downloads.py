@@ -11,7 +11,7 @@ import pytest
 
 from hearth_api.model_deployment import ModelDeployment, Phase
 from hearth_api.times import rfc3339
-from hearth_operator import downloads, lifecycle
+from hearth_operator import children, downloads, lifecycle
 from hearth_operator.downloads import Fetch, WeightsCache
 from hearth_operator.lifecycle import Inputs, plan
 from hearth_operator.placement import Decision, GpuNode
@@ -98,6 +98,58 @@ def test_the_fetch_job_needs_no_gpu_fails_at_once_on_what_a_retry_cannot_mend_an
     kubernetes_validate.validate(
         {**job, "metadata": {**job["metadata"], "namespace": "ai"}}, "1.32", strict=True
     )
+
+
+def ollama_model(**spec: Any) -> ModelDeployment:
+    raw = model(status={"cache": {"uri": "ollama://qwen2.5:7b"}}).model_dump(by_alias=True, exclude_none=True)
+    raw["spec"].update(engine="ollama", port=11434, modelSource={"uri": "ollama://qwen2.5:7b"}, **spec)
+    return ModelDeployment.model_validate(raw)
+
+
+def test_an_ollama_model_is_pulled_by_an_ollama_sidecar_of_the_fetch_job_into_the_caches_store() -> None:
+    md = ollama_model()
+    fetched = downloads.fetched_source(md, CACHE)
+    assert fetched is not None and fetched.kind == "ollama"
+    job = downloads.job(md, fetched, CACHE)
+    pod_spec = job["spec"]["template"]["spec"]
+    (sidecar,) = pod_spec["initContainers"]
+    (fetch,) = pod_spec["containers"]
+    # A native sidecar of the model's own Ollama image: it stops when the fetch ends.
+    assert sidecar["restartPolicy"] == "Always" and sidecar["image"].startswith("ollama/ollama")
+    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    assert env["OLLAMA_MODELS"] == "/cache/ollama" and env["OLLAMA_NOPRUNE"] == "1"
+    assert env["OLLAMA_HOST"] == "localhost:11434"  # the pod's loopback only
+    assert {"name": "cache", "mountPath": "/cache"} in sidecar["volumeMounts"]
+    assert sidecar["securityContext"]["readOnlyRootFilesystem"]
+    assert fetch["args"][:2] == ["--uri", "ollama://qwen2.5:7b"]
+    assert fetch["args"][-2:] == ["--ollama", "http://localhost:11434"]
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["containerName"] == "fetch"
+    kubernetes_validate.validate(
+        {**job, "metadata": {**job["metadata"], "namespace": "ai"}}, "1.32", strict=True
+    )
+    custom = ollama_model(image="ollama/ollama:0.12.6-rocm")
+    assert downloads.job(custom, fetched, CACHE)["spec"]["template"]["spec"]["initContainers"][0][
+        "image"
+    ] == ("ollama/ollama:0.12.6-rocm")
+
+
+def test_an_ollama_engine_serves_from_the_cache_without_pulling() -> None:
+    deployment = children.deployment(ollama_model(), "gpu-3090", 24, 1, CACHE)
+    pod_spec = deployment["spec"]["template"]["spec"]
+    (engine,) = pod_spec["containers"]
+    env = {e["name"]: e.get("value") for e in engine["env"]}
+    assert env["OLLAMA_MODELS"] == "/models/ollama" and env["OLLAMA_NOPRUNE"] == "1"
+    probe = engine["startupProbe"]["exec"]["command"][-1]
+    assert "pull" not in probe and probe.startswith("ollama cp qwen2.5:7b tiny && ollama run tiny")
+    # Ollama's store is written (the served name is an alias manifest there), so not read-only.
+    assert {"name": "models", "mountPath": "/models", "readOnly": False} in engine["volumeMounts"]
+    assert pod_spec["volumes"][-1]["persistentVolumeClaim"] == {
+        "claimName": "hearth-weights",
+        "readOnly": False,
+    }
+    # Without the cache the engine pulls for itself, as before.
+    alone = children.deployment(ollama_model(), "gpu-3090", 24, 1, None)["spec"]["template"]["spec"]
+    assert "ollama pull qwen2.5:7b" in alone["containers"][0]["startupProbe"]["exec"]["command"][-1]
 
 
 def test_a_long_name_still_makes_a_job_name_kubernetes_takes() -> None:

@@ -324,7 +324,6 @@ def test_the_first_wake_of_an_uncached_source_is_a_download_from_the_first_event
     assert progress.first_download(fetched({}))
     cached = {"phase": "Cold", "cache": {"uri": "https://host.lan/m.gguf"}}
     assert not progress.first_download(fetched(cached))  # the weights are in: a load only
-    assert not progress.first_download(
-        fetched({"phase": "Cold"}, uri="ollama://mistral:7b")
-    )  # the engine pulls
+    assert progress.first_download(fetched({"phase": "Cold"}, uri="ollama://mistral:7b"))  # the Job pulls
+    assert not progress.first_download(fetched({"phase": "Cold"}, uri="s3://bucket/m"))  # the engine's
     assert not progress.first_download(fetched({"phase": "Loading"}))

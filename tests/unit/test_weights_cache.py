@@ -32,9 +32,23 @@ def test_a_revision_is_kept_apart_from_the_repository_name() -> None:
     assert plain is not None and plain.revision == "main" and plain.file == ""
 
 
-@pytest.mark.parametrize("uri", ["ollama://mistral:7b", "s3://bucket/model"])
-def test_sources_the_engine_fetches_itself_are_not_hearths(uri: str) -> None:
-    assert remote(uri) is None
+def test_sources_the_engine_fetches_itself_are_not_hearths() -> None:
+    assert remote("s3://bucket/model") is None
+
+
+@pytest.mark.parametrize(
+    "name", ["mistral:7b", "qwen2.5", "user/tiny:q4_K_M", "registry.lan:5000/team/llama3.2:1b-instruct"]
+)
+def test_ollama_models_are_pulled_into_ollamas_own_store(name: str) -> None:
+    source = remote(f"ollama://{name}")
+    assert source is not None and (source.kind, source.name) == ("ollama", name)
+    assert (source.folder, source.target) == ("ollama", "ollama")  # one store: layers kept once
+
+
+@pytest.mark.parametrize("uri", ["ollama://", "ollama://mis tral", "ollama://a/b/c/d", "ollama://x:"])
+def test_an_ollama_name_ollama_would_refuse_is_refused_at_once(uri: str) -> None:
+    with pytest.raises(BadSource, match=r"ollama://\[registry/\]"):
+        remote(uri)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +73,8 @@ def test_a_source_that_cannot_be_fetched_is_refused_naming_why(uri: str, says: s
     [
         ({"pvc": "models", "path": "x.gguf", "prefetch": True}, "go with `uri`"),
         ({"uri": "ollama://mistral:7b", "sha256": "a" * 64}, "need an hf:// or https:// uri"),
+        ({"uri": "ollama://mistral:7b", "files": "*.gguf"}, "Ollama checks its layers"),
+        ({"uri": "s3://bucket/m", "prefetch": True}, "prefetch needs an hf://, https:// or ollama://"),
         ({"uri": "https://h/x.gguf", "sha256": "not-hex"}, "sha256"),
     ],
 )
