@@ -181,7 +181,7 @@ async def _layer(
                 hasher.update(block)
     yield progress(have)
     url = f"{base}/v2/{name.namespace}/{name.model}/blobs/{digest}"
-    async with http.stream("GET", url, headers={"Range": f"bytes={have}-"} if have < size else {}) as answer:
+    async with http.stream("GET", url, headers={"Range": f"bytes={have}-"} if have else {}) as answer:
         if answer.status_code == 200 and have:
             partial.unlink()  # the registry sends it whole: start over
             have, hasher = 0, hashlib.sha256()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
-from hearth_sim.hub import Hosted, Repo
+from hearth_sim.hub import Hosted, OllamaModel, Repo
 from hearth_sim.kube import ApiError, Kube
 
 from .conftest import eventually, smollm2_or_skip
@@ -61,6 +61,27 @@ def host(homelab: HomelabThread, name: str, size: int, seed: int = 0) -> tuple[s
 
 def downloaded_md(name: str, uri: str, idle: int = 300, **source: Any) -> dict[str, Any]:
     return sim_md(name, load=2.0, idle=idle, modelSource={"uri": uri, **source})
+
+
+def host_ollama(
+    homelab: HomelabThread, name: str, size: int, seed: int = 0, **kw: Any
+) -> tuple[str, OllamaModel]:
+    """An Ollama model in the hub's registry (`name` as `ollama pull` takes it)."""
+    model = OllamaModel.synthetic(size, seed=seed)
+    for key, value in kw.items():
+        setattr(model, key, value)
+    model.weights.sha256()  # its digest, worked out here rather than in the homelab's loop
+    homelab.homelab.hub.ollama[name if "/" in name else f"library/{name}"] = model
+    return f"ollama://{name}", model
+
+
+def ollama_md(name: str, uri: str, idle: int = 300, **source: Any) -> dict[str, Any]:
+    """An Ollama model (the simulated `ollama/ollama` image), loading in 1 s at the time scale."""
+    return sim_md(name, load=20.0, idle=idle, engine="ollama", modelSource={"uri": uri, **source})
+
+
+def pulled_size(model: OllamaModel) -> int:
+    return sum(h.size for h in [*model.layers, model.config])
 
 
 async def test_a_cold_model_downloads_then_loads_from_the_cache(
@@ -130,6 +151,69 @@ async def test_a_streamed_chat_shows_the_download_then_the_load_and_the_second_w
     assert homelab.homelab.hub.served["chat/model.gguf"] == hosted.size  # fetched once
 
 
+async def test_an_ollama_model_is_pulled_into_the_cache_by_ollama_then_served_from_it(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    uri, model = host_ollama(homelab, "smol:135m", 120 * MiB, seed=21)
+    await kube.create(MD_API, "modeldeployments", "default", ollama_md("smol-ollama", uri, idle=2))
+    await wait_phase(kube, "smol-ollama", "Cold")
+    async with httpx.AsyncClient(timeout=90) as http:
+        stream = await sse(http, f"{router.url}{CHAT}", chat("smol-ollama"))
+    statuses = stream.statuses
+    assert statuses[0] == "routing" and statuses[-2:] == ["generating", "done"], statuses
+    first_loading = statuses.index("loading")
+    assert "downloading" in statuses[:first_loading] and "downloading" not in statuses[first_loading:]
+    shown = [e.data for e in stream.of("downloading") if e.data.get("bytes")]
+    assert shown and "for the first time" in shown[-1]["message"], stream.of("downloading")
+    assert all(d["total_bytes"] >= model.weights.size and 0 < d["progress"] <= 1 for d in shown), shown
+    assert [d["bytes"] for d in shown] == sorted(d["bytes"] for d in shown), shown
+    assert stream.text
+
+    # Ollama's own store on the cache volume: the manifest, and each layer once by digest.
+    store = cache_dir(homelab) / "ollama"
+    assert (store / "manifests" / "registry.ollama.ai" / "library" / "smol" / "135m").is_file()
+    blob = store / "blobs" / f"sha256-{model.weights.sha256()}"
+    assert blob.stat().st_size == model.weights.size
+    warm = await status(kube, "smol-ollama")
+    assert warm["cache"] == {**warm["cache"], "uri": uri, "bytes": pulled_size(model)}, warm["cache"]
+    engine = (await kube.get("apps/v1", "deployments", "default", "smol-ollama"))["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in engine["containers"][0]["env"]}
+    assert env["OLLAMA_MODELS"] == "/models/ollama"
+    assert "pull" not in engine["containers"][0]["startupProbe"]["exec"]["command"][-1]
+
+    # Idle → Cold; the next start loads from the cache: no download, nothing fetched again.
+    await wait_phase(kube, "smol-ollama", "Cold", deadline=30)
+    async with httpx.AsyncClient(timeout=90) as http:
+        again = await sse(http, f"{router.url}{CHAT}", chat("smol-ollama"))
+    assert "downloading" not in again.statuses and again.statuses[-1] == "done", again.statuses
+    assert homelab.homelab.hub.served[f"sha256:{model.weights.sha256()}"] == model.weights.size
+
+
+async def test_a_killed_ollama_pull_resumes_where_it_stopped(kube: Kube, homelab: HomelabThread) -> None:
+    uri, model = host_ollama(homelab, "resumed:7b", 160 * MiB, seed=22)
+    await kube.create(MD_API, "modeldeployments", "default", ollama_md("resumed-ollama", uri))
+    await wait_phase(kube, "resumed-ollama", "Cold")
+    await wake(kube, "resumed-ollama")
+
+    async def a_third_in() -> dict[str, Any] | None:
+        st = await status(kube, "resumed-ollama")
+        got = st.get("download") or {}
+        return st if got.get("bytes", 0) > model.weights.size // 3 else None
+
+    await eventually(a_third_in, deadline=30, what="a third of the pull", interval=0.05)
+    (pod,) = await fetch_pods(kube, "resumed-ollama")
+    os.kill(homelab.homelab.kubelet.pids[pod["metadata"]["uid"]], signal.SIGKILL)
+    warm = await wait_phase(kube, "resumed-ollama", "Warm", deadline=60)
+    pods = await fetch_pods(kube, "resumed-ollama")
+    assert [p["status"]["phase"] for p in pods] == ["Failed", "Succeeded"], pods
+    digest = f"sha256:{model.weights.sha256()}"
+    served = homelab.homelab.hub.served[digest]
+    assert served < 1.2 * model.weights.size, (served, model.weights.size)  # resumed by Ollama
+    ranges = [r for path, r in homelab.homelab.hub.requests if path.endswith(digest)]
+    assert ranges[0] == "" and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-", ranges
+    assert warm["cache"]["bytes"] == pulled_size(model)
+
+
 async def _phase_in(kube: Kube, name: str, phases: tuple[str, ...]) -> bool:
     return (await status(kube, name)).get("phase") in phases
 
@@ -182,21 +266,24 @@ async def small_volume(kube: Kube) -> AsyncIterator[str]:
     await kube.delete("v1", "persistentvolumeclaims", namespace, CACHE_CLAIM)
 
 
+@pytest.mark.parametrize("kind", ["https", "ollama"])
 @pytest.mark.parametrize("fault", ["missing", "checksum", "full"])
 async def test_a_failed_download_fails_the_model_and_tells_the_waiting_client_why(
-    kube: Kube, homelab: HomelabThread, router: RouterProcess, small_volume: str, fault: str
+    kube: Kube, homelab: HomelabThread, router: RouterProcess, small_volume: str, fault: str, kind: str
 ) -> None:
-    name, namespace = f"broken-{fault}", "default"
-    uri, _ = host(homelab, f"{name}/model.gguf", 80 * MiB, seed=4)
-    source: dict[str, Any] = {}
-    if fault == "missing":
-        uri += ".gone"
-    elif fault == "checksum":
-        source["sha256"] = "0" * 64
-    else:
-        namespace = small_volume
+    name, namespace = f"broken-{fault}-{kind}", "default"
+    namespace = small_volume if fault == "full" else "default"
     reason = {"missing": "NotFound", "checksum": "ChecksumMismatch", "full": "DiskFull"}[fault]
-    await kube.create(MD_API, "modeldeployments", namespace, downloaded_md(name, uri, **source))
+    if kind == "ollama":  # Ollama's own words, told through the pull's progress
+        uri, _ = host_ollama(homelab, f"{name}:1b", 80 * MiB, seed=4, wrong_digest=fault == "checksum")
+        if fault == "missing":
+            uri = f"ollama://missing-{name}:1b"
+        md = ollama_md(name, uri)
+    else:
+        uri, _ = host(homelab, f"{name}/model.gguf", 80 * MiB, seed=4)
+        source: dict[str, Any] = {"sha256": "0" * 64} if fault == "checksum" else {}
+        md = downloaded_md(name, uri + (".gone" if fault == "missing" else ""), **source)
+    await kube.create(MD_API, "modeldeployments", namespace, md)
     async with httpx.AsyncClient(timeout=60) as http:
         stream = await sse(http, f"{router.url}{CHAT}", chat(name))
     assert stream.statuses[0] == "routing" and stream.statuses[-1] == "error", stream.statuses
@@ -258,26 +345,38 @@ async def test_hf_sources_fetch_only_the_files_asked_for_with_a_token_from_a_sec
     assert engine["volumes"][-1]["persistentVolumeClaim"] == {"claimName": CACHE_CLAIM, "readOnly": True}
 
 
+@pytest.mark.parametrize("kind", ["https", "ollama"])
 async def test_prefetch_downloads_before_any_request(
-    kube: Kube, homelab: HomelabThread, router: RouterProcess
+    kube: Kube, homelab: HomelabThread, router: RouterProcess, kind: str
 ) -> None:
-    uri, hosted = host(homelab, "early/model.gguf", 30 * MiB, seed=5)
-    md = downloaded_md("early", uri, prefetch=True)
+    name = f"early-{kind}"
+    if kind == "ollama":
+        uri, model = host_ollama(homelab, "early:3b", 30 * MiB, seed=5)
+        md, hosted = ollama_md(name, uri, prefetch=True), model.weights
+        fetched, served = (
+            cache_dir(homelab) / "ollama" / "blobs" / f"sha256-{hosted.sha256()}",
+            f"sha256:{hosted.sha256()}",
+        )
+    else:
+        uri, hosted = host(homelab, "early/model.gguf", 30 * MiB, seed=5)
+        md = downloaded_md(name, uri, prefetch=True)
+        fetched, served = (
+            cache_dir(homelab) / "https" / "127.0.0.1" / "files" / "early" / "model.gguf",
+            "early/model.gguf",
+        )
     await kube.create(MD_API, "modeldeployments", "default", md)
 
     async def cached() -> dict[str, Any] | None:
-        st = await status(kube, "early")
+        st = await status(kube, name)
         return st if st.get("cache") else None
 
     st = await eventually(cached, deadline=30, what="the prefetch")
     assert st["phase"] == "Cold" and st["cache"]["requested"] is False, st  # nobody asked: it stays Cold
-    assert (cache_dir(homelab) / "https" / "127.0.0.1" / "files" / "early" / "model.gguf").is_file()
-    listed = await kube.list(MD_API, "modeldeployments", "default")
-    assert any(m["metadata"]["name"] == "early" for m in listed["items"])
+    assert fetched.stat().st_size == hosted.size
     async with httpx.AsyncClient(timeout=60) as http:
-        stream = await sse(http, f"{router.url}{CHAT}", chat("early"))
+        stream = await sse(http, f"{router.url}{CHAT}", chat(name))
     assert "downloading" not in stream.statuses and stream.statuses[-1] == "done", stream.statuses
-    assert homelab.homelab.hub.served["early/model.gguf"] == hosted.size
+    assert homelab.homelab.hub.served[served] == hosted.size
 
 
 async def test_llama_cpp_loads_a_gguf_hearth_downloaded(

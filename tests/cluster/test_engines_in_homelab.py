@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from hearth_sim.homelab import HomelabThread
+from hearth_sim.hub import OllamaModel
 from hearth_sim.kube import Kube
 
 from .conftest import eventually
@@ -95,11 +97,13 @@ async def test_vllm_runs_with_the_operators_command_line(kube: Kube, router: Rou
 
 
 async def test_ollama_is_ready_only_once_its_model_is_pulled_named_and_loaded(
-    kube: Kube, router: RouterProcess
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
 ) -> None:
-    # A slow pull (2 s here): readiness is not probed until the startup probe has pulled, named
-    # and loaded the model, so Warm means the first request does not wait for a load.
-    md = engine_md("qwen-pulled", "ollama", "ollama://qwen2.5:0.5b", HEARTH_SIM_PULL_SECONDS="40")
+    # A slow pull (~2 s, from the homelab's registry): readiness is not probed until the startup
+    # probe has pulled, named and loaded the model, so Warm means the first request does not
+    # wait for a load. (No weights cache here: the engine pulls for itself.)
+    homelab.homelab.hub.ollama["library/qwen2.5:0.5b"] = OllamaModel.synthetic(8 << 20, rate=4 << 20)
+    md = engine_md("qwen-pulled", "ollama", "ollama://qwen2.5:0.5b")
     await kube.create(MD_API, "modeldeployments", "default", md)
     await wait_phase(kube, "qwen-pulled", "Cold")
     async with httpx.AsyncClient(timeout=90) as http:
