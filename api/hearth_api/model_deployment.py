@@ -206,6 +206,12 @@ class ModelDeploymentSpec(_Model):
             raise ValueError("`auto` is reserved: the router picks a warm model for it")
         if self.engine is Engine.CUSTOM and not self.image:
             raise ValueError("engine `custom` needs `image`")
+        uri = self.model_source.uri if self.model_source else None
+        if uri and uri.startswith("ollama://") and self.engine not in (Engine.OLLAMA, Engine.CUSTOM):
+            raise ValueError(
+                f"modelSource.uri {uri!r} is an Ollama model: only engine `ollama` reads Ollama's "
+                "store (for llama.cpp, give the GGUF's hf:// or https:// address)"
+            )
         return self
 
     @property

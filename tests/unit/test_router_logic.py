@@ -287,7 +287,12 @@ def fetched(status: dict[str, Any], uri: str = "https://host.lan/m.gguf") -> Mod
     return ModelDeployment.model_validate(
         {
             "metadata": {"name": "big", "namespace": "default"},
-            "spec": {"model": "big", "engine": "sim", "gpu": {"vramGiB": 14}, "modelSource": {"uri": uri}},
+            "spec": {
+                "model": "big",
+                "engine": "ollama" if uri.startswith("ollama://") else "sim",
+                "gpu": {"vramGiB": 14},
+                "modelSource": {"uri": uri},
+            },
             "status": status,
         }
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hearth_api.model_deployment import ModelSource
+from hearth_api.model_deployment import ModelDeploymentSpec, ModelSource
 from hearth_api.weights_cache import BadSource, done_bytes, failure, remote
 
 
@@ -89,3 +89,10 @@ def test_the_fetch_last_word_is_read_back() -> None:
     assert failure("Traceback (most recent call last):\n  boom") is None
     assert done_bytes("hearth-fetch done: 98362432 bytes") == 98362432
     assert done_bytes("hearth-fetch failed: NotFound: gone") is None
+
+
+def test_an_ollama_model_is_for_the_ollama_engine_only() -> None:
+    spec = {"model": "m", "gpu": {"vramGiB": 4}, "modelSource": {"uri": "ollama://mistral:7b"}}
+    with pytest.raises(ValidationError, match="only engine `ollama` reads Ollama's store"):
+        ModelDeploymentSpec.model_validate({**spec, "engine": "llamacpp"})
+    assert ModelDeploymentSpec.model_validate({**spec, "engine": "ollama"}).model_source is not None
