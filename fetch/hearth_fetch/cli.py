@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
+from filelock import FileLock
 
 from hearth_api.weights_cache import (
     DONE_LINE_PREFIX,
@@ -105,14 +107,23 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
 
 
 async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> None:
-    """An Ollama model: the sidecar's Ollama pulls it into the cache's store."""
-    _writable(cache / source.folder)
-    async with httpx.AsyncClient() as client:
-        try:
-            room = functools.partial(_room, cache, meter, source.name)
-            await ollama.pull(client, args.ollama, source.name, meter, room)
-        except httpx.HTTPError as exc:
-            raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
+    """An Ollama model: the sidecar's Ollama pulls it into the cache's store. One pull of a
+    model at a time per store: two Ollama servers (two Jobs) writing one layer's partial file
+    would corrupt it — the second waits, then finds every layer there."""
+    store = cache / source.folder
+    _writable(store)
+    (store / ".locks").mkdir(exist_ok=True)
+    lock = FileLock(store / ".locks" / f"{hashlib.sha256(source.name.encode()).hexdigest()[:16]}.lock")
+    await asyncio.to_thread(lock.acquire)
+    try:
+        async with httpx.AsyncClient() as client:
+            try:
+                room = functools.partial(_room, cache, meter, source.name)
+                await ollama.pull(client, args.ollama, source.name, meter, room)
+            except httpx.HTTPError as exc:
+                raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
+    finally:
+        lock.release()
     log.info("done: %s pulled, %d bytes in the cache", source.name, meter.done)
 
 

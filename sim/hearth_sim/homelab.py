@@ -163,6 +163,12 @@ class Homelab:
                 await apply(kube, manifests([REPO_ROOT / "deploy" / "crds"]))
             task = asyncio.create_task(self.kubelet.run(), name="kubelet")
             try:
+                # Up means the nodes are there: a client's first look must not find them missing.
+                registered = asyncio.create_task(self.kubelet.registered.wait())
+                await asyncio.wait({task, registered}, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    registered.cancel()
+                    task.result()  # the kubelet failed to start: say why
                 async with contextlib.AsyncExitStack() as stack:
                     self.hub_url = await stack.enter_async_context(serving_hub(self.hub, port=self.hub_port))
                     # The hub is the homelab's internet: Ollama's registry included.

@@ -73,6 +73,7 @@ class Kubelet:
         self._job_due: dict[tuple[str, str], float] = {}  # when a Job's next pod may start (back-off)
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
+        self.registered = asyncio.Event()  # every node is in the API: the homelab is up
 
     async def llamacpp(self) -> tuple[Runtime | None, str]:
         """The llama.cpp server that runs here (looked for once, off the event loop: a probe load
@@ -90,6 +91,7 @@ class Kubelet:
             except ApiError as exc:
                 if exc.code != 409:
                     raise
+        self.registered.set()
         tasks = [
             asyncio.create_task(self._watch_deployments()),
             asyncio.create_task(self._watch_pods()),

@@ -161,13 +161,14 @@ async def test_cancel_while_loading_ends_the_request_at_the_router(
 
 
 async def test_a_crash_mid_reply_shows_the_error_and_retry_gets_a_full_reply(
-    kube: Kube, router: RouterProcess, page: Page, tmp_path: Path
+    kube: Kube, router: RouterProcess, page: Page
 ) -> None:
     faulty = sim_md("flaky", load=0.5, vram=6, gpu_class="rtx3070", time_scale=0.2)
     faulty["spec"]["env"] += [
         {"name": "HEARTH_SIM_FAILURE", "value": "crash-after-tokens"},
         {"name": "HEARTH_SIM_CRASH_AFTER_TOKENS", "value": "4"},
-        {"name": "HEARTH_SIM_FAIL_ONCE_MARKER", "value": str(tmp_path / "crashed")},
+        # In the pod's /tmp (an emptyDir): it outlives the crash, as the container restarts in place.
+        {"name": "HEARTH_SIM_FAIL_ONCE_MARKER", "value": "/tmp/crashed"},
     ]
     await kube.create(MD_API, MDS, "default", faulty)
     await wait_phase(kube, "flaky", "Cold")

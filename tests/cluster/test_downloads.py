@@ -421,22 +421,32 @@ async def test_llama_cpp_loads_a_gguf_hearth_downloaded(
     assert args[:2] == ["-m", f"/models/https/127.0.0.1/files/smollm2/{gguf.name}"], args
 
 
+@pytest.mark.parametrize("kind", ["https", "ollama"])
 async def test_two_models_of_one_source_download_it_once(
-    kube: Kube, homelab: HomelabThread, router: RouterProcess
+    kube: Kube, homelab: HomelabThread, router: RouterProcess, kind: str
 ) -> None:
-    uri, hosted = host(homelab, "shared/model.gguf", 60 * MiB, seed=6)
-    for name in ("twin-a", "twin-b"):
-        await kube.create(MD_API, "modeldeployments", "default", downloaded_md(name, uri, prefetch=True))
+    twins = (f"twin-a-{kind}", f"twin-b-{kind}")
+    if kind == "ollama":
+        uri, model = host_ollama(homelab, "shared:7b", 60 * MiB, seed=6)
+        hosted, served, size = model.weights, f"sha256:{model.weights.sha256()}", pulled_size(model)
+        mds = [ollama_md(name, uri, prefetch=True) for name in twins]
+    else:
+        uri, hosted = host(homelab, "shared/model.gguf", 60 * MiB, seed=6)
+        served, size = "shared/model.gguf", hosted.size
+        mds = [downloaded_md(name, uri, prefetch=True) for name in twins]
+    for md in mds:
+        await kube.create(MD_API, "modeldeployments", "default", md)
 
     async def both_cached() -> bool:
-        caches = [(await status(kube, name)).get("cache") for name in ("twin-a", "twin-b")]
+        caches = [(await status(kube, name)).get("cache") for name in twins]
         return all(caches)
 
     await eventually(both_cached, deadline=30, what="both prefetches")
-    # The second fetch waited for the first (a lock per file), then found the file whole.
-    assert homelab.homelab.hub.served["shared/model.gguf"] == hosted.size
-    for name in ("twin-a", "twin-b"):
-        assert (await status(kube, name))["cache"]["bytes"] == hosted.size
+    # The second fetch waited for the first (a lock per file, or per Ollama model), then found
+    # it whole.
+    assert homelab.homelab.hub.served[served] == hosted.size
+    for name in twins:
+        assert (await status(kube, name))["cache"]["bytes"] == size
 
 
 async def test_a_whole_answer_that_a_long_download_would_outlast_is_told_when_to_come_back(
