@@ -64,10 +64,10 @@ def downloaded_md(name: str, uri: str, idle: int = 300, **source: Any) -> dict[s
 
 
 def host_ollama(
-    homelab: HomelabThread, name: str, size: int, seed: int = 0, **kw: Any
+    homelab: HomelabThread, name: str, size: int, seed: int = 0, rate: float | None = None, **kw: Any
 ) -> tuple[str, OllamaModel]:
     """An Ollama model in the hub's registry (`name` as `ollama pull` takes it)."""
-    model = OllamaModel.synthetic(size, seed=seed)
+    model = OllamaModel.synthetic(size, seed=seed, rate=rate)
     for key, value in kw.items():
         setattr(model, key, value)
     model.weights.sha256()  # its digest, worked out here rather than in the homelab's loop
@@ -154,7 +154,8 @@ async def test_a_streamed_chat_shows_the_download_then_the_load_and_the_second_w
 async def test_an_ollama_model_is_pulled_into_the_cache_by_ollama_then_served_from_it(
     kube: Kube, homelab: HomelabThread, router: RouterProcess
 ) -> None:
-    uri, model = host_ollama(homelab, "smol:135m", 120 * MiB, seed=21)
+    slow = RATE / 2  # ≥ 6 s of pull, so a load sample that counted it would show
+    uri, model = host_ollama(homelab, "smol:135m", 120 * MiB, seed=21, rate=slow)
     await kube.create(MD_API, "modeldeployments", "default", ollama_md("smol-ollama", uri, idle=2))
     await wait_phase(kube, "smol-ollama", "Cold")
     async with httpx.AsyncClient(timeout=90) as http:
@@ -181,11 +182,15 @@ async def test_an_ollama_model_is_pulled_into_the_cache_by_ollama_then_served_fr
     assert env["OLLAMA_MODELS"] == "/models/ollama"
     assert "pull" not in engine["containers"][0]["startupProbe"]["exec"]["command"][-1]
 
-    # Idle → Cold; the next start loads from the cache: no download, nothing fetched again.
-    await wait_phase(kube, "smol-ollama", "Cold", deadline=30)
+    # Idle → Cold; the next start loads from the cache: no download, nothing fetched again, and
+    # the countdown starts from the learned load time (the pull never counted as a load).
+    cold = await wait_phase(kube, "smol-ollama", "Cold", deadline=30)
+    estimate = cold["warmup"]["estimateSeconds"]
+    assert cold["warmup"]["samples"][-1] < model.weights.size / slow, cold["warmup"]
     async with httpx.AsyncClient(timeout=90) as http:
         again = await sse(http, f"{router.url}{CHAT}", chat("smol-ollama"))
     assert "downloading" not in again.statuses and again.statuses[-1] == "done", again.statuses
+    assert again.of("loading")[0].data["estimated_time"] == max(1, math.ceil(estimate)), estimate
     assert homelab.homelab.hub.served[f"sha256:{model.weights.sha256()}"] == model.weights.size
 
 
