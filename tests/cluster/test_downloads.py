@@ -118,36 +118,49 @@ async def test_a_cold_model_downloads_then_loads_from_the_cache(
     assert warm["warmup"]["samples"][-1] < seen[-1]["bytes"] / RATE, warm["warmup"]
 
 
-async def test_a_streamed_chat_shows_the_download_then_the_load_and_the_second_wake_skips_it(
-    kube: Kube, homelab: HomelabThread, router: RouterProcess
-) -> None:
-    uri, hosted = host(homelab, "chat/model.gguf", 120 * MiB, seed=2)
-    await kube.create(MD_API, "modeldeployments", "default", downloaded_md("chatty", uri, idle=2))
-    await wait_phase(kube, "chatty", "Cold")
+async def downloads_then_loads(router: RouterProcess, name: str) -> list[dict[str, Any]]:
+    """A first chat of a model not in the cache: `downloading` events (rising, with figures)
+    until the first `loading`, none after, then the reply. Returns the downloading events."""
     async with httpx.AsyncClient(timeout=90) as http:
-        stream = await sse(http, f"{router.url}{CHAT}", chat("chatty"))
+        stream = await sse(http, f"{router.url}{CHAT}", chat(name))
     statuses = stream.statuses
     assert statuses[0] == "routing" and statuses[-2:] == ["generating", "done"], statuses
     first_loading = statuses.index("loading")
     assert "downloading" in statuses[:first_loading], statuses  # downloading, then loading
     assert "downloading" not in statuses[first_loading:], statuses
     shown = [e.data for e in stream.of("downloading") if e.data.get("bytes")]
-    assert shown, stream.of("downloading")
-    assert all(d["total_bytes"] == hosted.size and 0 < d["progress"] <= 1 for d in shown), shown
-    assert "for the first time" in shown[-1]["message"], shown[-1]
-    assert [d["progress"] for d in shown] == sorted(d["progress"] for d in shown), shown
+    assert shown and "for the first time" in shown[-1]["message"], stream.of("downloading")
+    assert all(0 < d["progress"] <= 1 for d in shown), shown
+    assert [d["bytes"] for d in shown] == sorted(d["bytes"] for d in shown), shown
     assert stream.text
+    return shown
 
-    # Idle (2 s) → Cold; the next request loads from the cache: no download, and the loading
-    # countdown starts from the learned load time.
-    cold = await wait_phase(kube, "chatty", "Cold", deadline=30)
+
+async def loads_from_the_cache(kube: Kube, router: RouterProcess, name: str) -> dict[str, Any]:
+    """Idle → Cold; the next request loads from the cache: no download, and the loading countdown
+    starts from the learned load time (the download never counted as a load). Returns the Cold
+    status."""
+    cold = await wait_phase(kube, name, "Cold", deadline=30)
     estimate = cold["warmup"]["estimateSeconds"]
-    assert cold["warmup"]["samples"] and cold["cache"]["uri"] == uri
+    assert cold["warmup"]["samples"] and cold["cache"], cold
     async with httpx.AsyncClient(timeout=90) as http:
-        again = await sse(http, f"{router.url}{CHAT}", chat("chatty"))
+        again = await sse(http, f"{router.url}{CHAT}", chat(name))
     assert "downloading" not in again.statuses and again.statuses[-1] == "done", again.statuses
     first = again.of("loading")[0].data
     assert first["estimated_time"] == max(1, math.ceil(estimate)), (first, estimate)
+    return cold
+
+
+async def test_a_streamed_chat_shows_the_download_then_the_load_and_the_second_wake_skips_it(
+    kube: Kube, homelab: HomelabThread, router: RouterProcess
+) -> None:
+    uri, hosted = host(homelab, "chat/model.gguf", 120 * MiB, seed=2)
+    await kube.create(MD_API, "modeldeployments", "default", downloaded_md("chatty", uri, idle=2))
+    await wait_phase(kube, "chatty", "Cold")
+    shown = await downloads_then_loads(router, "chatty")
+    assert all(d["total_bytes"] == hosted.size for d in shown), shown
+    cold = await loads_from_the_cache(kube, router, "chatty")
+    assert cold["cache"]["uri"] == uri
     assert homelab.homelab.hub.served["chat/model.gguf"] == hosted.size  # fetched once
 
 
@@ -158,17 +171,8 @@ async def test_an_ollama_model_is_pulled_into_the_cache_by_ollama_then_served_fr
     uri, model = host_ollama(homelab, "smol:135m", 120 * MiB, seed=21, rate=slow)
     await kube.create(MD_API, "modeldeployments", "default", ollama_md("smol-ollama", uri, idle=2))
     await wait_phase(kube, "smol-ollama", "Cold")
-    async with httpx.AsyncClient(timeout=90) as http:
-        stream = await sse(http, f"{router.url}{CHAT}", chat("smol-ollama"))
-    statuses = stream.statuses
-    assert statuses[0] == "routing" and statuses[-2:] == ["generating", "done"], statuses
-    first_loading = statuses.index("loading")
-    assert "downloading" in statuses[:first_loading] and "downloading" not in statuses[first_loading:]
-    shown = [e.data for e in stream.of("downloading") if e.data.get("bytes")]
-    assert shown and "for the first time" in shown[-1]["message"], stream.of("downloading")
-    assert all(d["total_bytes"] >= model.weights.size and 0 < d["progress"] <= 1 for d in shown), shown
-    assert [d["bytes"] for d in shown] == sorted(d["bytes"] for d in shown), shown
-    assert stream.text
+    shown = await downloads_then_loads(router, "smol-ollama")
+    assert all(d["total_bytes"] >= model.weights.size for d in shown), shown  # grows layer by layer
 
     # Ollama's own store on the cache volume: the manifest, and each layer once by digest.
     store = cache_dir(homelab) / "ollama"
@@ -182,41 +186,9 @@ async def test_an_ollama_model_is_pulled_into_the_cache_by_ollama_then_served_fr
     assert env["OLLAMA_MODELS"] == "/models/ollama"
     assert "pull" not in engine["containers"][0]["startupProbe"]["exec"]["command"][-1]
 
-    # Idle → Cold; the next start loads from the cache: no download, nothing fetched again, and
-    # the countdown starts from the learned load time (the pull never counted as a load).
-    cold = await wait_phase(kube, "smol-ollama", "Cold", deadline=30)
-    estimate = cold["warmup"]["estimateSeconds"]
+    cold = await loads_from_the_cache(kube, router, "smol-ollama")
     assert cold["warmup"]["samples"][-1] < model.weights.size / slow, cold["warmup"]
-    async with httpx.AsyncClient(timeout=90) as http:
-        again = await sse(http, f"{router.url}{CHAT}", chat("smol-ollama"))
-    assert "downloading" not in again.statuses and again.statuses[-1] == "done", again.statuses
-    assert again.of("loading")[0].data["estimated_time"] == max(1, math.ceil(estimate)), estimate
     assert homelab.homelab.hub.served[f"sha256:{model.weights.sha256()}"] == model.weights.size
-
-
-async def test_a_killed_ollama_pull_resumes_where_it_stopped(kube: Kube, homelab: HomelabThread) -> None:
-    uri, model = host_ollama(homelab, "resumed:7b", 160 * MiB, seed=22)
-    await kube.create(MD_API, "modeldeployments", "default", ollama_md("resumed-ollama", uri))
-    await wait_phase(kube, "resumed-ollama", "Cold")
-    await wake(kube, "resumed-ollama")
-
-    async def a_third_in() -> dict[str, Any] | None:
-        st = await status(kube, "resumed-ollama")
-        got = st.get("download") or {}
-        return st if got.get("bytes", 0) > model.weights.size // 3 else None
-
-    await eventually(a_third_in, deadline=30, what="a third of the pull", interval=0.05)
-    (pod,) = await fetch_pods(kube, "resumed-ollama")
-    os.kill(homelab.homelab.kubelet.pids[pod["metadata"]["uid"]], signal.SIGKILL)
-    warm = await wait_phase(kube, "resumed-ollama", "Warm", deadline=60)
-    pods = await fetch_pods(kube, "resumed-ollama")
-    assert [p["status"]["phase"] for p in pods] == ["Failed", "Succeeded"], pods
-    digest = f"sha256:{model.weights.sha256()}"
-    served = homelab.homelab.hub.served[digest]
-    assert served < 1.2 * model.weights.size, (served, model.weights.size)  # resumed by Ollama
-    ranges = [r for path, r in homelab.homelab.hub.requests if path.endswith(digest)]
-    assert ranges[0] == "" and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-", ranges
-    assert warm["cache"]["bytes"] == pulled_size(model)
 
 
 async def _phase_in(kube: Kube, name: str, phases: tuple[str, ...]) -> bool:
@@ -228,30 +200,42 @@ async def fetch_pods(kube: Kube, name: str, namespace: str = "default") -> list[
     return sorted(found["items"], key=lambda p: p["metadata"]["creationTimestamp"])
 
 
-async def test_a_fetch_killed_midway_resumes_where_it_stopped(kube: Kube, homelab: HomelabThread) -> None:
-    uri, hosted = host(homelab, "resumed/model.gguf", 160 * MiB, seed=3)
-    await kube.create(
-        MD_API, "modeldeployments", "default", downloaded_md("resumed", uri, sha256=hosted.sha256())
-    )
-    await wait_phase(kube, "resumed", "Cold")
-    await wake(kube, "resumed")
+@pytest.mark.parametrize("kind", ["https", "ollama"])
+async def test_a_fetch_killed_midway_resumes_where_it_stopped(
+    kube: Kube, homelab: HomelabThread, kind: str
+) -> None:
+    name = f"resumed-{kind}"
+    if kind == "ollama":  # Ollama resumes its own partial layer
+        uri, model = host_ollama(homelab, "resumed:7b", 160 * MiB, seed=22)
+        md, hosted, size = ollama_md(name, uri), model.weights, pulled_size(model)
+        served_as = f"sha256:{hosted.sha256()}"
+    else:
+        uri, hosted = host(homelab, "resumed/model.gguf", 160 * MiB, seed=3)
+        md, size, served_as = (
+            downloaded_md(name, uri, sha256=hosted.sha256()),
+            hosted.size,
+            "resumed/model.gguf",
+        )
+    await kube.create(MD_API, "modeldeployments", "default", md)
+    await wait_phase(kube, name, "Cold")
+    await wake(kube, name)
 
     async def a_third_in() -> dict[str, Any] | None:
-        st = await status(kube, "resumed")
+        st = await status(kube, name)
         got = st.get("download") or {}
         return st if got.get("bytes", 0) > hosted.size // 3 else None
 
     await eventually(a_third_in, deadline=30, what="a third of the download", interval=0.05)
-    (pod,) = await fetch_pods(kube, "resumed")
+    (pod,) = await fetch_pods(kube, name)
     os.kill(homelab.homelab.kubelet.pids[pod["metadata"]["uid"]], signal.SIGKILL)
-    warm = await wait_phase(kube, "resumed", "Warm", deadline=60)
-    pods = await fetch_pods(kube, "resumed")
+    warm = await wait_phase(kube, name, "Warm", deadline=60)
+    pods = await fetch_pods(kube, name)
     assert [p["status"]["phase"] for p in pods] == ["Failed", "Succeeded"], pods
-    served = homelab.homelab.hub.served["resumed/model.gguf"]
+    served = homelab.homelab.hub.served[served_as]
     assert served < 1.2 * hosted.size, (served, hosted.size)  # resumed, not restarted
-    ranges = [r for path, r in homelab.homelab.hub.requests if path.endswith("resumed/model.gguf")]
+    ranges = [r for path, r in homelab.homelab.hub.requests if path.endswith(served_as)]
     assert ranges[0] == "" and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-", ranges
-    assert warm["cache"]["bytes"] == hosted.size  # and its checksum held across the resume
+    assert warm["cache"]["bytes"] == size  # and its checksum held across the resume
 
 
 @pytest.fixture
