@@ -26,7 +26,6 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
-from filelock import FileLock
 
 from hearth_api.weights_cache import (
     DONE_LINE_PREFIX,
@@ -39,7 +38,7 @@ from hearth_api.weights_cache import (
     remote,
 )
 from hearth_fetch import ollama, sources
-from hearth_fetch.download import Wanted, fetch
+from hearth_fetch.download import Wanted, fetch, held
 from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
 
@@ -113,17 +112,13 @@ async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Me
     store = cache / source.folder
     _writable(store)
     (store / ".locks").mkdir(exist_ok=True)
-    lock = FileLock(store / ".locks" / f"{hashlib.sha256(source.name.encode()).hexdigest()[:16]}.lock")
-    await asyncio.to_thread(lock.acquire)
-    try:
-        async with httpx.AsyncClient() as client:
-            try:
-                room = functools.partial(_room, cache, meter, source.name)
-                await ollama.pull(client, args.ollama, source.name, meter, room)
-            except httpx.HTTPError as exc:
-                raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
-    finally:
-        lock.release()
+    lock = store / ".locks" / f"{hashlib.sha256(source.name.encode()).hexdigest()[:16]}.lock"
+    async with held(lock), httpx.AsyncClient() as client:
+        try:
+            room = functools.partial(_room, cache, meter, source.name)
+            await ollama.pull(client, args.ollama, source.name, meter, room)
+        except httpx.HTTPError as exc:
+            raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
     log.info("done: %s pulled, %d bytes in the cache", source.name, meter.done)
 
 

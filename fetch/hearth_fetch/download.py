@@ -5,9 +5,11 @@ left behind, checked against the size and checksum its source publishes, then re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,15 +103,22 @@ async def fetch(
     if _whole(want):
         return  # whole and verified on an earlier run
     want.path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(want.path.with_name(f".{want.path.name}.lock"))
-    await asyncio.to_thread(lock.acquire)
-    try:
+    async with held(want.path.with_name(f".{want.path.name}.lock")):
         if _whole(want):
             meter.add(time.monotonic(), want.path.stat().st_size - counted)
             return
         if want.on_disk() != counted:  # another fetch moved it on while this one waited
             meter.add(time.monotonic(), want.on_disk() - counted)
         await _fetch_locked(client, want, meter, headers)
+
+
+@contextlib.asynccontextmanager
+async def held(path: Path) -> AsyncIterator[None]:
+    """A lock file on the cache volume, held across pods (the waiting is off the event loop)."""
+    lock = FileLock(path)
+    await asyncio.to_thread(lock.acquire)
+    try:
+        yield
     finally:
         lock.release()
 
