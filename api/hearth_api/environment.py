@@ -59,3 +59,12 @@ def invalid_message(program: str, prefix: str, exc: ValidationError) -> str:
         name = where if where.startswith("HEARTH_") else prefix + where
         lines.append(f"{program}: invalid setting {name}: {err['msg']}")
     return "\n".join(lines)
+
+
+def in_cluster_server(env: Mapping[str, str]) -> str | None:
+    """The API server's URL from the variables a kubelet sets in every container
+    (KUBERNETES_SERVICE_HOST and _PORT, as client-go reads them), or None outside a pod."""
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"

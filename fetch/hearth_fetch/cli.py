@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
 
 log = logging.getLogger("hearth.fetch")
+EXIT_SIGTERM = 128 + signal.SIGTERM  # as a shell reports a process ended by SIGTERM
 MARKER = ".hearth-fetched.json"
 
 
@@ -178,10 +180,19 @@ async def amain(args: argparse.Namespace) -> int:
     meter = Meter()
     state = {"state": "fetching"}
     runner = await _serve_progress(args.listen, meter, state)
+    # A container's first process gets no default SIGTERM: as PID 1 it would ignore the
+    # kubelet's stop and be killed only after the grace period. Stopped, the partial file stays
+    # for the next fetch to resume.
+    work = asyncio.current_task()
+    assert work is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
     try:
         await _run(args, meter)
         _tell(f"{DONE_LINE_PREFIX}{meter.done} bytes", args.termination_log)
         return 0
+    except asyncio.CancelledError:
+        _tell(f"stopped (SIGTERM) after {meter.done} bytes; the next fetch resumes", args.termination_log)
+        return EXIT_SIGTERM
     except FetchFailed as exc:
         state.update(state="failed", reason=exc.why.value, message=exc.message)
         _tell(exc.line, args.termination_log)

@@ -46,7 +46,7 @@ def image(spec: ModelDeploymentSpec) -> str:
 
 def command(spec: ModelDeploymentSpec) -> list[str] | None:
     if spec.engine is Engine.SIM:
-        return ["hearth-sim", "engine"]
+        return ["hearth-sim-engine"]
     return None  # the image's entrypoint
 
 

@@ -7,7 +7,9 @@ owns its two annotations, the operator owns status (DESIGN.md: one writer per th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from hearth_api.connect import api_client
+from hearth_api.environment import in_cluster_server
 from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION, WEIGHTS_LABEL
 from hearth_operator import placement
 from hearth_operator.downloads import WeightsCache
@@ -32,7 +35,11 @@ SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/toke
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     if SERVICE_ACCOUNT_TOKEN.exists():
-        return kopf.login_with_service_account(**kwargs)
+        info = kopf.login_with_service_account(**kwargs)
+        server = in_cluster_server(os.environ)
+        # kopf's service-account login names https://kubernetes.default.svc, which needs the
+        # cluster's DNS; the kubelet's KUBERNETES_SERVICE_* variables do not (client-go reads them).
+        return dataclasses.replace(info, server=server) if info is not None and server else info
     return kopf.login_with_kubeconfig(**kwargs)
 
 

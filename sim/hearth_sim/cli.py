@@ -1,4 +1,4 @@
-"""`hearth-sim`: the simulated engine and the simulated homelab."""
+"""`hearth-sim`: the simulated homelab (its engine is `hearth-sim-engine`, which Hearth ships)."""
 
 from __future__ import annotations
 
@@ -12,82 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from hearth_sim import llamacpp, weights
-from hearth_sim.engine import EngineSettings, Failure, Personality, serve
 from hearth_sim.homelab import ChartPlane, ControlPlane, Homelab, serve_until_signalled
 from hearth_sim.nodes import load_nodes
-
-ENV_PREFIX = "HEARTH_SIM_"
-
-
-def _env(name: str, default: Any) -> Any:
-    """Flags default to HEARTH_SIM_<NAME> so a container can be configured by env alone."""
-    return os.environ.get(ENV_PREFIX + name.upper(), default)
-
-
-def _engine_parser(sub: Any) -> None:
-    p = sub.add_parser("engine", help="run the simulated OpenAI-compatible model engine")
-    d = EngineSettings()
-    p.add_argument("--host", default=_env("host", d.host))
-    p.add_argument("--port", type=int, default=_env("port", d.port))
-    p.add_argument("--model", default=_env("model", d.model), help="served model name")
-    p.add_argument(
-        "--personality",
-        choices=[x.value for x in Personality],
-        default=_env("personality", d.personality.value),
-        help="behave like this engine while loading and when refusing (see hearth_sim.engine)",
-    )
-    p.add_argument("--load-seconds", type=float, default=_env("load_seconds", d.load_seconds))
-    p.add_argument(
-        "--load-jitter",
-        type=float,
-        default=_env("load_jitter", d.load_jitter),
-        help="± fraction of the load time, drawn once per start",
-    )
-    p.add_argument("--tokens-per-second", type=float, default=_env("tokens_per_second", d.tokens_per_second))
-    p.add_argument(
-        "--time-scale",
-        type=float,
-        default=_env("time_scale", d.time_scale),
-        help="multiplies every delay (0.1 = ten times faster)",
-    )
-    p.add_argument("--failure", choices=[f.value for f in Failure], default=_env("failure", d.failure.value))
-    p.add_argument(
-        "--crash-after-tokens",
-        type=int,
-        default=_env("crash_after_tokens", d.crash_after_tokens),
-        help="with --failure crash-/stall-after-tokens: tokens sent before it fails",
-    )
-    p.add_argument(
-        "--fail-once-marker",
-        type=Path,
-        default=_env("fail_once_marker", None),
-        help="with a mid-stream failure: fail only while this file is absent, then create it",
-    )
-    p.add_argument("--seed", type=int, default=_env("seed", None))
-    p.add_argument(
-        "--weights", type=Path, default=_env("weights", None), help="weights to load: missing, the load fails"
-    )
-    p.set_defaults(func=_run_engine)
-
-
-def _run_engine(args: argparse.Namespace) -> int:
-    fields = EngineSettings.model_fields
-    values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    try:
-        settings = EngineSettings.model_validate(values)
-    except ValidationError as exc:
-        print(f"hearth-sim engine: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    print(
-        f"hearth-sim engine: serving {settings.model} on http://{settings.host}:{settings.port}"
-        f" (load {settings.load_seconds}s x{settings.time_scale}, failure={settings.failure})",
-        flush=True,
-    )
-    asyncio.run(serve(settings))
-    return 0
 
 
 def _up_parser(sub: Any) -> None:
@@ -190,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="hearth-sim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _engine_parser(sub)
     _up_parser(sub)
     manifests = sub.add_parser(
         "manifests", help="render the chart into deploy/hearth.yaml (needs the test extras)"

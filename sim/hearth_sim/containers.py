@@ -4,7 +4,6 @@ starts it, probes its readiness, restarts it with back-off and stops it like a k
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import resource
@@ -17,17 +16,22 @@ import httpx
 import yaml
 
 from hearth_api.model_deployment import HEARTH_IMAGE
+from hearth_sim import podman
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.kube import ApiError, kubeconfig
 from hearth_sim.llamacpp import IMAGE_REPO as LLAMACPP_REPO
 from hearth_sim.llamacpp import is_server_image
+from hearth_sim.pod_files import PodFiles
 
 if TYPE_CHECKING:
     from hearth_sim.kubelet import Kubelet
 
 Obj = dict[str, Any]
 HEARTH_IMAGE_REPO = HEARTH_IMAGE.rsplit(":", 1)[0]
-LOCAL_COMMANDS = ("hearth-sim", "hearth-operator", "hearth-router", "hearth-fetch")
+LOCAL_COMMANDS = ("hearth-sim-engine", "hearth-operator", "hearth-router", "hearth-fetch")
+# Hearth's programs that run as containers of its image where the machine can run them (the sim
+# engine stays a process, like every engine: the image is what this is about, not the engines).
+CONTAINED_COMMANDS = ("hearth-operator", "hearth-router", "hearth-fetch")
 TERMINATION_MESSAGE_BYTES = 2048  # a kubelet's cap on FallbackToLogsOnError's log tail
 TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath by default
 _QUANTITY_UNITS = {
@@ -171,7 +175,10 @@ class PodRunner:
         self.ready = False
         self.runtime_env: dict[str, str] = {}
         self.env: dict[str, str] = {}  # the running process's environment, for exec probes
+        self.contained: podman.Runtime | None = None  # set when the container runs in podman
         self.pod_dir = kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}"
+        config = kubelet.config
+        self.files = PodFiles(kubelet.kube, pod, ip, self.pod_dir, config.volumes_dir, config.api)
         self.mounts = self._volume_paths(self.container)
         for container in [self.container, *self.sidecars]:  # a volume exists once it is mounted
             for folder in self._volume_paths(container).values():
@@ -180,6 +187,7 @@ class PodRunner:
         self.termination_log = self.pod_dir / "termination-log"
         self.termination_log.parent.mkdir(parents=True, exist_ok=True)
         self.termination_log.write_text("")
+        self.termination_log.chmod(0o666)  # a container's user writes it, whoever that is
         self.mounts[str(self.container.get("terminationMessagePath", TERMINATION_LOG))] = str(
             self.termination_log
         )
@@ -242,10 +250,18 @@ class PodRunner:
                 await self._start_sidecar(sidecar)
             await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
             argv, self.runtime_env = await self._command(self.container, self.mounts)
+            if self.contained is not None:
+                argv = await self._container_argv(argv)
         except CannotRun as exc:
             msg = f"image cannot run in the simulated homelab: {exc}"
             await k.event(self.pod, "Warning", "Failed", msg)
             await self._status({"waiting": {"reason": "ErrImagePull", "message": msg}}, False, "Pending")
+            return
+        except podman.CannotCreate as exc:
+            msg = f"Error: {exc}"
+            await k.event(self.pod, "Warning", "Failed", msg)
+            waiting = {"reason": "CreateContainerConfigError", "message": str(exc)}
+            await self._status({"waiting": waiting}, False, "Pending")
             return
         await k.event(self.pod, "Normal", "Pulled", "Container image is present on the node")
         last: Obj = {}
@@ -337,6 +353,12 @@ class PodRunner:
         try:
             if image.split(":")[0] == HEARTH_IMAGE_REPO:
                 argv = hearth_command(container)
+                contained = await self.kubelet.container_runtime() if container is self.container else None
+                if contained is not None and Path(argv[0]).name in CONTAINED_COMMANDS:
+                    self.contained = contained
+                    self.kubelet.contained[self.pod["metadata"]["uid"]] = f"{self.ns}/{self.name}"
+                    given = [*(container.get("command") or []), *(container.get("args") or [])]
+                    return [localize(a, self.ip, {}) for a in given], {}
                 return [argv[0], *(local(a) for a in argv[1:])], {}
             if is_server_image(image) and not container.get("command"):
                 runtime, note = await self.kubelet.llamacpp()
@@ -371,10 +393,55 @@ class PodRunner:
             await self._kill(proc)
 
     async def _start(self, argv: list[str]) -> None:
+        uid = self.pod["metadata"]["uid"]
+        if self.contained is not None:
+            self._logfile.parent.mkdir(parents=True, exist_ok=True)
+            with self._logfile.open("ab") as out:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+                )
+            # The container's own process, as a node's pid namespace shows it.
+            proc = self.proc
+            running = await self.contained.pid(self.container_name, lambda: proc.returncode is None)
+            self.kubelet.pids[uid] = running or proc.pid
+            return
         self.proc, self.env = await self._spawn(
             self.container, argv, self.runtime_env, self.mounts, self._logfile
         )
-        self.kubelet.pids[self.pod["metadata"]["uid"]] = self.proc.pid
+        self.kubelet.pids[uid] = self.proc.pid
+
+    @property
+    def container_name(self) -> str:
+        """Unique on the machine: a demo and a test run may both run a pod of this name."""
+        return f"hearth-sim-{os.getpid()}-{self.ns}-{self.name}"[:120]
+
+    async def _container_argv(self, argv: list[str]) -> list[str]:
+        """`podman run` of the main container: its env, volumes and securityContext as a
+        kubelet gives them (see podman.py)."""
+        assert self.contained is not None
+        sec = podman.security(self.pod["spec"], self.container, self.contained.image_user)
+        labels = {
+            **self.contained.labels,
+            "io.kubernetes.pod.namespace": self.ns,
+            "io.kubernetes.pod.name": self.name,
+        }
+        return podman.run_argv(
+            podman=self.contained.podman,
+            name=self.container_name,
+            image=str(self.container.get("image")),
+            argv=argv,
+            entrypoint=bool(self.container.get("command")),
+            env={
+                **await self.files.env(self.container, lambda v: localize(v, self.ip, {})),
+                # The pod's address to listen on: containers share the host's loopback here.
+                "HEARTH_ROUTER_HOST": self.ip,
+                "HEARTH_OPERATOR_METRICS_HOST": self.ip,
+            },
+            mounts=await self.files.mounts(self.container, self.termination_log),
+            sec=sec,
+            labels=labels,
+            file_size=await self._volume_limit(self.container),
+        )
 
     async def _spawn(
         self,
@@ -395,7 +462,7 @@ class PodRunner:
             if "value" in item:
                 env[item["name"]] = localize(str(item["value"]), self.ip, mounts)
             elif "secretKeyRef" in (item.get("valueFrom") or {}):
-                value = await self._secret_value(item["valueFrom"]["secretKeyRef"])
+                value = await self.files.secret_value(item["valueFrom"]["secretKeyRef"])
                 if value is not None:
                     env[item["name"]] = value
         if argv[0].endswith(("hearth-operator", "hearth-router")):
@@ -426,33 +493,6 @@ class PodRunner:
             )
         return proc, env
 
-    async def _token(self, account: str) -> str:
-        """The ServiceAccount's token, waiting for the account to exist: a manifest file may list
-        the Deployment before its ServiceAccount, and a real cluster retries such a pod until the
-        account is there (its admission refuses the pod meanwhile)."""
-        delay = 0.1
-        for _ in range(60):
-            try:
-                return await self.kubelet.kube.request_token(self.ns, account)
-            except ApiError as exc:
-                if exc.code != 404:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        return await self.kubelet.kube.request_token(self.ns, account)
-
-    async def _secret_value(self, ref: Obj) -> str | None:
-        """An env var from a Secret's key, as a kubelet resolves it; an optional one that is
-        missing is left out (a required one would keep a real container from starting)."""
-        try:
-            secret = await self.kubelet.kube.get("v1", "secrets", self.ns, ref["name"])
-        except ApiError:
-            return None
-        data = (secret.get("data") or {}).get(ref.get("key", ""))
-        if data is None:
-            return (secret.get("stringData") or {}).get(ref.get("key", ""))
-        return base64.b64decode(data).decode()
-
     async def _volume_limit(self, container: Obj) -> int | None:
         """The capacity of the claims a container writes to, if any (see claim_capacity)."""
         claims = {}
@@ -469,7 +509,7 @@ class PodRunner:
         /var/run/secrets to mount into a local process) — and the pod's address to listen on."""
         account = self.pod["spec"].get("serviceAccountName") or "default"
         server = str(self.kubelet.kube.http.base_url).rstrip("/")
-        token = await self._token(account)
+        token = await self.files.token(account)
         config = kubeconfig(server, self.ns, f"system:serviceaccount:{self.ns}:{account}", token)
         path = self.pod_dir / "kubeconfig"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -531,7 +571,9 @@ class PodRunner:
                     f"Startup probe failed: {output.strip()[-300:]}; container "
                     f"{self.container.get('name')} failed startup probe, will be restarted",
                 )
-                if self.proc is not None and self.proc.returncode is None:
+                if self.contained is not None:
+                    await self.contained.kill(self.container_name, "KILL")
+                elif self.proc is not None and self.proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(self.proc.pid, signal.SIGKILL)
                 return False
@@ -541,6 +583,8 @@ class PodRunner:
         timeout = float(probe.get("timeoutSeconds", 1))
         if "exec" in probe:
             command = [str(c) for c in probe["exec"].get("command") or []]
+            if self.contained is not None:
+                command = [*self.contained.podman, "exec", self.container_name, *command]
             proc = await asyncio.create_subprocess_exec(
                 *command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
             )
@@ -566,12 +610,30 @@ class PodRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         try:
-            if self.proc is not None:
+            if self.proc is not None and self.contained is not None:
+                await self._stop_container(self.proc, self.contained)
+            elif self.proc is not None:
                 await self._kill(self.proc)
         finally:
             for proc in self.sidecar_procs:  # after the container, as a kubelet stops sidecars
                 await self._kill(proc)
             self.kubelet.pids.pop(self.pod["metadata"]["uid"], None)
+
+    async def _stop_container(self, proc: asyncio.subprocess.Process, runtime: podman.Runtime) -> None:
+        """SIGTERM to the container, SIGKILL after the pod's terminationGracePeriodSeconds (or at
+        once when this stop is cancelled); then the container is removed."""
+        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        try:
+            if proc.returncode is None:
+                await runtime.kill(self.container_name, "TERM")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), grace)
+        finally:
+            if proc.returncode is None:
+                await asyncio.shield(runtime.kill(self.container_name, "KILL"))
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(runtime.remove(self.container_name))
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM, then SIGKILL after the grace period or when this is cancelled."""

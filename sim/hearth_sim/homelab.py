@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trustme
 import yaml
 from aiohttp import web
 
@@ -30,6 +32,7 @@ from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
 from hearth_sim.kubelet import Kubelet, KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
+from hearth_sim.pod_files import ApiEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_CLAIM = "hearth-weights"  # the weights cache's claim, as the chart names it
@@ -118,6 +121,8 @@ class Homelab:
 
     api: HearthApiServer | None = None
     listener: Listener | None = None  # the API server's HTTP side: `restart()` drills a restart
+    https_listener: Listener | None = None  # the same API over https, for pods in containers
+    containers: bool = True  # Hearth's own pods as containers of its image, where it is built
     url: str = ""
     kubelet: Kubelet | None = None
     ingress_url: str = ""
@@ -150,12 +155,23 @@ class Homelab:
             self.api, self.url, self.listener = api, url, listener
             self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
             kube = Kube(url)
+            # Pods in containers reach the API as pods do: https, the cluster's CA mounted.
+            authority = trustme.CA()
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            authority.issue_cert(self.host, "localhost", "kubernetes.default.svc").configure_cert(tls)
+            https = Listener(api, self.host, 0, tls)
+            await https.start()
+            self.https_listener = https
+            ca_pem = authority.cert_pem.bytes().decode()
+            (self.state_dir / "ca.crt").write_text(ca_pem)
             config = KubeletConfig(
                 nodes=self.nodes,
                 log_dir=logs,
                 time_scale=self.time_scale,
                 backoff_base=self.backoff_base,
                 volumes_dir=self.volumes_dir,
+                api=ApiEndpoint(self.host, https.port, ca_pem),
+                containers=self.containers,
             )
             staged = weights.stage(self.volumes_dir) is not None
             self.kubelet = Kubelet(kube, config)
@@ -187,6 +203,7 @@ class Homelab:
                     await task
                 await self.kubelet.shutdown()
                 await kube.close()
+                await https.stop()
 
 
 class HomelabThread:
@@ -268,6 +285,9 @@ class ControlPlane:
             # The chart's weights cache, and the homelab's stand-in for Hugging Face.
             "HEARTH_OPERATOR_CACHE_CLAIM": CACHE_CLAIM,
             "HEARTH_OPERATOR_HF_ENDPOINT": self.homelab.hub_url,
+            # Its own address only: on 0.0.0.0 its metrics port would be taken on every
+            # loopback address, and another homelab on this machine could give no pod 8080.
+            "HEARTH_OPERATOR_METRICS_HOST": self.router_host,
         }
         commands = {
             "operator": [sys.executable, "-m", "hearth_operator.cli", "run"],

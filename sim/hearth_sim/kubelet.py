@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from typing import Any
 
 import httpx
 
-from hearth_sim import jobs, scheduling, weights
+from hearth_api.model_deployment import HEARTH_IMAGE
+from hearth_sim import jobs, podman, scheduling, weights
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.containers import PodRunner
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.llamacpp import Runtime, find_runtime
 from hearth_sim.nodes import NodeSpec
+from hearth_sim.pod_files import ApiEndpoint
 
 log = logging.getLogger("hearth.sim.kubelet")
 Obj = dict[str, Any]
@@ -44,6 +47,39 @@ class KubeletConfig:
     ip_prefix: str = "127.10"
     extra_env: dict[str, str] = field(default_factory=dict)
     volumes_dir: Path | None = None  # a folder per PersistentVolumeClaim: the pods' volumes
+    api: ApiEndpoint | None = None  # the API server over https, as pods in containers reach it
+    # Hearth's own pods as containers of its image, where podman and the image are here (else,
+    # and when False, as the matching console scripts).
+    containers: bool = True
+
+
+ADDRESSES = 250 * 256  # pod addresses of a block: <prefix>.0.2 … <prefix>.255.251
+ADDRESS_RETRY = 10.0  # seconds before a pod that found no address looks again (a CNI retries)
+
+
+def pod_address(prefix: str, n: int) -> str:
+    """The n-th pod address of a /16 block (each third octet holds 250 of them, from .2)."""
+    return f"{prefix}.{n // 250}.{n % 250 + 2}"
+
+
+def pod_ports(pod: Obj) -> set[int]:
+    """Every port the pod's containers declare (8000, an engine's, when none)."""
+    return {
+        int(port["containerPort"])
+        for container in pod["spec"].get("containers") or []
+        for port in container.get("ports") or []
+        if "containerPort" in port
+    } or {8000}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _bindable(ip: str, port: int) -> bool:
@@ -63,10 +99,14 @@ class Kubelet:
         self.pods: dict[str, Obj] = {}  # uid → pod as last seen
         self.runners: dict[str, PodRunner] = {}
         self.pids: dict[str, int] = {}  # uid → pid of the running container process
+        self.contained: dict[str, str] = {}  # uid → "ns/name" of pods run as containers of the image
         self._llamacpp: tuple[Runtime | None, str] | None = None  # found on the first such pod
         self._llamacpp_lock = asyncio.Lock()  # pods starting together share one probe
+        self._runtime: tuple[podman.Runtime | None, str] | None = None  # found on the first such pod
+        self._runtime_lock = asyncio.Lock()
         self._ips: dict[str, str] = {}
         self._next_ip = 2
+        self._no_address: set[str] = set()  # pods that found no address, to look again later
         self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.jobs: dict[tuple[str, str], Obj] = {}
         self._dirty_jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -83,6 +123,25 @@ class Kubelet:
                 self._llamacpp = await asyncio.to_thread(find_runtime, weights.cached())
                 log.info("llama.cpp pods: %s", self._llamacpp[1])
             return self._llamacpp
+
+    async def container_runtime(self) -> podman.Runtime | None:
+        """Podman and Hearth's image, looked for once (and the containers of kubelets that died
+        swept away); the kubelet says once which way Hearth's pods run."""
+        async with self._runtime_lock:
+            if self._runtime is None:
+                if not self.config.containers:
+                    self._runtime = None, "containers are off for this homelab"
+                elif self.config.api is None:
+                    self._runtime = None, "the API server has no https listener for containers"
+                else:
+                    self._runtime = await podman.find_runtime(HEARTH_IMAGE, os.getpid())
+                runtime, why = self._runtime
+                if runtime is not None:
+                    await runtime.sweep(_alive)
+                    log.info("Hearth's pods run as containers: %s", why)
+                else:
+                    log.warning("Hearth's pods run as console scripts, not containers: %s", why)
+            return self._runtime[0]
 
     async def run(self) -> None:
         for node in self.config.nodes:
@@ -143,9 +202,8 @@ class Kubelet:
                         self._dirty.put_nowait(owner)
             else:
                 self.pods[uid] = pod
-                if uid not in self.runners and pod["spec"].get("nodeName"):
-                    ip = self._ips.setdefault(uid, self._allocate_ip(pod))
-                    self.runners[uid] = PodRunner(self, pod, ip)
+                if pod["spec"].get("nodeName"):
+                    await self._start_pod(pod)
             owner = self._owner(pod)
             if owner:
                 self._dirty.put_nowait(owner)
@@ -160,21 +218,50 @@ class Kubelet:
         self.runners.pop(uid, None)
         await self.event(pod, "Normal", "Killing", f"Stopped container {runner.container.get('name')}")
 
-    def _allocate_ip(self, pod: Obj) -> str:
-        """The next loopback address on which every port the pod's containers declare is free
-        (other homelabs, or other test sessions, may share 127/8)."""
-        ports = {
-            int(port["containerPort"])
-            for container in pod["spec"].get("containers") or []
-            for port in container.get("ports") or []
-            if "containerPort" in port
-        } or {8000}
-        while True:
+    async def _start_pod(self, pod: Obj) -> None:
+        """Run a bound pod's containers on an address of its own — or, when no address is free,
+        say so in an Event (FailedCreatePodSandBox, as a kubelet whose CNI ran out of addresses
+        does) and try again every ADDRESS_RETRY seconds while the pod is there."""
+        uid = pod["metadata"]["uid"]
+        if uid in self.runners or uid in self._no_address:
+            return
+        ip = self._ips.get(uid) or self._allocate_ip(pod)
+        if ip is None:
+            self._no_address.add(uid)
+            asyncio.get_running_loop().call_later(ADDRESS_RETRY, self._retry_address, uid)
+            ports = ", ".join(str(p) for p in sorted(pod_ports(pod)))
+            await self.event(
+                pod,
+                "Warning",
+                "FailedCreatePodSandBox",
+                f"Failed to create pod sandbox: no address in {self.config.ip_prefix}.0.0/16 has "
+                f"port {ports} free (is a program listening on 0.0.0.0:{ports}?)",
+            )
+            return
+        self._ips[uid] = ip
+        self.runners[uid] = PodRunner(self, pod, ip)
+
+    def _retry_address(self, uid: str) -> None:
+        self._no_address.discard(uid)
+        pod = self.pods.get(uid)
+        if pod is not None and not pod["metadata"].get("deletionTimestamp"):
+            retry = asyncio.create_task(self._start_pod(pod))
+            self._stopping.add(retry)  # held, and awaited at shutdown, like a stop
+            retry.add_done_callback(self._stopping.discard)
+
+    def _allocate_ip(self, pod: Obj) -> str | None:
+        """The next loopback address of the block on which every port the pod's containers
+        declare is free (other homelabs, or other test sessions, may share 127/8); None once
+        every address of the block was tried."""
+        ports = pod_ports(pod)
+        taken = set(self._ips.values())
+        for _ in range(ADDRESSES):
             n = self._next_ip
-            self._next_ip += 1
-            ip = f"{self.config.ip_prefix}.{n // 250}.{n % 250 + 2}"
-            if all(_bindable(ip, port) for port in ports):
+            self._next_ip = self._next_ip + 1 if self._next_ip + 1 < ADDRESSES else 2
+            ip = pod_address(self.config.ip_prefix, n)
+            if ip not in taken and all(_bindable(ip, port) for port in ports):
                 return ip
+        return None
 
     def _owner(self, pod: Obj, kind: str = "Deployment") -> tuple[str, str] | None:
         for ref in pod["metadata"].get("ownerReferences") or []:
@@ -366,10 +453,7 @@ class Kubelet:
             bound = await self.kube.patch("v1", "pods", ns, name, {"spec": {"nodeName": node}})
             self.pods[bound["metadata"]["uid"]] = bound
             await self.event(bound, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
-            uid = bound["metadata"]["uid"]
-            if uid not in self.runners:
-                ip = self._ips.setdefault(uid, self._allocate_ip(bound))
-                self.runners[uid] = PodRunner(self, bound, ip)
+            await self._start_pod(bound)
 
     # --- API helpers -------------------------------------------------------------------------
 

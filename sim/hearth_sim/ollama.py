@@ -38,8 +38,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from hearth_sim import ollama_registry, text
-from hearth_sim.engine import (
+from hearth_sim import ollama_registry
+from hearth_sim_engine import text
+from hearth_sim_engine.server import (
     EngineSettings,
     EngineState,
     Failure,
@@ -121,12 +122,6 @@ class OllamaSettings(BaseModel):
             models=Path(models) if models else None,
             engine=engine or settings_from_env(env, personality=Personality.OLLAMA),
         )
-
-    @classmethod
-    def for_engine(cls, engine: EngineSettings) -> OllamaSettings:
-        """`hearth-sim engine --personality ollama --model X`: X is pulled already."""
-        base = cls.from_env(engine=engine)
-        return base.model_copy(update={"host": engine.host, "port": engine.port, "pulled": (engine.model,)})
 
 
 @dataclass

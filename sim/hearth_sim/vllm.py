@@ -4,8 +4,8 @@ It takes vLLM's own command line (`vllm serve`'s flags, as the operator renders 
 rejects what vLLM would reject — an unknown flag, a `--gpu-memory-utilization` outside (0, 1],
 `--max-num-seqs` below 1 — with vLLM's exit code 2, so a manifest the real server would refuse
 fails here too. Then it behaves as vLLM does while loading: nothing listens until the engine is
-up (see the `vllm` personality in `hearth_sim.engine`). Load time, speed and failures come from
-the `HEARTH_SIM_*` environment, as for the sim engine.
+up (see the `vllm` personality in `hearth_sim_engine.server`). Load time, speed and failures
+come from the `HEARTH_SIM_*` environment, as for the sim engine.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 
-from hearth_sim.engine import EngineSettings, Personality, serve, settings_from_env
+from hearth_sim_engine.server import EngineSettings, Personality, serve, settings_from_env
 
 
 def _fraction(value: str) -> float:

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ def failing_engine(start: Callable[..., EngineProc], failure: str, after: int, t
 def spawn_engine(*args: str, host: str = "127.0.0.1") -> EngineProc:
     """A sim engine process on a free port, listening (not necessarily loaded) on return."""
     port = free_port(host)
-    cmd = [sys.executable, "-m", "hearth_sim.cli", "engine", "--host", host, "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "hearth_sim_engine.cli", "--host", host, "--port", str(port), *args]
     proc = subprocess.Popen(cmd, env={**os.environ, "HEARTH_LOG_LEVEL": "WARNING"})
     engine = EngineProc(proc, f"http://{host}:{port}", time.monotonic())
     engine.wait_listening()
@@ -208,3 +209,26 @@ async def kube(homelab: HomelabThread, router: RouterProcess) -> AsyncIterator[K
     yield client
     await delete_all_models(client)
     await client.close()
+
+
+async def off_the_loop(call: Callable[[], T], deadline: float, what: str) -> T:
+    """Run a call that may block in native code (real Helm, in-process) on a daemon thread and
+    wait for it at most `deadline` seconds. On the test's own thread such a call holds the event
+    loop and the GIL-free native wait hides it from pytest-timeout's signal; here a hang fails
+    the test naming the call, and the thread cannot keep the run from ending."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = call()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(lambda error=exc: done.done() or done.set_exception(error))
+        else:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+
+    threading.Thread(target=run, name=what, daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), deadline)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not return within {deadline:g} s") from None

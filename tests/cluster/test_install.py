@@ -19,11 +19,14 @@ from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.hub import Hosted
 from hearth_sim.kube import Kube
 
-from .conftest import TIME_SCALE, eventually, pod_ip_prefix
+from .conftest import TIME_SCALE, eventually, off_the_loop, pod_ip_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
+# Where podman is, Hearth's pods must run as containers of its image (`make test` builds it).
+PODMAN = shutil.which("podman") is not None
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+HELM_DEADLINE = 150.0  # each Helm call's own --timeout is 120 s
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +53,26 @@ def kubectl(homelab: HomelabThread, *args: str) -> str:
     return done.stdout
 
 
-async def ready_pod(kube: Kube, component: str) -> dict[str, Any]:
+async def ready_pod(kube: Kube, component: str, namespace: str = "hearth") -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         selector = f"app.kubernetes.io/component={component}"
-        for pod in (await kube.list("v1", "pods", "hearth", selector))["items"]:
+        for pod in (await kube.list("v1", "pods", namespace, selector))["items"]:
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
             conditions = (pod.get("status") or {}).get("conditions") or []
             if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
                 return dict(pod)
         return None
 
     return await eventually(check, deadline=60, what=f"the {component} pod to be Ready")
+
+
+def ran_in_a_container(homelab: HomelabThread, pod_name_prefix: str) -> bool:
+    """Whether a pod of that name ran as a container of Hearth's image (not a local process);
+    without podman on the machine, nothing is asked of it."""
+    assert homelab.homelab.kubelet is not None
+    ran = homelab.homelab.kubelet.contained.values()
+    return not PODMAN or any(name.startswith(pod_name_prefix) for name in ran)
 
 
 async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(homelab: HomelabThread) -> None:
@@ -69,8 +82,10 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
     assert "deployment.apps/hearth-operator created" in applied and "clusterrole" in applied
     kube = Kube(homelab.homelab.url)
     try:
-        await ready_pod(kube, "operator")
+        operator = await ready_pod(kube, "operator")
         router = await ready_pod(kube, "router")
+        for pod in (operator, router):
+            assert ran_in_a_container(homelab, f"hearth/{pod['metadata']['name']}"), "not a container"
         kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-small.yaml"))
         url = f"http://{router['status']['podIP']}:8012"
         statuses = await chat_statuses(url, "small")
@@ -113,18 +128,20 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         await kube.close()
 
 
-async def chat_statuses(router_url: str, model: str) -> list[str | None]:
+async def chat_statuses(
+    router_url: str, model: str, headers: dict[str, str] | None = None
+) -> list[str | None]:
     """Once the router lists `model`, a streamed chat to it: each event's status, ending [DONE]."""
 
     async def listed() -> bool:
-        async with httpx.AsyncClient() as http:
-            models = (await http.get(f"{router_url}/v1/models")).json()["data"]
-        return any(m["id"] == model for m in models)
+        async with httpx.AsyncClient(headers=headers) as http:
+            r = await http.get(f"{router_url}/v1/models")
+        return r.status_code == 200 and any(m["id"] == model for m in r.json()["data"])
 
     await eventually(listed, deadline=30, what=f"the router pod to see {model}")
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     async with (
-        httpx.AsyncClient(timeout=60) as http,
+        httpx.AsyncClient(timeout=60, headers=headers) as http,
         http.stream("POST", f"{router_url}/v1/chat/completions", json=body) as r,
     ):
         lines = [line[6:] async for line in r.aiter_lines() if line.startswith("data: ")]
@@ -132,21 +149,39 @@ async def chat_statuses(router_url: str, model: str) -> list[str | None]:
     return [json.loads(line).get("status") for line in lines[:-1]]
 
 
-async def streams_a_downloaded_model(homelab: HomelabThread, kube: Kube, router_url: str) -> None:
-    homelab.homelab.hub.files["fetched.gguf"] = Hosted.synthetic(8 << 20, seed=7)
+async def streams_a_downloaded_model(
+    homelab: HomelabThread,
+    kube: Kube,
+    router_url: str,
+    headers: dict[str, str] | None = None,
+    name: str = "fetched",
+) -> None:
+    """A model whose weights come from a URL: the operator's fetch Job (a container of the image
+    too) downloads them into the cache, then a chat streams downloading → loading → reply."""
+    homelab.homelab.hub.files[f"{name}.gguf"] = Hosted.synthetic(8 << 20, seed=7)
     md = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-small.yaml").read_text())
-    md["metadata"] = {"name": "fetched"}
-    uri = f"{homelab.homelab.hub_url}/files/fetched.gguf"
+    md["metadata"] = {"name": name}
+    uri = f"{homelab.homelab.hub_url}/files/{name}.gguf"
     md["spec"].update(
-        model="fetched", aliases=[], modelSource={"uri": uri}, gpu={"class": "rtx3090", "vramGiB": 2}
+        model=name, aliases=[], modelSource={"uri": uri}, gpu={"class": "rtx3090", "vramGiB": 2}
     )
     await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", md)
-    statuses = await chat_statuses(router_url, "fetched")
-    assert "downloading" in statuses and statuses[-1] == "done", statuses
-    fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
+    statuses = await chat_statuses(router_url, name, headers)
+    assert "downloading" in statuses and "loading" in statuses and statuses[-1] == "done", statuses
+    assert statuses.index("downloading") < statuses.index("loading")
+    fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", name)
     assert fetched["status"]["cache"]["bytes"] == 8 << 20
-    # Its GPU is free again for the module's next install.
-    await kube.delete("hearth.dev/v1alpha1", "modeldeployments", "default", "fetched")
+    assert ran_in_a_container(homelab, f"default/{name}-weights-"), "the fetch Job's pod was not a container"
+    await gone_with_its_pods(kube, name)  # its GPU is free again for the module's next install
+
+
+async def gone_with_its_pods(kube: Kube, model: str) -> None:
+    await kube.delete("hearth.dev/v1alpha1", "modeldeployments", "default", model)
+
+    async def gone() -> bool:
+        return not (await kube.list("v1", "pods", "default", f"app.kubernetes.io/instance={model}"))["items"]
+
+    await eventually(gone, deadline=30, what=f"the pods of {model} to go")
 
 
 async def router_env(kube: Kube, namespace: str) -> dict[str, str]:
@@ -207,6 +242,7 @@ async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube, tmp: P
     assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
     md = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "slowpoke")
     assert md["status"]["phase"] == "Warm" and md["status"]["warmup"]["samples"]  # a load measured
+    await gone_with_its_pods(kube, "slowpoke")  # its GPU is free again for the next model
 
 
 async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
@@ -225,28 +261,50 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
         "hosts": [{"host": "hearth.lan", "paths": [{"path": "/", "pathType": "Prefix"}]}],
     }
     try:
-        helm.install(
-            chart,
-            "hearth",
-            {"router": {"settings": {"maxWaiters": 8}}, "ingress": ingress},
-            create_namespace=True,
-            wait="watcher",
-            timeout=120,
+        await off_the_loop(
+            lambda: helm.install(
+                chart,
+                "hearth",
+                {"router": {"settings": {"maxWaiters": 8}}, "ingress": ingress},
+                create_namespace=True,
+                wait="watcher",
+                timeout=120,
+            ),
+            HELM_DEADLINE,
+            "helm install",
         )
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
         await streams_through_the_ingress(homelab, kube, tmp_path)
-        helm.upgrade(
-            chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
+        await streams_a_downloaded_model(
+            homelab, kube, homelab.homelab.ingress_url, headers={"Host": "hearth.lan"}, name="pulled"
+        )
+        first_router = (await ready_pod(kube, "router", "lab"))["metadata"]["name"]
+        assert ran_in_a_container(homelab, f"lab/{first_router}")
+        await off_the_loop(
+            lambda: helm.upgrade(
+                chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
+            ),
+            HELM_DEADLINE,
+            "helm upgrade",
         )
         assert (await router_env(kube, "lab"))[
             "HEARTH_ROUTER_MAX_WAITERS"
         ] == "9"  # the value reached the pod
-        helm.rollback("hearth", version=1, wait="watcher", timeout=120)
+        rolled = (await ready_pod(kube, "router", "lab"))["metadata"]["name"]
+        assert rolled != first_router and ran_in_a_container(homelab, f"lab/{rolled}")
+        await off_the_loop(
+            lambda: helm.rollback("hearth", version=1, wait="watcher", timeout=120),
+            HELM_DEADLINE,
+            "helm rollback",
+        )
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
-        assert [r["revision"] for r in helm.history("hearth")] == [1, 2, 3]
+        history = await off_the_loop(lambda: helm.history("hearth"), HELM_DEADLINE, "helm history")
+        assert [r["revision"] for r in history] == [1, 2, 3]
         records = await kube.list("v1", "secrets", "lab", "owner=helm,name=hearth")
         assert len(records["items"]) == 3  # one release Secret per revision, found by labels
-        helm.uninstall("hearth", wait="watcher", timeout=120)
+        await off_the_loop(
+            lambda: helm.uninstall("hearth", wait="watcher", timeout=120), HELM_DEADLINE, "helm uninstall"
+        )
 
         async def gone() -> bool:
             left = await kube.list("apps/v1", "deployments", "lab")

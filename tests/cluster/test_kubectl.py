@@ -135,7 +135,7 @@ spec:
     spec:
       nodeSelector: {kubernetes.io/hostname: cpu-0}
       containers:
-      - {name: engine, image: "ghcr.io/hearth-dev/hearth:0.1.0", command: [hearth-sim, engine],
+      - {name: engine, image: "ghcr.io/hearth-dev/hearth:0.1.0", command: [hearth-sim-engine],
          args: [--model, chatter, --load-seconds, "0"]}
 """)
     kubectl(homelab, "apply", "-f", str(manifest))

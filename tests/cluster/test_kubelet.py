@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,7 +54,7 @@ def deployment(
                         {
                             "name": "engine",
                             "image": image,
-                            "command": ["hearth-sim", "engine"],
+                            "command": ["hearth-sim-engine"],
                             "args": args or ["--model", name],
                             "env": [{"name": "HEARTH_SIM_LOAD_SECONDS", "value": load}],
                             "ports": [{"containerPort": 8000}],
@@ -194,7 +195,7 @@ async def test_kubectl_logs_shows_what_the_container_printed(homelab: HomelabThr
         return r.text if "out of memory (simulated)" in r.text else None
 
     text = await eventually(logged, what="the engine's output in the pod log")
-    assert "hearth-sim engine: serving talky" in text
+    assert "hearth-sim-engine: serving talky" in text
 
 
 async def test_gpus_are_not_overcommitted(kube: Kube) -> None:
@@ -245,3 +246,30 @@ async def test_spec_change_rolls_the_pod(kube: Kube) -> None:
     async with httpx.AsyncClient() as http:
         models = (await http.get(f"http://{pod['status']['podIP']}:8000/v1/models")).json()
     assert models["data"][0]["id"] == "roll-v2"
+
+
+async def test_a_pod_whose_port_is_taken_on_every_address_fails_with_an_event(kube: Kube) -> None:
+    """A program on 0.0.0.0:P takes P on every loopback address (a demo's operator did, and the
+    kubelet looked for a free address forever): the pod gets an Event saying why, at once."""
+    with socket.create_server(("0.0.0.0", 0)) as squatter:
+        port = squatter.getsockname()[1]
+        manifest = deployment("squeezed", gpus=0, node="cpu-0")
+        container = manifest["spec"]["template"]["spec"]["containers"][0]
+        container["ports"] = [{"containerPort": port}]
+        await kube.create("apps/v1", "deployments", NS, manifest)
+
+        async def sandbox_failure() -> str | None:
+            events = (await kube.list("v1", "events", NS))["items"]
+            return next(
+                (
+                    e["message"]
+                    for e in events
+                    if e["reason"] == "FailedCreatePodSandBox"
+                    and e["involvedObject"]["name"].startswith("squeezed-")
+                ),
+                None,
+            )
+
+        message = await eventually(sandbox_failure, deadline=15, what="a FailedCreatePodSandBox Event")
+        assert f"port {port} free" in message and f"0.0.0.0:{port}" in message
+        assert not any(ready(p) for p in await pods_of(kube, "squeezed"))

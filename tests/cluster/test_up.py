@@ -28,7 +28,7 @@ def engine_pids(model: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"engine" in argv and model.encode() in argv:
+        if any(a.endswith(b"hearth-sim-engine") for a in argv) and model.encode() in argv:
             pids.append(int(entry.name))
     return pids
 
@@ -114,7 +114,7 @@ def test_up_serves_the_examples_and_ctrl_c_leaves_no_process(tmp_path: Path) -> 
                             {
                                 "name": "engine",
                                 "image": "ghcr.io/hearth-dev/hearth:0.1.0",
-                                "command": ["hearth-sim", "engine"],
+                                "command": ["hearth-sim-engine"],
                                 "args": ["--model", model],
                             }
                         ]

@@ -60,7 +60,7 @@ def test_ollama_and_sim_are_configured_by_env_and_command() -> None:
             md(engine="sim", env=[{"name": "HEARTH_SIM_LOAD_SECONDS", "value": "3"}]), None, None, 1
         )
     )
-    assert sim["command"] == ["hearth-sim", "engine"] and sim["args"] == ["--model", "qwen", "--port", "8000"]
+    assert sim["command"] == ["hearth-sim-engine"] and sim["args"] == ["--model", "qwen", "--port", "8000"]
     assert {"name": "HEARTH_SIM_LOAD_SECONDS", "value": "3"} in sim["env"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hearth_api.environment import invalid_message, load_settings, unknown_variables
+from hearth_api.environment import in_cluster_server, invalid_message, load_settings, unknown_variables
 from hearth_operator import cli as operator_cli
 from hearth_operator.settings import OperatorSettings
 from hearth_router import cli as router_cli
@@ -70,3 +70,13 @@ def test_the_programs_refuse_to_start_on_a_typo(
     monkeypatch.setenv("HEARTH_OPERATOR_NAMESPACES", "ai")
     assert operator_cli.main(["run"]) == 2
     assert "HEARTH_OPERATOR_NAMESPACES (did you mean HEARTH_OPERATOR_NAMESPACE?)" in capsys.readouterr().err
+
+
+def test_a_pod_finds_the_api_server_from_the_kubelets_variables() -> None:
+    """kopf's own service-account login names https://kubernetes.default.svc, which needs the
+    cluster's DNS; the variables a kubelet sets in every container do not."""
+    env = {"KUBERNETES_SERVICE_HOST": "10.43.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert in_cluster_server(env) == "https://10.43.0.1:443"
+    assert in_cluster_server({**env, "KUBERNETES_SERVICE_HOST": "fd00::1"}) == "https://[fd00::1]:443"
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.43.0.1"}) is None
+    assert in_cluster_server({}) is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -369,26 +370,41 @@ class HearthApiServer(kmock.KubernetesEmulator):
 
 class Listener:
     """The API server's HTTP side, which can go away and come back on the same port with its
-    state (a restarting kube-apiserver: every watch ends, connections are refused meanwhile)."""
+    state (a restarting kube-apiserver: every watch ends, connections are refused meanwhile).
+    With an SSL context it serves https, as pods reach a real API server (in-cluster config)."""
 
-    def __init__(self, api: HearthApiServer, host: str, port: int) -> None:
-        self.api, self.host, self.port = api, host, port
+    def __init__(self, api: HearthApiServer, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.api, self.host, self.port, self.tls = api, host, port, tls
         self._http: kmock.Server | None = None
+        self._https: aiohttp.web.ServerRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        if self.tls is not None:
+            # kmock's server has no TLS: aiohttp's low-level server runs the same handler.
+            runner = aiohttp.web.ServerRunner(aiohttp.web.Server(self.api), handle_signals=False)
+            await runner.setup()
+            site = aiohttp.web.TCPSite(runner, self.host, self.port, ssl_context=self.tls)
+            await site.start()
+            self._https = runner
+            self.port = runner.addresses[0][1]
+            return
         self._http = kmock.Server(self.api, host=self.host, port=self.port or None)
         await self._http.__aenter__()
         self.port = self._http.port
 
     async def stop(self) -> None:
-        if self._http is not None:
+        if self._http is not None or self._https is not None:
             self.api.end_watches()  # or the HTTP server waits for every open watch before it stops
+        if self._http is not None:
             http, self._http = self._http, None
             await http.__aexit__(None, None, None)
+        if self._https is not None:
+            https, self._https = self._https, None
+            await https.cleanup()
 
     async def restart(self, downtime: float) -> None:
         """Down for `downtime` seconds, then up again on the same port, state kept."""

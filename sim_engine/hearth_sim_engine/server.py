@@ -14,8 +14,9 @@ A personality makes it behave, while it loads and when it refuses, like one real
 - `vllm` (vLLM's OpenAI server): nothing listens until the engine is up (connections are
   refused during the load), then `/health` 200 with an empty body; a `model` that is not one of
   its `--served-model-name`s is a 404 `NotFoundError`; errors are `{"object":"error",...}`.
-- `ollama`: see `hearth_sim.ollama` (listens at once, loads on the first request, unloads
-  after its keep-alive).
+- `ollama`: the homelab's simulated Ollama (`hearth_sim.ollama`: listens at once, loads on
+  the first request, unloads after its keep-alive) builds on this engine with it; this module
+  does not serve it alone.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth_sim import text
+from hearth_sim_engine import text
 
 log = logging.getLogger("hearth.sim.engine")
 
@@ -434,10 +435,7 @@ async def serve(settings: EngineSettings) -> None:
     import uvicorn
 
     if settings.personality is Personality.OLLAMA:
-        from hearth_sim import ollama
-
-        await ollama.serve(ollama.OllamaSettings.for_engine(settings))
-        return
+        raise ValueError("the ollama personality is the homelab's simulated Ollama (hearth_sim.ollama)")
     app = create_app(settings)
     if settings.personality is Personality.VLLM:
         # vLLM binds its port only once the engine is up: until then, connections are refused.
