@@ -81,7 +81,13 @@ rm -f deploy/wheelhouse/*.whl
     --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
     --platform "linux_$arch" deploy/wheelhouse/hearth-"$VERSION"-*.whl
 
+previous=$("${engine[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 "${engine[@]}" build --quiet "${limits[@]}" --build-arg "BASE=$BASE" --build-arg "VERSION=$VERSION" \
     --label "dev.hearth.source-digest=$digest" --file deploy/Dockerfile --tag "$IMAGE" . >/dev/null
+# What this build left behind: its build stage, and the image it replaced (untagged now).
+"${engine[@]}" image prune --force --filter label=dev.hearth.stage=build >/dev/null 2>&1 || true
+if [ -n "$previous" ] && [ "$previous" != "$("${engine[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    "${engine[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 size=$("${engine[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 echo "make image: built $IMAGE on $BASE, $((size / 1000000)) MB"

@@ -585,16 +585,10 @@ class PodRunner:
             command = [str(c) for c in probe["exec"].get("command") or []]
             if self.contained is not None:
                 command = [*self.contained.podman, "exec", self.container_name, *command]
-            proc = await asyncio.create_subprocess_exec(
-                *command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                return False, f"command timed out after {timeout:g}s"
-            return proc.returncode == 0, out.decode(errors="replace")
+            # In a container, `podman exec` gives the command the container's own environment.
+            env = None if self.contained is not None else self.env
+            code, out = await podman.run_command(command, timeout, env)
+            return code == 0, out
         url = self._url(probe.get("httpGet") or {})
         try:
             async with httpx.AsyncClient(timeout=timeout) as http:

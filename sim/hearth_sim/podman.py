@@ -120,6 +120,24 @@ def run_argv(
     return out
 
 
+async def run_command(
+    argv: list[str], deadline: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """A command's exit code and output (stdout and stderr), killed past `deadline` seconds
+    (code -1, the output saying so)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), deadline)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return -1, f"command timed out after {deadline:g}s"
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
 def security_flags(sec: Security) -> list[str]:
     """The `podman run` flags of a securityContext."""
     out: list[str] = []
@@ -151,17 +169,7 @@ class Runtime:
     labels: dict[str, str] = field(default_factory=dict)
 
     async def run(self, *args: str, deadline: float = 30.0) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *self.podman, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), deadline)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return -1, f"podman {args[0]} did not answer within {deadline:g} s"
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace")
+        return await run_command([*self.podman, *args], deadline)
 
     async def kill(self, name: str, signal: str) -> None:
         await self.run("kill", "--signal", signal, name, deadline=10)

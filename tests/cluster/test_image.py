@@ -20,6 +20,7 @@ from hearth_api.model_deployment import HEARTH_IMAGE
 from hearth_sim.homelab import HomelabThread
 from hearth_sim.hub import Hosted
 from hearth_sim.image import LABEL, source_digest
+from hearth_sim.kube import Kube
 
 from .conftest import eventually, free_port
 
@@ -202,3 +203,42 @@ def test_the_fetch_downloads_into_a_mounted_cache_and_nowhere_else(
     written = [p for p in cache.rglob("*") if p.is_file() and p.name == "image-test.gguf"]
     assert len(written) == 1 and written[0].stat().st_size == 3 << 20
     assert written[0].stat().st_uid == 1000  # written by the image's user, through the mount
+
+
+async def test_a_pod_the_image_cannot_run_as_is_refused_with_the_reason(homelab: HomelabThread) -> None:
+    """runAsNonRoot with runAsUser 0: a kubelet refuses to create the container
+    (CreateContainerConfigError), and so does the homelab's, with an Event naming why."""
+    kube = Kube(homelab.homelab.url)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "rooted"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "rooted"}},
+            "template": {
+                "metadata": {"labels": {"app": "rooted"}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": "cpu-0"},
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 0},
+                    "containers": [{"name": "router", "image": HEARTH_IMAGE, "command": ["hearth-router"]}],
+                },
+            },
+        },
+    }
+    try:
+        await kube.create("apps/v1", "deployments", "default", deployment)
+
+        async def refused() -> dict[str, str] | None:
+            for pod in (await kube.list("v1", "pods", "default", "app=rooted"))["items"]:
+                for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                    waiting = status.get("state", {}).get("waiting") or {}
+                    if waiting.get("reason") == "CreateContainerConfigError":
+                        return dict(waiting)
+            return None
+
+        waiting = await eventually(refused, deadline=30, what="the container to be refused")
+        assert waiting["message"] == "container has runAsNonRoot and image will run as root"
+    finally:
+        await kube.delete("apps/v1", "deployments", "default", "rooted")
+        await kube.close()

@@ -156,8 +156,9 @@ async def streams_a_downloaded_model(
     headers: dict[str, str] | None = None,
     name: str = "fetched",
 ) -> None:
-    """A model whose weights come from a URL: the operator's fetch Job (a container of the image
-    too) downloads them into the cache, then a chat streams downloading → loading → reply."""
+    """A model applied with kubectl whose weights come from a URL: the operator's fetch Job (a
+    container of the image too) downloads them into the cache, then a chat streams downloading →
+    loading → reply."""
     homelab.homelab.hub.files[f"{name}.gguf"] = Hosted.synthetic(8 << 20, seed=7)
     md = yaml.safe_load((ROOT / "deploy" / "examples" / "sim-small.yaml").read_text())
     md["metadata"] = {"name": name}
@@ -165,7 +166,9 @@ async def streams_a_downloaded_model(
     md["spec"].update(
         model=name, aliases=[], modelSource={"uri": uri}, gpu={"class": "rtx3090", "vramGiB": 2}
     )
-    await kube.create("hearth.dev/v1alpha1", "modeldeployments", "default", md)
+    manifest = homelab.homelab.state_dir / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump(md))
+    kubectl(homelab, "apply", "-n", "default", "-f", str(manifest))  # as a user applies a model
     statuses = await chat_statuses(router_url, name, headers)
     assert "downloading" in statuses and "loading" in statuses and statuses[-1] == "done", statuses
     assert statuses.index("downloading") < statuses.index("loading")
