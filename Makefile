@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 image: $(STAMP)
 	deploy/build-image.sh
 
-.PHONY: image test-image demo demo-chart test bench reliability lint typecheck unit install crd manifests clean
+.PHONY: image test-image docs demo demo-chart test bench reliability lint typecheck unit install crd manifests clean
 
 $(STAMP): pyproject.toml sim/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,7 @@ test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed $(WORKFLOW_LINT)/node_modu
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Benchmarks: figures against same-run baselines, printed and saved under .hearth/bench/.
@@ -71,13 +72,17 @@ $(LITELLM_VENV)/.installed:
 bench: $(STAMP) $(LITELLM_VENV)/.installed
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
-# The reliability drills (also part of `make test`), then README's table refreshed from their results.
+# The reliability drills (also part of `make test`), then docs/reliability.md's table refreshed from their results.
 reliability: $(STAMP)
 	$(BIN)/pytest tests/drills $(PYTEST_ARGS)
 	$(BIN)/python -m tests.drills.report
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# The documentation (docs/, mkdocs) as a site in .hearth/site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 crd: $(STAMP)
 	$(BIN)/hearth-operator crd

@@ -1,5 +1,6 @@
 """The names on the wire: the resource's group/version/kind, and the annotations and labels the
-parts of Hearth read and write on each other's objects (DESIGN.md: one writer per thing)."""
+parts of Hearth read and write on each other's objects (docs/architecture.md: one writer per
+thing)."""
 
 from __future__ import annotations
 

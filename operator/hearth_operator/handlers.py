@@ -2,7 +2,7 @@
 
 Only raw watch events (`on.event`) and indexes are used — no `on.create/update` — so kopf keeps no
 annotations or finalizers of its own on ModelDeployments: users own spec and metadata, the router
-owns its two annotations, the operator owns status (DESIGN.md: one writer per thing).
+owns its annotations, the operator owns status (docs/architecture.md: one writer per thing).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The wire format of DESIGN.md's stream, as pure functions: status events are ordinary
+"""The wire format of the stream (docs/stream.md), as pure functions: status events are ordinary
 `chat.completion.chunk`s (or `text_completion` chunks) with an empty delta and extra top-level
 keys, so every stock OpenAI client parses them and reads the text unchanged."""
 

@@ -1,6 +1,6 @@
 """Concurrency per replica and a FIFO queue per model.
 
-Each replica serves at most `concurrency` requests at once (DESIGN.md); the rest wait in
+Each replica serves at most `concurrency` requests at once (docs/architecture.md); the rest wait in
 arrival order. A ticket is granted only when it is first in its model's queue and a replica
 has a free slot, so nobody overtakes. Places in line are computed once per change of a queue,
 not once per waiter: a thousand waiters asking their place each second would otherwise walk

@@ -2,7 +2,7 @@
 
     python -m tests.bench [--only overhead,herd,eta,propagation,operator] [--smoke]
 
-Exits 0 whatever the figures: benchmarks measure, the README says what they mean.
+Exits 0 whatever the figures: benchmarks measure, docs/performance.md says what they mean.
 """
 
 from __future__ import annotations

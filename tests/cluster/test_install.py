@@ -5,6 +5,7 @@ credentials a kubelet gives them, and serve a cold model end to end."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from hearth_sim import podman
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.hub import Hosted
 from hearth_sim.kube import Kube
@@ -126,6 +128,31 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
 
         await eventually(gone, deadline=30, what="Hearth's pods to go")
         await kube.close()
+    # Their containers were stopped and removed with them.
+    assert not containers_left(homelab, "hearth")
+
+
+def containers_left(homelab: HomelabThread, namespace: str) -> list[str]:
+    """Names of the containers this homelab's kubelet still has for pods of `namespace`."""
+    if not PODMAN:
+        return []
+    done = subprocess.run(
+        [
+            "podman",
+            "ps",
+            "--all",
+            "--filter",
+            f"label=io.kubernetes.pod.namespace={namespace}",
+            "--filter",
+            f"label={podman.LABEL}={os.getpid()}",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.stdout.split()
 
 
 async def chat_statuses(

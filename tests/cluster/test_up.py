@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,12 +11,15 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hearth_sim import weights
 from hearth_sim.cli import port_taken
 
 from ..conftest import descendants, wait_until
 from .conftest import free_port, pod_ip_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def engine_pids(model: str) -> list[int]:
@@ -181,5 +185,34 @@ def test_up_via_chart_installs_hearth_as_a_user_would(tmp_path: Path) -> None:
         pods = httpx.get(f"{url}/api/v1/namespaces/hearth/pods").json()["items"]
         accounts = {p["spec"].get("serviceAccountName") for p in pods}
         assert accounts == {"hearth-operator", "hearth-router"}
+    finally:
+        ctrl_c(up)
+
+
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("kubectl") is None, reason="the tour uses curl and kubectl"
+)
+def test_the_readmes_quick_tour_works_as_written(tmp_path: Path) -> None:
+    """Every command of README's "A quick tour", run by bash against `hearth-sim up`, with only
+    its ports and paths moved to this test's (the demo's own may be running beside it)."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("## A quick tour", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    port, router_port = free_port(), free_port()
+    up, _ = start_up(port, router_port, tmp_path)
+    try:
+        script = (
+            tour.replace("127.0.0.1:8012", f"127.0.0.1:{router_port}")
+            .replace("$PWD/.hearth/kubeconfig", str(tmp_path / "kubeconfig"))
+            .replace(".venv/bin/python", sys.executable)
+        )
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=240
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        out = done.stdout
+        assert out.count('"status":"done"') == 2 and out.count("data: [DONE]") == 2, out[-2000:]
+        assert '"status":"loading"' in out and '"status":"downloading"' in out
+        assert "medium" in out and "PHASE" in out  # kubectl get md
+        assert out.rstrip().splitlines()[-1].strip(), "the OpenAI client printed no answer"
     finally:
         ctrl_c(up)

@@ -1,4 +1,4 @@
-"""What a drill tried and what came of it, saved for README's "Reliability" table.
+"""What a drill tried and what came of it, saved for docs/reliability.md's table.
 
 Each drill test makes a `Drill`, counts what it injected and every failure a user would have
 seen (a stream lost, a request hung, a 5xx), asserts they are all 0, then `save()`s — so a

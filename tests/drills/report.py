@@ -1,5 +1,5 @@
-"""Refresh README's "Reliability" table from the drills' saved results (`make reliability`
-runs the drills, then this). The table sits between two markers; everything else in the README
+"""Refresh docs/reliability.md's table from the drills' saved results (`make reliability`
+runs the drills, then this). The table sits between two markers; everything else in the page
 is left as it is."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .record import Drill, load_all
 
-README = Path(__file__).parents[2] / "README.md"
+README = Path(__file__).parents[2] / "docs" / "reliability.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -27,7 +27,7 @@ def table(drills: list[Drill]) -> str:
 def refresh(readme: str, drills: list[Drill]) -> str:
     head, found, rest = readme.partition(START)
     if not found or END not in rest:
-        raise SystemExit(f"README has no {START} … {END} section")
+        raise SystemExit(f"{README} has no {START} … {END} section")
     _, _, tail = rest.partition(END)
     return f"{head}{START}\n{table(drills)}\n{END}{tail}"
 
@@ -38,7 +38,7 @@ def main() -> int:
         print("no drill results under .hearth/reliability/: run `make reliability`", file=sys.stderr)
         return 1
     README.write_text(refresh(README.read_text(), drills))
-    print(f"README: {len(drills)} drills")
+    print(f"{README.name}: {len(drills)} drills")
     return 0
 
 

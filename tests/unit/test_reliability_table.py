@@ -1,4 +1,4 @@
-"""README's Reliability table is produced from the drills' results, never typed: it has the
+"""docs/reliability.md's table is produced from the drills' results, never typed: it has the
 generated header, one row per drill defined in tests/drills/, and 0 in every failure column."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_every_drill_has_a_row_and_every_row_a_drill() -> None:
         for title in re.findall(r'Drill\(\s*"[^"]+",\s*"([^"]+)"', path.read_text())
     }
     assert defined, "no drills found"
-    assert {row[0] for row in rows()} == defined, "run `make reliability` to refresh README"
+    assert {row[0] for row in rows()} == defined, "run `make reliability` to refresh docs/reliability.md"
 
 
 def test_no_row_reports_a_failure() -> None:

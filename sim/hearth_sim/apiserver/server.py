@@ -3,8 +3,9 @@ store.py behind it.
 
 kmock gives the aiohttp server, request parsing and the request log (`emulator.requests`);
 this subclass answers every request itself: discovery that kubectl's REST mapper accepts,
-CRUD/patch/watch over the store, server-side Tables for `kubectl get`. Stock emulator gaps it
-fixes are listed in ../shared/notes/kmock.md and each has a test in tests/cluster/.
+CRUD/patch/watch over the store, server-side Tables for `kubectl get`. Each gap of the stock
+emulator it fixes has a test in tests/cluster/test_apiserver.py, run against both (the stock
+one's expected to fail).
 """
 
 from __future__ import annotations
