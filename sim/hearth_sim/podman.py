@@ -120,9 +120,7 @@ def run_argv(
     return out
 
 
-async def run_command(
-    argv: list[str], deadline: float, env: dict[str, str] | None = None
-) -> tuple[int, str]:
+async def run_command(argv: list[str], deadline: float, env: dict[str, str] | None = None) -> tuple[int, str]:
     """A command's exit code and output (stdout and stderr), killed past `deadline` seconds
     (code -1, the output saying so)."""
     proc = await asyncio.create_subprocess_exec(
