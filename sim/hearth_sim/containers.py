@@ -395,6 +395,8 @@ class PodRunner:
     async def _start(self, argv: list[str]) -> None:
         uid = self.pod["metadata"]["uid"]
         if self.contained is not None:
+            if self.restarts:  # the last run's container may not be removed yet: its name is reused
+                await self.contained.remove(self.container_name)
             self._logfile.parent.mkdir(parents=True, exist_ok=True)
             with self._logfile.open("ab") as out:
                 self.proc = await asyncio.create_subprocess_exec(

@@ -54,6 +54,13 @@ async def serving_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0) -> Async
         await runner.cleanup()
 
 
+def free_port(host: str) -> int:
+    """A port nothing listens on now on `host` (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def manifests(paths: list[Path]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in paths:
@@ -285,9 +292,11 @@ class ControlPlane:
             # The chart's weights cache, and the homelab's stand-in for Hugging Face.
             "HEARTH_OPERATOR_CACHE_CLAIM": CACHE_CLAIM,
             "HEARTH_OPERATOR_HF_ENDPOINT": self.homelab.hub_url,
-            # Its own address only: on 0.0.0.0 its metrics port would be taken on every
-            # loopback address, and another homelab on this machine could give no pod 8080.
+            # Its own address and a free port: on 0.0.0.0:8080 its metrics would take 8080 on
+            # every loopback address (another homelab could give no pod 8080), and a second
+            # `hearth-sim up` on this machine (a test run beside the demo) finds 8080 taken.
             "HEARTH_OPERATOR_METRICS_HOST": self.router_host,
+            "HEARTH_OPERATOR_METRICS_PORT": str(free_port(self.router_host)),
         }
         commands = {
             "operator": [sys.executable, "-m", "hearth_operator.cli", "run"],
