@@ -30,7 +30,8 @@ from hearth_sim.apiserver import HearthApiServer, Listener, serve_restartable
 from hearth_sim.hub import Hosted, Hub
 from hearth_sim.ingress import serve_ingress
 from hearth_sim.kube import ApiError, Kube, kubeconfig
-from hearth_sim.kubelet import Kubelet, KubeletConfig
+from hearth_sim.kubelet import Kubelet
+from hearth_sim.node import KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 from hearth_sim.pod_files import ApiEndpoint
 

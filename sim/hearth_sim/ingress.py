@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 
-from hearth_sim.containers import container_port
 from hearth_sim.kube import ApiError, Kube
+from hearth_sim.pod_spec import container_port
 
 log = logging.getLogger("hearth.sim.ingress")
 HOP_BY_HOP = {

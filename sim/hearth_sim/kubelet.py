@@ -17,8 +17,6 @@ import logging
 import os
 import secrets
 import socket
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,28 +27,10 @@ from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.containers import PodRunner
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.llamacpp import Runtime, find_runtime
-from hearth_sim.nodes import NodeSpec
-from hearth_sim.pod_files import ApiEndpoint
+from hearth_sim.node import KubeletConfig
 
 log = logging.getLogger("hearth.sim.kubelet")
 Obj = dict[str, Any]
-
-
-@dataclass
-class KubeletConfig:
-    nodes: list[NodeSpec]
-    log_dir: Path
-    time_scale: float = 1.0  # handed to sim engines that do not set their own
-    probe_interval: float = 0.05  # faster than a real kubelet, so status follows within ms
-    backoff_base: float = 10.0  # crash-loop back-off: base * 2^restarts, capped at 300 s
-    grace_seconds: float = 2.0
-    ip_prefix: str = "127.10"
-    extra_env: dict[str, str] = field(default_factory=dict)
-    volumes_dir: Path | None = None  # a folder per PersistentVolumeClaim: the pods' volumes
-    api: ApiEndpoint | None = None  # the API server over https, as pods in containers reach it
-    # Hearth's own pods as containers of its image, where podman and the image are here (else,
-    # and when False, as the matching console scripts).
-    containers: bool = True
 
 
 ADDRESSES = 250 * 256  # pod addresses of a block: <prefix>.0.2 … <prefix>.255.251
@@ -123,6 +103,11 @@ class Kubelet:
                 self._llamacpp = await asyncio.to_thread(find_runtime, weights.cached())
                 log.info("llama.cpp pods: %s", self._llamacpp[1])
             return self._llamacpp
+
+    @property
+    def runtime_note(self) -> str:
+        """How Hearth's pods run here, and why (once the first of them asked)."""
+        return self._runtime[1] if self._runtime else "not looked for yet"
 
     async def container_runtime(self) -> podman.Runtime | None:
         """Podman and Hearth's image, looked for once (and the containers of kubelets that died

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import fcntl
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
@@ -126,14 +127,27 @@ def smollm2_or_skip() -> Path:
 TIME_SCALE = 0.05
 
 
-_homelabs = itertools.count()
+POD_BLOCKS = Path(tempfile.gettempdir()) / "hearth-pod-blocks"
+_held_blocks: list[IO[str]] = []  # the lock files of the blocks this test process holds
 
 
 def pod_ip_prefix() -> str:
-    """A 127.x block of pod IPs of its own for each homelab, so test runs side by side (xdist
-    workers, two checkouts) rarely meet; the kubelet also skips addresses already in use. The
-    demo's `hearth-sim up` uses 127.10."""
-    return f"127.{20 + (os.getpid() + next(_homelabs)) % 230}"
+    """A 127.x block of pod IPs of its own for each homelab, held with a lock file for the life
+    of this test process: xdist workers and test runs of other checkouts on this machine never
+    share one (two homelabs on one block could both give out an address before either pod bound
+    it, and a test would talk to the other homelab's router). The demo's `hearth-sim up` uses
+    127.10, below these."""
+    POD_BLOCKS.mkdir(exist_ok=True)
+    for n in range(20, 250):
+        lock = (POD_BLOCKS / f"127.{n}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _held_blocks.append(lock)
+        return f"127.{n}"
+    raise RuntimeError(f"every 127.x block of pod addresses is held by other test runs ({POD_BLOCKS})")
 
 
 def start_homelab(state_dir: Path, nodes: list[NodeSpec] | None = None) -> HomelabThread:

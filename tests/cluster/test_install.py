@@ -5,6 +5,7 @@ credentials a kubelet gives them, and serve a cold model end to end."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -69,6 +70,11 @@ async def ready_pod(kube: Kube, component: str, namespace: str = "hearth") -> di
     return await eventually(check, deadline=60, what=f"the {component} pod to be Ready")
 
 
+def kubelet_note(homelab: HomelabThread) -> str:
+    assert homelab.homelab.kubelet is not None
+    return homelab.homelab.kubelet.runtime_note
+
+
 def ran_in_a_container(homelab: HomelabThread, pod_name_prefix: str) -> bool:
     """Whether a pod of that name ran as a container of Hearth's image (not a local process);
     without podman on the machine, nothing is asked of it."""
@@ -87,12 +93,14 @@ async def test_kubectl_apply_of_the_plain_manifests_runs_hearth_in_its_pods(home
         operator = await ready_pod(kube, "operator")
         router = await ready_pod(kube, "router")
         for pod in (operator, router):
-            assert ran_in_a_container(homelab, f"hearth/{pod['metadata']['name']}"), "not a container"
+            name = pod["metadata"]["name"]
+            assert ran_in_a_container(homelab, f"hearth/{name}"), f"{name}: {kubelet_note(homelab)}"
         kubectl(homelab, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-small.yaml"))
         url = f"http://{router['status']['podIP']}:8012"
         statuses = await chat_statuses(url, "small")
         assert statuses[0] == "routing" and "loading" in statuses and statuses[-1] == "done"
         small = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", "small")
+        assert "status" in small, small
         assert small["status"]["phase"] == "Warm" and small["status"]["node"] == "gpu-3070"
         # Weights from a URL go through the chart's cache: the operator runs a fetch Job (its
         # RBAC allows it), the engine loads what the Job left.
@@ -205,7 +213,7 @@ async def streams_a_downloaded_model(
     assert statuses.index("downloading") < statuses.index("loading")
     fetched = await kube.get("hearth.dev/v1alpha1", "modeldeployments", "default", name)
     assert fetched["status"]["cache"]["bytes"] == 8 << 20
-    assert ran_in_a_container(homelab, f"default/{name}-weights-"), "the fetch Job's pod was not a container"
+    assert ran_in_a_container(homelab, f"default/{name}-weights-"), kubelet_note(homelab)
     await gone_with_its_pods(kube, name)  # its GPU is free again for the module's next install
 
 
@@ -313,7 +321,7 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
             homelab, kube, homelab.homelab.ingress_url, headers={"Host": "hearth.lan"}, name="pulled"
         )
         first_router = (await ready_pod(kube, "router", "lab"))["metadata"]["name"]
-        assert ran_in_a_container(homelab, f"lab/{first_router}")
+        assert ran_in_a_container(homelab, f"lab/{first_router}"), kubelet_note(homelab)
         await off_the_loop(
             lambda: helm.upgrade(
                 chart, "hearth", {"router": {"settings": {"maxWaiters": 9}}}, wait="watcher", timeout=120
@@ -325,7 +333,7 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
             "HEARTH_ROUTER_MAX_WAITERS"
         ] == "9"  # the value reached the pod
         rolled = (await ready_pod(kube, "router", "lab"))["metadata"]["name"]
-        assert rolled != first_router and ran_in_a_container(homelab, f"lab/{rolled}")
+        assert rolled != first_router and ran_in_a_container(homelab, f"lab/{rolled}"), kubelet_note(homelab)
         await off_the_loop(
             lambda: helm.rollback("hearth", version=1, wait="watcher", timeout=120),
             HELM_DEADLINE,
@@ -356,3 +364,43 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
     finally:
         helm.close()
         await kube.close()
+
+
+async def test_without_containers_hearths_pods_run_as_console_scripts_and_it_says_so_once(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where podman or the image is missing, the homelab runs the same manifests' pods as the
+    matching console scripts (with a kubeconfig of their ServiceAccount), and says why once."""
+    lab = Homelab(
+        state_dir=tmp_path_factory.mktemp("processes"),
+        time_scale=TIME_SCALE,
+        backoff_base=0.2,
+        ip_prefix=pod_ip_prefix(),
+        containers=False,
+    )
+    thread = HomelabThread(lab)
+    thread.start()
+    kube = Kube(lab.url)
+    try:
+        with caplog.at_level(logging.INFO, logger="hearth.sim.kubelet"):
+            kubectl(
+                thread,
+                "apply",
+                "-f",
+                str(ROOT / "deploy" / "crds"),
+                "-f",
+                str(ROOT / "deploy" / "hearth.yaml"),
+            )
+            router = await ready_pod(kube, "router")
+            await ready_pod(kube, "operator")
+            kubectl(thread, "apply", "-f", str(ROOT / "deploy" / "examples" / "sim-small.yaml"))
+            statuses = await chat_statuses(f"http://{router['status']['podIP']}:8012", "small")
+        assert statuses[0] == "routing" and statuses[-1] == "done"
+        assert lab.kubelet is not None and not lab.kubelet.contained
+        said = [r.getMessage() for r in caplog.records if "console scripts" in r.getMessage()]
+        assert said == [
+            "Hearth's pods run as console scripts, not containers: containers are off for this homelab"
+        ]
+    finally:
+        await kube.close()
+        thread.stop()

@@ -211,7 +211,7 @@ def test_a_pod_failure_policy_fails_the_job_at_once_on_its_exit_codes() -> None:
 
 
 def test_a_claims_capacity_caps_what_its_writers_may_write() -> None:
-    from hearth_sim.containers import claim_capacity, quantity_bytes
+    from hearth_sim.pod_spec import claim_capacity, quantity_bytes
 
     assert (
         quantity_bytes("40Mi") == 40 << 20 and quantity_bytes("1G") == 10**9 and quantity_bytes("512") == 512
