@@ -31,6 +31,7 @@ from hearth_sim.pod_spec import (
     container_port,
     hearth_command,
     image_repo,
+    listen_env,
     localize,
     sidecars,
     volume_paths,
@@ -333,10 +334,9 @@ class PodRunner:
             argv=argv,
             entrypoint=bool(self.container.get("command")),
             env={
+                **self.files.service_env(),
                 **await self.files.env(self.container, lambda v: localize(v, self.ip, {})),
-                # The pod's address to listen on: containers share the host's loopback here.
-                "HEARTH_ROUTER_HOST": self.ip,
-                "HEARTH_OPERATOR_METRICS_HOST": self.ip,
+                **listen_env(self.ip),
             },
             mounts=await self.files.mounts(self.container, self.termination_log),
             sec=sec,
@@ -359,13 +359,7 @@ class PodRunner:
             **self.kubelet.config.extra_env,
             "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
         }
-        for item in container.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = localize(str(item["value"]), self.ip, mounts)
-            elif "secretKeyRef" in (item.get("valueFrom") or {}):
-                value = await self.files.secret_value(item["valueFrom"]["secretKeyRef"])
-                if value is not None:
-                    env[item["name"]] = value
+        env.update(await self.files.env(container, lambda v: localize(v, self.ip, mounts)))
         if argv[0].endswith(("hearth-operator", "hearth-router")):
             env.update(await self._control_plane_env())
         # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
@@ -415,11 +409,7 @@ class PodRunner:
         path = self.pod_dir / "kubeconfig"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return {
-            "KUBECONFIG": str(path),
-            "HEARTH_ROUTER_HOST": self.ip,
-            "HEARTH_OPERATOR_METRICS_HOST": self.ip,
-        }
+        return {"KUBECONFIG": str(path), **listen_env(self.ip)}
 
     async def _probe(self) -> None:
         startup = self.container.get("startupProbe")

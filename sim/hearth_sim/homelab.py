@@ -34,6 +34,7 @@ from hearth_sim.kubelet import Kubelet
 from hearth_sim.node import KubeletConfig
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 from hearth_sim.pod_files import ApiEndpoint
+from hearth_sim.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_CLAIM = "hearth-weights"  # the weights cache's claim, as the chart names it
@@ -53,13 +54,6 @@ async def serving_hub(hub: Hub, host: str = "127.0.0.1", port: int = 0) -> Async
         yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         await runner.cleanup()
-
-
-def free_port(host: str) -> int:
-    """A port nothing listens on now on `host` (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def manifests(paths: list[Path]) -> list[dict[str, Any]]:

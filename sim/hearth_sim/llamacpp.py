@@ -18,7 +18,6 @@ import argparse
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from hearth_sim.ports import free_port
 
 IMAGE_REPO = "ghcr.io/ggml-org/llama.cpp"
 
@@ -60,15 +61,9 @@ def _skulk_binary() -> tuple[Path, dict[str, str]] | None:
     return binary, {"LD_LIBRARY_PATH": ":".join(filter(None, [libs, os.environ.get("LD_LIBRARY_PATH")]))}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def binary_loads(binary: Path, env: dict[str, str], model: Path, deadline: float = 30.0) -> bool:
     """Whether the binary can load `model` on this CPU: start it, wait for /health 200."""
-    port = _free_port()
+    port = free_port()
     cmd = [
         str(binary),
         "-m",

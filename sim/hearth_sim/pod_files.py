@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hearth_sim import podman
 from hearth_sim.kube import ApiError, Kube
+from hearth_sim.pod_spec import volume_folder
 
 Obj = dict[str, Any]
 
@@ -72,36 +74,37 @@ class PodFiles:
 
     # --- env ------------------------------------------------------------------------------------
 
-    async def env(self, container: Obj, localize: Any) -> dict[str, str]:
-        """The container's env: `value`s (through `localize`), then `valueFrom` Secret and
+    def service_env(self) -> dict[str, str]:
+        """Where the API server is, as a kubelet tells every container (in-cluster config)."""
+        if self.api is None:
+            return {}
+        return {"KUBERNETES_SERVICE_HOST": self.api.host, "KUBERNETES_SERVICE_PORT": str(self.api.port)}
+
+    async def env(self, container: Obj, localize: Callable[[str], str]) -> dict[str, str]:
+        """The container's own env: `value`s (through `localize`), `valueFrom` Secret and
         ConfigMap keys and pod fields; an optional key that is missing is left out."""
         env: dict[str, str] = {}
-        if self.api is not None:  # every pod is told where the API server is
-            env["KUBERNETES_SERVICE_HOST"] = self.api.host
-            env["KUBERNETES_SERVICE_PORT"] = str(self.api.port)
         for item in container.get("env") or []:
             value = await self.env_value(item, localize)
             if value is not None:
                 env[item["name"]] = value
         return env
 
-    async def env_value(self, item: Obj, localize: Any) -> str | None:
+    async def env_value(self, item: Obj, localize: Callable[[str], str]) -> str | None:
         if "value" in item:
-            return str(localize(str(item["value"])))
+            return localize(str(item["value"]))
         source = item.get("valueFrom") or {}
         if "secretKeyRef" in source:
-            return await self.secret_value(source["secretKeyRef"])
+            return await self._key("secrets", source["secretKeyRef"])
         if "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            data = await self._data("configmaps", ref["name"])
-            raw = (data or {}).get(ref.get("key", ""))
-            return None if raw is None else raw.decode()
+            return await self._key("configmaps", source["configMapKeyRef"])
         if "fieldRef" in source:
             return field_value(self.pod, self.ip, source["fieldRef"].get("fieldPath", ""))
         return None
 
-    async def secret_value(self, ref: Obj) -> str | None:
-        data = await self._data("secrets", ref["name"])
+    async def _key(self, plural: str, ref: Obj) -> str | None:
+        """One key of a Secret or ConfigMap, as text; None when either is missing."""
+        data = await self._data(plural, ref["name"])
         raw = (data or {}).get(ref.get("key", ""))
         return None if raw is None else raw.decode()
 
@@ -165,24 +168,16 @@ class PodFiles:
 
     async def _folder(self, volume: Obj) -> Path:
         name = str(volume["name"])
-        if volume.get("persistentVolumeClaim"):
-            if self.volumes_dir is None:
-                raise podman.CannotCreate(f'volume "{name}": this homelab has no volumes')
-            folder = self.volumes_dir / str(volume["persistentVolumeClaim"]["claimName"])
+        folder = volume_folder(volume, self.volumes_dir, self.pod_dir)
+        if folder is None and (volume.get("persistentVolumeClaim") or volume.get("hostPath")):
+            raise podman.CannotCreate(f'volume "{name}": this homelab has no volumes')
+        if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o777)  # as k3s's local-path provisioner makes a claim's folder
-            return folder
-        if volume.get("hostPath"):
-            if self.volumes_dir is None:
-                raise podman.CannotCreate(f'volume "{name}": this homelab has no volumes')
-            folder = self.volumes_dir / "hostPath" / str(volume["hostPath"]["path"]).strip("/")
-            folder.mkdir(parents=True, exist_ok=True)  # DirectoryOrCreate: 0755, root's
+            if not volume.get("hostPath"):  # DirectoryOrCreate makes a host path 0755, root's
+                # A claim's folder as k3s's local-path provisioner makes it; an emptyDir's too.
+                folder.chmod(0o777)
             return folder
         folder = self.pod_dir / "volumes" / name
-        if "emptyDir" in volume:
-            folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o777)  # an emptyDir is world-writable
-            return folder
         for kind, plural, key in (("secret", "secrets", "secretName"), ("configMap", "configmaps", "name")):
             if kind in volume:
                 source = volume[kind]

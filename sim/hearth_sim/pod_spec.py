@@ -46,6 +46,19 @@ def hearth_command(container: Obj) -> list[str]:
     return [str(script), *argv[1:]]
 
 
+def volume_folder(volume: Obj, volumes_dir: Path | None, pod_dir: Path | None) -> Path | None:
+    """Where a claim (a folder per claim), a hostPath (a folder for the homelab's host, shared by
+    its nodes) or an emptyDir (a folder of the pod's own) is on this machine; None for other
+    kinds of volume, and for claims and hostPaths in a homelab without volumes."""
+    if volumes_dir is not None and volume.get("persistentVolumeClaim"):
+        return volumes_dir / str(volume["persistentVolumeClaim"]["claimName"])
+    if volumes_dir is not None and volume.get("hostPath"):
+        return volumes_dir / "hostPath" / str(volume["hostPath"]["path"]).strip("/")
+    if "emptyDir" in volume and pod_dir is not None:
+        return pod_dir / "volumes" / str(volume["name"])
+    return None
+
+
 def volume_paths(
     pod: Obj, container: Obj, volumes_dir: Path | None, pod_dir: Path | None = None
 ) -> dict[str, str]:
@@ -56,12 +69,9 @@ def volume_paths(
         return {}
     folders: dict[str, Path] = {}
     for v in pod["spec"].get("volumes") or []:
-        if v.get("persistentVolumeClaim"):
-            folders[v["name"]] = volumes_dir / v["persistentVolumeClaim"]["claimName"]
-        elif v.get("hostPath"):
-            folders[v["name"]] = volumes_dir / "hostPath" / str(v["hostPath"]["path"]).strip("/")
-        elif "emptyDir" in v and pod_dir is not None:
-            folders[v["name"]] = pod_dir / "volumes" / v["name"]
+        folder = volume_folder(v, volumes_dir, pod_dir)
+        if folder is not None:
+            folders[v["name"]] = folder
     return {
         m["mountPath"].rstrip("/"): str(folders[m["name"]])
         for m in container.get("volumeMounts") or []
@@ -107,6 +117,13 @@ def localize(arg: str, ip: str, mounts: dict[str, str]) -> str:
         if arg == mount or arg.startswith(mount + "/"):
             return local + arg[len(mount) :]
     return arg
+
+
+def listen_env(ip: str) -> dict[str, str]:
+    """The pod's address for Hearth's servers to listen on. The homelab has no network
+    namespaces (its pods, processes or containers, share the host's loopback), so where a pod
+    would listen on all of its own addresses, it is told its one."""
+    return {"HEARTH_ROUTER_HOST": ip, "HEARTH_OPERATOR_METRICS_HOST": ip}
 
 
 def container_port(containers: list[Obj], port: int | str) -> int | str | None:

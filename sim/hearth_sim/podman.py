@@ -28,6 +28,8 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 LABEL = "dev.hearth.sim.kubelet"  # the kubelet's pid: containers a dead kubelet left are removed
 # The kernel refuses to raise these limits inside this machine's containers unless both are set.
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
+# Every container here: the host's loopback (no network namespaces), never a pull, those limits.
+HOST_RUN = ("--network", "host", "--pull", "never", *(f for u in ULIMITS for f in ("--ulimit", u)))
 
 
 class CannotCreate(Exception):
@@ -48,7 +50,6 @@ class Security:
     user: int | None = None
     group: int | None = None
     groups: tuple[int, ...] = ()  # fsGroup and supplementalGroups
-    non_root: bool = False
     read_only_root: bool = False
     no_new_privileges: bool = False
     cap_drop: tuple[str, ...] = ()
@@ -76,7 +77,6 @@ def security(pod_spec: Obj, container: Obj, image_user: str = "") -> Security:
         user=user,
         group=group,
         groups=tuple(int(g) for g in groups),
-        non_root=bool(pick("runAsNonRoot")),
         read_only_root=bool(own.get("readOnlyRootFilesystem")),
         # A kubelet sets no_new_privs unless allowPrivilegeEscalation is true (or privileged).
         no_new_privileges=own.get("allowPrivilegeEscalation") is False,
@@ -101,9 +101,7 @@ def run_argv(
     """`podman run` for one container, attached (its output is the pod's log; its exit code the
     container's). `entrypoint`: argv's first word replaces the image's ENTRYPOINT, as a pod's
     `command` does; otherwise argv replaces the image's CMD (a pod's `args` alone)."""
-    out = [*podman, "run", "--rm", "--name", name, "--network", "host", "--pull", "never"]
-    for limit in ULIMITS:
-        out += ["--ulimit", limit]
+    out = [*podman, "run", "--rm", "--name", name, *HOST_RUN]
     if file_size:  # the volume's capacity, as the process-run pods get it (RLIMIT_FSIZE)
         out += ["--ulimit", f"fsize={file_size}:{file_size}"]
     for key, value in sorted(labels.items()):
@@ -159,10 +157,10 @@ def security_flags(sec: Security) -> list[str]:
 
 @dataclass
 class Runtime:
-    """Podman with runc on this machine, and the image of Hearth found in its store."""
+    """Podman with runc on this machine, the user Hearth's image runs as, and the labels that
+    mark this kubelet's containers."""
 
     podman: list[str]
-    image: str
     image_user: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -206,7 +204,7 @@ async def find_runtime(image: str, owner_pid: int) -> tuple[Runtime | None, str]
     if exe is None:
         return None, "podman is not installed"
     podman = [exe, "--runtime", "runc"] if shutil.which("runc") else [exe]
-    runtime = Runtime(podman, image, labels={LABEL: str(owner_pid)})
+    runtime = Runtime(podman, labels={LABEL: str(owner_pid)})
     facts = "{{.Config.User}}|{{index .Config.Labels " + f'"{image_sources.LABEL}"' + "}}"
     code, out = await runtime.run("image", "inspect", "--format", facts, image)
     if code != 0:
@@ -217,8 +215,7 @@ async def find_runtime(image: str, owner_pid: int) -> tuple[Runtime | None, str]
             None,
             f"{image} is built from other sources ({built_from or 'unknown'}, not {wanted}): make image",
         )
-    trial = [*("--ulimit " + " --ulimit ".join(ULIMITS)).split(), "--network", "host", image, "true"]
-    code, out = await runtime.run("run", "--rm", "--pull", "never", *trial, deadline=60)
+    code, out = await runtime.run("run", "--rm", *HOST_RUN, image, "true", deadline=60)
     if code != 0:
         return None, f"podman cannot run {image} here: {out.strip()[-300:]}"
     return runtime, f"{image} through {' '.join(podman)}"

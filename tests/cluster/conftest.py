@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.kube import Kube
 from hearth_sim.llamacpp import find_runtime
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
+from hearth_sim.ports import free_port
 
 from ..conftest import stop_process
 
@@ -30,12 +30,6 @@ if TYPE_CHECKING:
     from .router_helpers import RouterProcess
 
 T = TypeVar("T")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -28,16 +28,17 @@ PODMAN = shutil.which("podman")
 RUNTIME = ["--runtime", "runc"] if shutil.which("runc") else []
 
 
-def image_digest() -> str | None:
+def image_labels() -> dict[str, str]:
+    """The labels of Hearth's image in podman's store; none when it is not there."""
     if PODMAN is None:
-        return None
+        return {}
     done = subprocess.run(
         [PODMAN, "image", "inspect", "--format", "{{json .Config.Labels}}", HEARTH_IMAGE],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    return json.loads(done.stdout).get(LABEL) if done.returncode == 0 else None
+    return dict(json.loads(done.stdout)) if done.returncode == 0 else {}
 
 
 pytestmark = [
@@ -48,7 +49,9 @@ pytestmark = [
 @pytest.fixture(scope="module", autouse=True)
 def built_image() -> None:
     """`make test` builds the image first; a stale or missing one is a failure, not a skip."""
-    assert image_digest() == source_digest(), f"{HEARTH_IMAGE} is missing or stale: run `make image`"
+    assert image_labels().get(LABEL) == source_digest(), (
+        f"{HEARTH_IMAGE} is missing or stale: run `make image`"
+    )
 
 
 def locked_down(*args: str, name: str | None = None) -> list[str]:
@@ -123,14 +126,7 @@ def test_the_image_runs_as_1000_on_a_read_only_root_without_tools_or_the_homelab
 
 
 def test_the_image_carries_its_oci_labels() -> None:
-    assert PODMAN is not None
-    done = subprocess.run(
-        [PODMAN, "image", "inspect", "--format", "{{json .Config.Labels}}", HEARTH_IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    labels = json.loads(done.stdout)
+    labels = image_labels()
     assert labels["org.opencontainers.image.source"] == "https://github.com/hearth-dev/hearth"
     assert labels["org.opencontainers.image.version"] == HEARTH_IMAGE.rsplit(":", 1)[1]
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
