@@ -90,7 +90,8 @@ def render(table: list[Row]) -> str:
         e, m = r.estimate, r.measured
         lines.append(
             f"| {r.model} | {r.context} x {r.slots} | {r.cache} "
-            f"| {e.weights_gib * 1024:.0f} / {m.model:.0f} MiB | {e.kv_cache_gib * 1024:.0f} / {m.context:.0f} MiB "
+            f"| {e.weights_gib * 1024:.0f} / {m.model:.0f} MiB "
+            f"| {e.kv_cache_gib * 1024:.0f} / {m.context:.0f} MiB "
             f"| {e.compute_gib * 1024:.0f} / {m.compute:.0f} MiB | {_percent(r.error())} |"
         )
     return "\n".join(lines)
