@@ -75,7 +75,7 @@ def gpu_node(node: dict[str, Any]) -> GpuNode | None:
     return GpuNode(meta["name"], gpu_class, vram, slots, cards)
 
 
-def layout(models: list[tuple[str, int, int]], node: GpuNode) -> list[list[tuple[str, float]]] | None:
+def layout(models: list[tuple[str, float, int]], node: GpuNode) -> list[list[tuple[str, float]]] | None:
     """Models of (name, VRAM, cards) laid onto the node's cards, each card its own bin: largest
     share first, each on the cards with the most room left. Per card, the (name, GiB) it holds;
     None when they do not fit."""
@@ -94,6 +94,6 @@ def layout(models: list[tuple[str, int, int]], node: GpuNode) -> list[list[tuple
     return cards
 
 
-def packs(models: list[tuple[int, int]], node: GpuNode) -> bool:
+def packs(models: list[tuple[float, int]], node: GpuNode) -> bool:
     """Whether models of (VRAM, cards) fit the node's cards."""
     return layout([("", vram, count) for vram, count in models], node) is not None

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from hearth_api.footprint import ModelShape
 from hearth_api.weights_cache import BadSource, remote
 
 MAX_WARMUP_SAMPLES = 20
@@ -133,8 +134,14 @@ class ModelSource(_Model):
 
 class GpuRequest(_Model):
     gpu_class: GpuClass = Field(default=GpuClass.ANY, alias="class", description="GPU class to run on.")
-    vram_gib: int = Field(
-        alias="vramGiB", ge=1, le=48, description="VRAM the model needs, in GiB; placement uses it."
+    vram_gib: int | None = Field(
+        default=None,
+        alias="vramGiB",
+        ge=1,
+        le=48,
+        description="VRAM to reserve, in GiB. Optional where Hearth reads the weights' headers "
+        "(engine llamacpp or vllm with an hf:// or https:// uri): placement then takes the larger "
+        "of this and the estimate in status.vram. Required otherwise.",
     )
     count: int = Field(default=1, ge=1, le=8, description="GPUs per replica.")
 
@@ -207,6 +214,11 @@ class ModelDeploymentSpec(_Model):
         if self.engine is Engine.CUSTOM and not self.image:
             raise ValueError("engine `custom` needs `image`")
         uri = self.model_source.uri if self.model_source else None
+        if self.gpu.vram_gib is None and not estimable(self):
+            raise ValueError(
+                "gpu.vramGiB is required unless Hearth can read the weights' headers: engine "
+                "llamacpp or vllm with an hf:// or https:// modelSource.uri"
+            )
         if uri and uri.startswith("ollama://") and self.engine not in (Engine.OLLAMA, Engine.CUSTOM):
             raise ValueError(
                 f"modelSource.uri {uri!r} is an Ollama model: only engine `ollama` reads Ollama's "
@@ -218,6 +230,16 @@ class ModelDeploymentSpec(_Model):
     def names(self) -> list[str]:
         """Every name a client may send to reach this model."""
         return [self.model, *self.aliases]
+
+
+def estimable(spec: ModelDeploymentSpec) -> bool:
+    """Whether the operator estimates the model's VRAM from its files' headers: GGUF for
+    llama.cpp, safetensors and config.json for vLLM, read over HTTP before any download."""
+    uri = spec.model_source.uri if spec.model_source else None
+    if spec.engine not in (Engine.LLAMACPP, Engine.VLLM) or not uri:
+        return False
+    fetched = remote(uri)
+    return fetched is not None and fetched.kind in ("hf", "url")
 
 
 class EngineDefaults(BaseModel):
@@ -260,7 +282,7 @@ def effective_readiness_path(spec: ModelDeploymentSpec) -> str:
     return spec.readiness_path or ENGINE_DEFAULTS[spec.engine].readiness_path
 
 
-def size_prior(vram_gib: int) -> float:
+def size_prior(vram_gib: float) -> float:
     """A cold start's length before anything is known: up to 8 GiB 5 s, up to 16 GiB 15 s,
     larger 30 s (the seed's table)."""
     if vram_gib <= 8:
@@ -270,11 +292,12 @@ def size_prior(vram_gib: int) -> float:
     return 30.0
 
 
-def prior_warmup_seconds(spec: ModelDeploymentSpec) -> float:
-    """What a cold start takes until one has been measured: the spec's guess, else by size."""
+def prior_warmup_seconds(spec: ModelDeploymentSpec, vram_gib: float | None = None) -> float:
+    """What a cold start takes until one has been measured: the spec's guess, else by size
+    (`vram_gib`: the estimated footprint, where there is one)."""
     if spec.warmup.expected_seconds is not None:
         return float(spec.warmup.expected_seconds)
-    return size_prior(spec.gpu.vram_gib)
+    return size_prior(max(spec.gpu.vram_gib or 0, vram_gib or 0) or 8)
 
 
 # --- status (written by the operator only) ---------------------------------------------------
@@ -284,6 +307,7 @@ class ConditionType(enum.StrEnum):
     SCHEDULED = "Scheduled"
     READY = "Ready"  # its reason is the phase's name
     DEGRADED = "Degraded"
+    VRAM_ESTIMATED = "VramEstimated"  # only on models whose headers Hearth reads
 
 
 class Reason(enum.StrEnum):
@@ -307,6 +331,11 @@ class Reason(enum.StrEnum):
     DOWNLOAD_FAILED = "DownloadFailed"  # the weights could not be fetched: retried on the next wake
     RESTARTS = "Restarts"
     HEALTHY = "Healthy"
+    # VramEstimated
+    FROM_HEADERS = "FromHeaders"  # the estimate is in status.vram and placement uses it
+    SPEC_BELOW_ESTIMATE = "SpecBelowEstimate"  # gpu.vramGiB is less: the estimate wins (a Warning)
+    UNREADABLE_WEIGHTS = "UnreadableWeights"  # a header is not GGUF/safetensors, or contradicts itself
+    HEADERS_UNREACHABLE = "HeadersUnreachable"  # the source did not answer: retried
 
 
 class Condition(_Model):
@@ -360,6 +389,24 @@ class CacheStatus(_Model):
     )
 
 
+class VramStatus(_Model):
+    """The model's VRAM as estimated from its files' headers (footprint.py), by part, in GiB."""
+
+    total_gib: float = Field(ge=0, description="What the engine takes on one card.")
+    weights_gib: float = Field(default=0, ge=0)
+    kv_cache_gib: float = Field(default=0, ge=0)
+    compute_gib: float = Field(default=0, ge=0)
+    overhead_gib: float = Field(default=0, ge=0, description="CUDA context and pools: a prior.")
+    context: int | None = Field(default=None, ge=0, description="Tokens of context per slot.")
+    slots: int | None = Field(default=None, ge=0)
+    cache_type: str | None = Field(default=None, description="The KV cache's type (llama.cpp).")
+    source: str = Field(default="", description="The files it was read from.")
+    uri: str = Field(default="", description="modelSource.uri when it was read.")
+    shape: ModelShape | None = Field(
+        default=None, description="What the headers say of the model, kept to recompute without reading."
+    )
+
+
 class Eviction(_Model):
     """Models being unloaded so that this one fits, and the node they leave."""
 
@@ -395,6 +442,9 @@ class ModelDeploymentStatus(_Model):
     )
     cache: CacheStatus | None = Field(
         default=None, description="Weights of the `uri` source already in the cache (no download)."
+    )
+    vram: VramStatus | None = Field(
+        default=None, description="The VRAM estimated from the weights' headers (engine llamacpp, vllm)."
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = Field(default=None, ge=0)
@@ -434,7 +484,18 @@ class ModelDeployment(BaseModel):
     @property
     def warmup_estimate(self) -> float:
         """How long a cold start takes now: the operator's learned estimate, else the prior."""
-        return self.status.warmup.estimate_seconds or prior_warmup_seconds(self.spec)
+        return self.status.warmup.estimate_seconds or prior_warmup_seconds(self.spec, self.vram_estimate)
+
+    @property
+    def vram_estimate(self) -> float | None:
+        """The footprint the headers give, GiB (None where Hearth has not read them)."""
+        return self.status.vram.total_gib if self.status.vram else None
+
+    @property
+    def vram_gib(self) -> float:
+        """What placement reserves: the larger of the spec's gpu.vramGiB and the estimate (a
+        spec with neither cannot be placed yet: 0 until the headers are read)."""
+        return float(max(self.spec.gpu.vram_gib or 0, self.vram_estimate or 0))
 
     @property
     def never_fits(self) -> bool:

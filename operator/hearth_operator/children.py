@@ -46,7 +46,7 @@ def deployment(
         "name": "engine",
         "image": engines.image(spec),
         # None: the image's own CMD (Ollama's `serve`)
-        "args": engines.args(spec, node_vram_gib, cached) or None,
+        "args": engines.args(spec, node_vram_gib, cached, md.vram_gib) or None,
         "env": engines.env(spec, cached),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": {

@@ -32,7 +32,7 @@ def weights(spec: ModelDeploymentSpec) -> str:
     return uri
 
 
-def gpu_memory_fraction(vram_gib: int, node_vram_gib: int | None) -> float:
+def gpu_memory_fraction(vram_gib: float, node_vram_gib: int | None) -> float:
     """vLLM's --gpu-memory-utilization: the model's share of the card, with headroom, so two
     models can share a card when the node allows it."""
     if not node_vram_gib:
@@ -50,9 +50,17 @@ def command(spec: ModelDeploymentSpec) -> list[str] | None:
     return None  # the image's entrypoint
 
 
-def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None, cached: str | None = None) -> list[str]:
+def args(
+    spec: ModelDeploymentSpec,
+    node_vram_gib: int | None = None,
+    cached: str | None = None,
+    reserve_gib: float | None = None,
+) -> list[str]:
     """The engine's command line; `cached`: the weights' path in the cache mount, when Hearth
-    downloaded them (the engine then loads that instead of fetching the source itself)."""
+    downloaded them (the engine then loads that instead of fetching the source itself);
+    `reserve_gib`: what placement reserved on the card (the spec's gpu.vramGiB, or the estimate
+    where that is larger): vLLM's --gpu-memory-utilization share."""
+    reserve = reserve_gib or spec.gpu.vram_gib or 0
     if spec.args is not None:
         return list(spec.args)
     port = str(spec.port)
@@ -68,7 +76,7 @@ def args(spec: ModelDeploymentSpec, node_vram_gib: int | None = None, cached: st
                 "--port",
                 port,
                 "--gpu-memory-utilization",
-                f"{gpu_memory_fraction(spec.gpu.vram_gib, node_vram_gib):.2f}",
+                f"{gpu_memory_fraction(reserve, node_vram_gib):.2f}",
                 "--max-num-seqs",
                 str(effective_concurrency(spec)),
             ]

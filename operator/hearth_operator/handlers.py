@@ -22,6 +22,7 @@ from hearth_api.names import GROUP, MD_LABEL, PLURAL, VERSION, WEIGHTS_LABEL
 from hearth_operator import placement
 from hearth_operator.downloads import WeightsCache
 from hearth_operator.fetch_progress import ProgressReader
+from hearth_operator.headers import HeaderReader
 from hearth_operator.kube import Writer, transient
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.reconciler import Reconciler
@@ -69,6 +70,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         transient=transient,
         cache=cache if cache.enabled else None,
         read_progress=memo.progress,
+        headers=HeaderReader(hf_endpoint=config.hf_endpoint) if config.estimate_vram else None,
     )
 
 

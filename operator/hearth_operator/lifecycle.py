@@ -47,6 +47,7 @@ from hearth_operator import downloads
 from hearth_operator.downloads import Fetch
 from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
+from hearth_operator.vram import Verdict
 
 CRASHES_BEFORE_FAILED = 3
 LOAD_TIMEOUT_FACTOR = 5.0  # a load may take this many warm-up estimates (at least the minimum)
@@ -108,6 +109,8 @@ class Inputs:
     failure: str | None = None  # a spec the operator cannot honour, naming the field
     load_timeout: float = 600.0  # seconds a load may take at least, before it is Failed
     fetch: Fetch | None = None  # the download of a source Hearth fetches; None: none needed
+    estimate: Verdict | None = None  # the VRAM estimate's verdict, for models whose headers are read
+    fits: str = ""  # for a model no card can hold: what would fit (vram.what_fits)
 
 
 @dataclass(frozen=True)
@@ -173,11 +176,15 @@ def _cold(i: Inputs) -> Outcome:
     )
 
 
-def _unplaced(decision: Decision | None) -> Outcome:
+def _unplaced(decision: Decision | None, fits: str = "") -> Outcome:
     message = decision.message if decision else "no GPU node known yet"
     # NoSuitableNode: no node could ever hold it, so clients need not wait (the router errs).
-    reason = Reason.NO_SUITABLE_NODE if decision and decision.permanent else Reason.UNSCHEDULABLE
-    return Outcome(Phase.UNSCHEDULABLE, message, (False, reason, message))
+    permanent = decision is not None and decision.permanent
+    if permanent:
+        message += fits
+    reason = Reason.NO_SUITABLE_NODE if permanent else Reason.UNSCHEDULABLE
+    # A download for a model no card can hold is stopped (none is started: no byte moves).
+    return Outcome(Phase.UNSCHEDULABLE, message, (False, reason, message), fetch="stop" if permanent else "")
 
 
 def _waiting_for_room(i: Inputs, target: GpuNode, decision: Decision) -> Outcome:
@@ -394,6 +401,8 @@ def _outcome(i: Inputs) -> Outcome:
         return replace(failed, message=prev.message or "")
     if i.evicted_for is not None or (prev.phase is Phase.EVICTING and i.pods):
         return _evicted(i)
+    if i.decision is not None and i.decision.permanent and not downloads.cached(i.md):
+        return _unplaced(i.decision, i.fits)  # before any download: it could never run
     step = _fetch_step(i)
     if step is not None:
         return step
@@ -435,7 +444,7 @@ def _after_download(i: Inputs) -> Outcome:
     if held is not None:
         return _placed(i, held)
     if i.decision is None or i.decision.node is None:
-        return _unplaced(i.decision)
+        return _unplaced(i.decision, i.fits)
     if not i.decision.placed:
         return _waiting_for_room(i, i.decision.node, i.decision)
     return _placed(i, i.decision.node)
@@ -482,7 +491,12 @@ def plan_invalid_spec(
 
 
 def _conditions(
-    prev: list[Condition], now: datetime, generation: int | None, outcome: Outcome, degraded: bool
+    prev: list[Condition],
+    now: datetime,
+    generation: int | None,
+    outcome: Outcome,
+    degraded: bool,
+    estimate: Verdict | None = None,
 ) -> list[Condition]:
     scheduled_ok, scheduled_reason, scheduled_message = outcome.scheduled
     failed = outcome.phase is Phase.FAILED
@@ -498,6 +512,9 @@ def _conditions(
             outcome.message if degraded else "",
         ),
     }
+    if estimate is not None:
+        est_ok, est_reason, est_message = estimate.condition
+        wanted_[ConditionType.VRAM_ESTIMATED] = (est_ok, est_reason.value, est_message)
     old = {c.type: c for c in prev}
     out = []
     for ctype, (ok, reason, message) in wanted_.items():
@@ -529,7 +546,7 @@ def _warmup(md: ModelDeployment, gpu_class: str | None, sample: float | None) ->
         last = round(sample, 2)
     target = gpu_class or (md.spec.gpu.gpu_class.value if md.spec.gpu.gpu_class.value != "any" else None)
     basis = by_class.get(target, []) if target else []
-    estimate = estimates.estimate(basis or samples, prior_warmup_seconds(md.spec))
+    estimate = estimates.estimate(basis or samples, prior_warmup_seconds(md.spec, md.vram_estimate))
     return WarmupStatus(estimate_seconds=estimate, samples=samples, last_seconds=last, by_gpu_class=by_class)
 
 
@@ -574,7 +591,19 @@ def _status(i: Inputs, outcome: Outcome) -> tuple[ModelDeploymentStatus, list[Ev
         evicting=outcome.evicting,
         download=outcome.download,
         cache=outcome.cached or (prev.cache if downloads.cached(md) else None),
-        conditions=_conditions(prev.conditions, i.now, generation, outcome, degraded),
+        vram=md.status.vram,
+        conditions=_conditions(prev.conditions, i.now, generation, outcome, degraded, i.estimate),
         observed_generation=generation,
     )
-    return status, _download_events(outcome) + _events(prev, outcome)
+    return status, _download_events(outcome) + _estimate_events(prev, i.estimate) + _events(prev, outcome)
+
+
+def _estimate_events(prev: ModelDeploymentStatus, estimate: Verdict | None) -> list[Event]:
+    """A Warning when the estimate says the spec reserves too little, or the headers cannot be
+    read — once per new message."""
+    if estimate is None or estimate.warning is None:
+        return []
+    before = next((c for c in prev.conditions if c.type == ConditionType.VRAM_ESTIMATED.value), None)
+    if before is not None and before.message == estimate.condition[2]:
+        return []
+    return [("Warning", estimate.condition[1].value, estimate.warning)]

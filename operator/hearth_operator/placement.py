@@ -33,7 +33,7 @@ class Resident:
     model: str
     node: str | None
     phase: Phase | None
-    vram_gib: int
+    vram_gib: float
     gpus: int = 1
     priority: int = 0
     last_activity: datetime | None = None
@@ -53,10 +53,15 @@ class Want:
 
     key: str
     gpu_class: GpuClass
-    vram_gib: int
+    vram_gib: float
     gpus: int = 1
     priority: int = 0
     current_node: str | None = None
+    basis: str = ""  # where vram_gib comes from, for messages; "" : gpu.vramGiB
+
+    @property
+    def why(self) -> str:
+        return self.basis or f"gpu.vramGiB={self.vram_gib:g}"
 
 
 @dataclass(frozen=True)
@@ -93,19 +98,27 @@ def _ago(now: datetime, when: datetime | None) -> str:
 
 def describe(r: Resident, now: datetime) -> str:
     state = "loading" if r.phase is Phase.LOADING else _ago(now, r.last_activity)
-    return f"{r.model} ({r.vram_gib} GiB, {state})"
+    return f"{r.model} ({r.vram_gib:g} GiB, {state})"
+
+
+def never_fits(want: Want, nodes: list[GpuNode]) -> Decision | None:
+    """A permanent refusal when no node could hold the model even empty; None when one could."""
+    if any(_suits(want, n) for n in nodes):
+        return None
+    known = ", ".join(f"{n.name} {n.gpu_class} {n.vram_gib} GiB" for n in nodes) or "none"
+    what = "any GPU" if want.gpu_class is GpuClass.ANY else f"a {want.gpu_class.value} GPU"
+    return Decision(
+        permanent=True,
+        message=f"no node has {what} with {want.vram_gib:g} GiB for {want.why} "
+        f"and gpu.class={want.gpu_class.value} (GPU nodes: {known})",
+    )
 
 
 def place(want: Want, nodes: list[GpuNode], residents: list[Resident], now: datetime) -> Decision:
+    refused = never_fits(want, nodes)
+    if refused is not None:
+        return refused
     suitable = [n for n in nodes if _suits(want, n)]
-    if not suitable:
-        known = ", ".join(f"{n.name} {n.gpu_class} {n.vram_gib} GiB" for n in nodes) or "none"
-        what = "any GPU" if want.gpu_class is GpuClass.ANY else f"a {want.gpu_class.value} GPU"
-        return Decision(
-            permanent=True,
-            message=f"no node has {what} with {want.vram_gib} GiB for gpu.vramGiB={want.vram_gib} "
-            f"and gpu.class={want.gpu_class.value} (GPU nodes: {known})",
-        )
     others = [r for r in residents if r.key != want.key and r.node and r.phase in OCCUPYING]
     on = {n.name: [r for r in others if r.node == n.name] for n in suitable}
 

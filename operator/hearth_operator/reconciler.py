@@ -12,21 +12,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase
-from hearth_operator import children, downloads, lifecycle, placement, world
+from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase, Reason, estimable
+from hearth_operator import children, downloads, lifecycle, placement, vram, world
 from hearth_operator.downloads import Fetch, WeightsCache
+from hearth_operator.headers import HeaderError, HeaderReader, Read
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.pods import PodView
 from hearth_operator.workqueue import WorkQueue
 
 # Phases after which the GPU a model held may be free for those waiting.
 RELEASING = (Phase.COLD, Phase.FAILED, Phase.UNSCHEDULABLE)
+HEADERS_RETRY = timedelta(seconds=30)  # a source that did not answer is asked again this often
 
 
 class ChildWriter(Protocol):
@@ -58,6 +60,8 @@ class Reconciler:
     transient: Callable[[Exception], bool] = lambda exc: False  # kube.transient: retried quietly
     cache: WeightsCache | None = None  # where Hearth downloads `uri` sources; None: engines fetch
     read_progress: Callable[[str], Awaitable[dict[str, Any] | None]] = _no_progress  # a fetch pod's
+    headers: HeaderReader | None = None  # reads the weights' headers for the VRAM estimate; None: never
+    shapes: dict[str, Read | HeaderError] = field(default_factory=dict)  # headers read, by source
     queue: WorkQueue = field(init=False)
     _place_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -94,8 +98,9 @@ class Reconciler:
         prior = self.claims.get(key)
         if prior is not None:  # our own last write may not have come back through the watch yet
             md = md.model_copy(update={"status": prior})
+        md, estimate = await self._estimate(md)
         fetch = await self._fetch(key, md)
-        result = await self._decide(key, md, pods, now, fetch)
+        result = await self._decide(key, md, pods, now, fetch, estimate)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
         owner = world.owner_reference(body)
@@ -117,10 +122,44 @@ class Reconciler:
         phase = result.status.phase
         if phase in RELEASING and md.status.phase not in (None, phase):
             self.kick_waiting()  # a GPU may have been freed
-        self.queue.at(
-            key,
-            lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout, now),
-        )
+        due = lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout, now)
+        if estimate is not None and estimate.condition[1] is Reason.HEADERS_UNREACHABLE:
+            retry = now + HEADERS_RETRY
+            due = retry if due is None else min(due, retry)
+        self.queue.at(key, due)
+
+    async def _estimate(self, md: ModelDeployment) -> tuple[ModelDeployment, vram.Verdict | None]:
+        """The model with status.vram estimated for its spec as it is now, and the verdict on it.
+        Headers are read once per source (kept in status.vram.shape, so a restart or a change of
+        context needs no network); a source that did not answer is asked again on a later reconcile."""
+        if self.headers is None or not estimable(md.spec):
+            return _with_vram(md, None), None
+        source = vram.source_key(md)
+        kept = md.status.vram
+        read: Read | HeaderError | None = None
+        if kept is not None and kept.uri == source and kept.shape is not None:
+            if kept.shape.format == vram.expected_format(md):
+                read = Read(kept.shape, kept.source)
+        memo = f"{md.spec.engine.value} {source}"
+        if read is None:
+            read = self.shapes.get(memo)
+        if read is None:
+            try:
+                read = await self.headers.read(md.spec)
+            except HeaderError as exc:
+                read = exc
+            if not (isinstance(read, HeaderError) and read.reason is Reason.HEADERS_UNREACHABLE):
+                self.shapes[memo] = read
+        if isinstance(read, HeaderError):
+            return _with_vram(md, None), vram.unreadable(read.reason, read.message, md.spec.gpu.vram_gib)
+        try:
+            estimated = vram.estimate(md, read.shape, read.source)
+        except ValueError as exc:  # engine args the estimate cannot read
+            return _with_vram(md, None), vram.unreadable(
+                Reason.UNREADABLE_WEIGHTS, str(exc), md.spec.gpu.vram_gib
+            )
+        md = _with_vram(md, estimated)
+        return md, vram.verdict(md)
 
     async def _fetch(self, key: str, md: ModelDeployment) -> Fetch | None:
         """The download of the model's weights as its Job shows it, with the fetch's progress."""
@@ -177,7 +216,13 @@ class Reconciler:
             await self.writer.event(holder, "Warning", "NameClash", message)
 
     async def _decide(
-        self, key: str, md: ModelDeployment, pods: list[PodView], now: datetime, fetch: Fetch | None = None
+        self,
+        key: str,
+        md: ModelDeployment,
+        pods: list[PodView],
+        now: datetime,
+        fetch: Fetch | None = None,
+        estimate: vram.Verdict | None = None,
     ) -> lifecycle.Plan:
         """Place (if it needs a node) and plan, under the one lock, and remember the claim."""
         failure = world.name_conflict(md, self.indexes.all(self.indexes.models))
@@ -185,7 +230,14 @@ class Reconciler:
         held = self.indexes.one(self.indexes.nodes, held_name) if held_name else None
         async with self._place_lock:
             decision = None
-            if (
+            nodes = self.indexes.gpu_nodes()
+            if failure is None and md.vram_gib == 0:
+                # Neither gpu.vramGiB nor an estimate yet: nothing to place by.
+                why = estimate.condition[2] if estimate else "waiting for the VRAM estimate"
+                decision = placement.Decision(message=why)
+            elif failure is None and fetch is not None and fetch.state != "done":
+                decision = placement.never_fits(world.want(md), nodes)  # refused before the download
+            if decision is None and (
                 failure is None
                 and key not in self.evictions
                 and held is None
@@ -194,7 +246,7 @@ class Reconciler:
             ):
                 decision = placement.place(
                     world.want(md),
-                    self.indexes.gpu_nodes(),
+                    nodes,
                     world.residents(self.indexes.models_valid(), self.claims, self.evictions),
                     now,
                 )
@@ -209,6 +261,8 @@ class Reconciler:
                     failure=failure,
                     load_timeout=self.load_timeout,
                     fetch=fetch,
+                    estimate=estimate,
+                    fits=vram.what_fits(md, nodes) if decision is not None and decision.permanent else "",
                 )
             )
             self.claims[key] = result.status
@@ -286,3 +340,9 @@ class Reconciler:
                 counts[status.phase.value] += 1
         for phase, n in counts.items():
             self.metrics.phases.labels(phase=phase).set(n)
+
+
+def _with_vram(md: ModelDeployment, estimated: Any) -> ModelDeployment:
+    if md.status.vram == estimated:
+        return md
+    return md.model_copy(update={"status": md.status.model_copy(update={"vram": estimated})})

@@ -43,3 +43,8 @@ class OperatorSettings(BaseSettings):
         description="a Secret (key `token`) in the model's namespace with a Hugging Face token; optional",
     )
     hf_endpoint: str | None = Field(default=None, description="a Hugging Face mirror (HF_ENDPOINT)")
+    estimate_vram: bool = Field(
+        default=True,
+        description="read the headers of llama.cpp's and vLLM's hf:// and https:// weights (a few MiB, "
+        "by HTTP Range) to estimate their VRAM before any download; needs the operator to reach them",
+    )

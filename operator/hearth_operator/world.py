@@ -81,10 +81,15 @@ def owner_reference(md_body: dict[str, Any]) -> dict[str, Any]:
 
 
 def want(md: ModelDeployment) -> placement.Want:
+    estimated = md.vram_estimate or 0
+    basis = ""
+    if estimated > (md.spec.gpu.vram_gib or 0):
+        basis = f"the {estimated:g} GiB its weights' headers need (status.vram)"
     return placement.Want(
         key=md.key,
+        basis=basis,
         gpu_class=md.spec.gpu.gpu_class,
-        vram_gib=md.spec.gpu.vram_gib,
+        vram_gib=md.vram_gib,
         gpus=md.spec.gpu.count,
         priority=md.spec.priority,
         current_node=md.status.node,
@@ -109,7 +114,7 @@ def residents(
                 model=md.spec.model,
                 node=status.node,
                 phase=status.phase,
-                vram_gib=md.spec.gpu.vram_gib,
+                vram_gib=md.model_copy(update={"status": status}).vram_gib,
                 gpus=md.spec.gpu.count,
                 priority=md.spec.priority,
                 last_activity=parse_time(md.annotations.get(LAST_ACTIVITY)),

@@ -16,16 +16,27 @@ from hearth_api.model_deployment import ModelDeployment, gpu_short_name
 
 
 def _resident(md: ModelDeployment, share: float) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "key": md.key,
         "model": md.spec.model,
         "phase": md.status.phase.value if md.status.phase else None,
         "vramGiB": round(share, 2),
     }
+    vram = md.status.vram
+    if vram is not None:
+        # The estimate by part (per card), and what the spec reserves beyond it, if anything.
+        out["parts"] = {
+            "weights": vram.weights_gib,
+            "kvCache": vram.kv_cache_gib,
+            "compute": vram.compute_gib,
+            "overhead": vram.overhead_gib,
+            "reserved": round(max(share - vram.total_gib, 0.0), 2),
+        }
+    return out
 
 
 def _cards(node: GpuNode, residents: list[ModelDeployment]) -> list[list[tuple[str, float]]]:
-    wanted = [(md.key, md.spec.gpu.vram_gib, md.spec.gpu.count) for md in residents]
+    wanted = [(md.key, md.vram_gib, md.spec.gpu.count) for md in residents]
     laid = layout(wanted, node)
     if laid is None:  # more than fits (a spec changed under a running model): all on the first
         laid = [[(k, v / max(c, 1)) for k, v, c in wanted]] + [[] for _ in range(node.cards - 1)]
