@@ -392,11 +392,13 @@ class CacheStatus(_Model):
 class VramStatus(_Model):
     """The model's VRAM as estimated from its files' headers (footprint.py), by part, in GiB."""
 
-    total_gib: float = Field(ge=0, description="What the engine takes on one card.")
-    weights_gib: float = Field(default=0, ge=0)
-    kv_cache_gib: float = Field(default=0, ge=0)
-    compute_gib: float = Field(default=0, ge=0)
-    overhead_gib: float = Field(default=0, ge=0, description="CUDA context and pools: a prior.")
+    total_gib: float = Field(alias="totalGiB", ge=0, description="What the engine takes on one card.")
+    weights_gib: float = Field(alias="weightsGiB", default=0, ge=0)
+    kv_cache_gib: float = Field(alias="kvCacheGiB", default=0, ge=0)
+    compute_gib: float = Field(alias="computeGiB", default=0, ge=0)
+    overhead_gib: float = Field(
+        alias="overheadGiB", default=0, ge=0, description="CUDA context and pools: a prior."
+    )
     context: int | None = Field(default=None, ge=0, description="Tokens of context per slot.")
     slots: int | None = Field(default=None, ge=0)
     cache_type: str | None = Field(default=None, description="The KV cache's type (llama.cpp).")
