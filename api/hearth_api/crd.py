@@ -43,6 +43,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "GPU", "type": "string", "jsonPath": ".status.gpuClass"},
     {"name": "Node", "type": "string", "jsonPath": ".status.node"},
+    # What the weights' headers say the model takes on a card (<none>: not read; gpu.vramGiB then).
+    {"name": "VRAM (GiB)", "type": "number", "jsonPath": ".status.vram.totalGiB"},
     {"name": "ETA (s)", "type": "number", "jsonPath": ".status.warmup.estimateSeconds"},
     # The weights of a `uri` source in the cache, e.g. `4.4 GiB` (<none>: not yet, or a pvc source).
     {"name": "Cached", "type": "string", "jsonPath": ".status.cache.size"},

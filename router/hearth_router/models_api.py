@@ -81,6 +81,8 @@ def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
         "aliases": md.spec.aliases,
         "engine": md.spec.engine.value,
         "gpu": md.spec.gpu.model_dump(by_alias=True, mode="json"),
+        # What placement reserves: gpu.vramGiB, or the estimate from the weights where larger.
+        "reserved_gib": round(md.vram_gib, 2),
         "min_replicas": md.spec.scaling.min_replicas,
         "status": md.status.model_dump(by_alias=True, mode="json"),
         "estimated_time": _eta(entry),

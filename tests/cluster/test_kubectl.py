@@ -57,7 +57,7 @@ def test_apply_get_describe_delete(homelab: HomelabThread) -> None:
     )
     table = kubectl(homelab, "get", "md")
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "PHASE", "GPU", "NODE", "ETA", "(S)", "CACHED", "AGE"]
+    assert header == ["NAME", "MODEL", "PHASE", "GPU", "NODE", "VRAM", "(GIB)", "ETA", "(S)", "CACHED", "AGE"]
     medium = next(line.split() for line in table.splitlines() if line.startswith("medium "))
     assert medium[:6] == ["medium", "medium", "Warm", "rtx3090", "gpu-3090", "14.5"]
 

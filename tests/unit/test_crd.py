@@ -62,7 +62,7 @@ def test_crd_shape_kubectl_relies_on() -> None:
     assert doc["spec"]["names"]["shortNames"] == ["md"]
     assert version["subresources"] == {"status": {}}
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Model", "Phase", "GPU", "Node", "ETA (s)", "Cached", "Age"]
+    assert names == ["Model", "Phase", "GPU", "Node", "VRAM (GiB)", "ETA (s)", "Cached", "Age"]
 
 
 def test_kubernetes_validate_accepts_the_crd() -> None:

@@ -7,6 +7,21 @@ import { bytesText, downloadSummary, duration, modelSummary } from "./format.js"
 
 const SVG = "http://www.w3.org/2000/svg";
 
+// A model's estimated VRAM by part (status.vram, per card), in the order drawn.
+const PARTS = [["weights", "weights"], ["kvCache", "KV cache"], ["compute", "compute"], ["overhead", "CUDA overhead"], ["reserved", "reserved beyond the estimate"]];
+
+/** What a model takes of a card: the spec's reservation, or the estimate from its weights. */
+function gpuNeed(view) {
+  const estimated = view.status?.vram?.totalGiB;
+  if (estimated && !(view.gpu.vramGiB >= estimated)) return `${estimated.toFixed(1)} GiB (estimated from its weights)`;
+  return `${view.gpu.vramGiB} GiB`;
+}
+
+function footprintText(parts) {
+  const shown = PARTS.filter(([key]) => parts[key] > 0).map(([key, label]) => `${label} ${parts[key].toFixed(2)} GiB`);
+  return `estimated from its weights: ${shown.join(" · ")}`;
+}
+
 /** Recent warm-ups as bars (actual) with a mark for what the estimate said before each. */
 function warmupChart(history) {
   const svg = document.createElementNS(SVG, "svg");
@@ -106,7 +121,7 @@ export class Board {
         el("span", { class: "badge", "data-phase": phase, text: phase })),
       el("dl", { class: "facts" },
         el("dt", { text: "engine" }), el("dd", { text: view.engine }),
-        el("dt", { text: "GPU" }), el("dd", { text: `${view.gpu.class} · ${view.gpu.vramGiB} GiB${view.gpu.count > 1 ? ` × ${view.gpu.count}` : ""}` }),
+        el("dt", { text: "GPU" }), el("dd", { text: `${view.gpu.class} · ${gpuNeed(view)}${view.gpu.count > 1 ? ` × ${view.gpu.count}` : ""}` }),
         el("dt", { text: "on" }), el("dd", { class: "where", text: summary.where || "–" }),
         el("dt", { text: "warm-up" }), el("dd", { class: "estimate", text: summary.estimate != null ? `~${duration(summary.estimate)}` : "–" }),
         el("dt", { text: "waiting" }), el("dd", { class: "waiting", text: `${r.waiters || 0} waiting · ${r.in_flight || 0} generating` }),
@@ -154,17 +169,30 @@ export class Board {
           el("strong", { text: name }),
           el("span", { text: `${card.freeGiB} of ${node.vramGiB} GiB free` })));
         const bar = el("div", { class: "vram", role: "img", "aria-label": `${card.usedGiB} of ${node.vramGiB} GiB used: ${card.models.map((m) => `${m.model} ${m.phase}`).join(", ") || "empty"}` });
+        const footprints = [];
         for (const m of card.models) {
-          bar.append(el("span", {
-            class: "slice",
+          const slice = el("span", {
+            class: m.parts ? "slice estimated" : "slice",
             "data-model": m.model,
             "data-phase": m.phase,
             style: `width:${(100 * m.vramGiB) / node.vramGiB}%`,
-            title: `${m.model}: ${m.vramGiB} GiB, ${m.phase}`,
-            text: `${m.model} · ${m.phase}`,
-          }));
+            title: `${m.model}: ${m.vramGiB} GiB, ${m.phase}${m.parts ? ` (${footprintText(m.parts)})` : ""}`,
+          });
+          if (m.parts) {
+            // The estimate by part, as stripes under the label: what the weights, the KV cache,
+            // the compute buffer and the CUDA overhead each take of the model's share.
+            const stripes = el("span", { class: "parts", "aria-hidden": "true" });
+            for (const [key] of PARTS) {
+              const gib = m.parts[key];
+              if (gib > 0) stripes.append(el("span", { class: "part", "data-part": key, style: `width:${(100 * gib) / m.vramGiB}%` }));
+            }
+            slice.append(stripes);
+            footprints.push(el("p", { class: "footprint", "data-model": m.model, text: `${m.model}: ${footprintText(m.parts)}` }));
+          }
+          slice.append(el("span", { class: "slice-label", text: `${m.model} · ${m.phase}` }));
+          bar.append(slice);
         }
-        li.append(bar);
+        li.append(bar, ...footprints);
         for (const incoming of card.index === 0 ? node.incoming : []) {
           li.append(el("p", {
             class: "incoming",
