@@ -403,6 +403,11 @@ class VramStatus(_Model):
     slots: int | None = Field(default=None, ge=0)
     cache_type: str | None = Field(default=None, description="The KV cache's type (llama.cpp).")
     source: str = Field(default="", description="The files it was read from.")
+    weights_file: str | None = Field(
+        default=None,
+        description="The GGUF llama.cpp loads (the first shard), within an hf:// repository whose "
+        "`files` picked it: its -m, where the cache holds the repository's folder.",
+    )
     uri: str = Field(default="", description="modelSource.uri when it was read.")
     shape: ModelShape | None = Field(
         default=None, description="What the headers say of the model, kept to recompute without reading."

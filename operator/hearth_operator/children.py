@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hearth_api.model_deployment import ModelDeployment, effective_readiness_path
+from hearth_api.model_deployment import Engine, ModelDeployment, effective_readiness_path
 from hearth_api.names import MD_LABEL, MODEL_LABEL, NVIDIA_GPU_RESOURCE
 from hearth_operator import downloads, engines, security
 from hearth_operator.downloads import WeightsCache
@@ -42,6 +42,10 @@ def deployment(
     spec = md.spec
     fetched = downloads.fetched_source(md, cache)
     cached = f"{engines.MODELS_MOUNT}/{fetched.target}" if fetched else None
+    picked = md.status.vram.weights_file if md.status.vram else None
+    if cached and fetched and fetched.kind == "hf" and not fetched.file and picked:
+        if spec.engine is Engine.LLAMACPP:
+            cached = f"{cached}/{picked}"  # llama.cpp's -m takes a file: the GGUF `files` picked
     container: dict[str, Any] = {
         "name": "engine",
         "image": engines.image(spec),

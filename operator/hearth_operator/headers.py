@@ -16,7 +16,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import httpx
@@ -50,6 +50,7 @@ class HeaderError(Exception):
 class Read:
     shape: ModelShape
     source: str  # the files, for people: "hf://org/repo/model-Q4_K_M.gguf"
+    weights_file: str | None = None  # hf:// GGUF: the (first) file's path in the repository
 
 
 @dataclass
@@ -83,9 +84,9 @@ class HeaderReader:
             base = f"hf://{fetched.repo}"
             if engine is Engine.LLAMACPP:
                 ggufs = [f for f in picked if f.path.endswith(".gguf")]
-                return await _gguf(
-                    http, [(self._url(fetched, f.path), f"{base}/{f.path}") for f in _one_model(ggufs, base)]
-                )
+                model = _one_model(ggufs, base)
+                read = await _gguf(http, [(self._url(fetched, f.path), f"{base}/{f.path}") for f in model])
+                return replace(read, weights_file=model[0].path)
             shards = [f for f in picked if f.path.endswith(".safetensors")]
             config = next((f for f in files if f.path == "config.json"), None)
             if not shards or config is None:

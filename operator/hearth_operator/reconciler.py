@@ -139,7 +139,7 @@ class Reconciler:
         read: Read | HeaderError | None = None
         if kept is not None and kept.uri == source and kept.shape is not None:
             if kept.shape.format == vram.expected_format(md):
-                read = Read(kept.shape, kept.source)
+                read = Read(kept.shape, kept.source, kept.weights_file)
         memo = f"{md.spec.engine.value} {source}"
         if read is None:
             read = self.shapes.get(memo)
@@ -153,7 +153,7 @@ class Reconciler:
         if isinstance(read, HeaderError):
             return _with_vram(md, None), vram.unreadable(read.reason, read.message, md.spec.gpu.vram_gib)
         try:
-            estimated = vram.estimate(md, read.shape, read.source)
+            estimated = vram.estimate(md, read.shape, read.source, read.weights_file)
         except ValueError as exc:  # engine args the estimate cannot read
             return _with_vram(md, None), vram.unreadable(
                 Reason.UNREADABLE_WEIGHTS, str(exc), md.spec.gpu.vram_gib

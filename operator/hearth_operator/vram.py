@@ -70,7 +70,9 @@ def vllm_settings(args: list[str]) -> VllmSettings:
     )
 
 
-def estimate(md: ModelDeployment, shape: ModelShape, source: str) -> VramStatus:
+def estimate(
+    md: ModelDeployment, shape: ModelShape, source: str, weights_file: str | None = None
+) -> VramStatus:
     """status.vram for the model's spec as it is now."""
     args = engines.args(md.spec)
     if md.spec.engine is Engine.VLLM:
@@ -92,6 +94,7 @@ def estimate(md: ModelDeployment, shape: ModelShape, source: str) -> VramStatus:
         slots=slots,
         cache_type=cache,
         source=source,
+        weights_file=weights_file,
         uri=source_key(md),
         shape=shape,
     )

@@ -117,8 +117,12 @@ async def test_a_model_without_vram_in_its_spec_is_placed_by_its_headers(
     kube: Kube, homelab: HomelabThread, operator: OperatorProcess, smollm2: Path
 ) -> None:
     homelab.homelab.hub.repos["acme/smol2-GGUF"] = Repo({SMOL: Hosted.on_disk(smollm2)})
-    uri = f"hf://acme/smol2-GGUF/{SMOL}"  # a file: llama.cpp's -m takes one, not the repository's folder
-    await kube.create(MD_API, "modeldeployments", "default", llamacpp_md("smol2", uri))
+    # A repository of two quantisations, `files` picking one: llama.cpp is pointed at that file.
+    other = Hosted.synthetic(1 << 20, seed=5)
+    homelab.homelab.hub.repos["acme/smol2-GGUF"].files["SmolLM2-135M-Instruct.Q8_0.gguf"] = other
+    md = llamacpp_md("smol2", "hf://acme/smol2-GGUF")
+    md["spec"]["modelSource"]["files"] = "*Q4_1.gguf"
+    await kube.create(MD_API, "modeldeployments", "default", md)
     await wake(kube, "smol2")
     try:
         st = await wait_phase(kube, "smol2", "Warm", deadline=90)
@@ -126,6 +130,7 @@ async def test_a_model_without_vram_in_its_spec_is_placed_by_its_headers(
         raise AssertionError(f"{exc}: {await status(kube, 'smol2')}") from None
     assert st["node"] and st["vram"]["totalGiB"] > 0.5
     assert condition(st)["reason"] == "FromHeaders"
+    assert st["vram"]["weightsFile"] == SMOL
 
 
 async def test_a_model_no_card_can_hold_is_refused_before_a_byte_of_its_weights_moves(
