@@ -5,6 +5,8 @@ names the file when a header is not what it claims."""
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,3 +193,60 @@ async def test_a_header_that_is_not_gguf_or_is_truncated_is_named(
         assert "placing by gpu.vramGiB=2" in message, message
         assert st.get("vram") is None
         assert any(e["reason"] == "UnreadableWeights" for e in await events_for(kube, name))
+
+
+def _safetensors(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """A safetensors file: its header, then zeros for the data."""
+    table, at = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        n = 2
+        for d in shape:
+            n *= d
+        table[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + n]}
+        at += n
+    raw = json.dumps(table).encode()
+    return struct.pack("<Q", len(raw)) + raw + bytes(at)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> dict[str, Hosted]:
+    """A Transformers checkpoint of a small Qwen2-like model: config.json and two shards."""
+    config = {
+        "architectures": ["Qwen2ForCausalLM"], "hidden_size": 512, "intermediate_size": 1024,
+        "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "vocab_size": 32000, "max_position_embeddings": 32768, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "a.safetensors").write_bytes(
+        _safetensors({"model.embed_tokens.weight": ("BF16", [32000, 512])})
+    )
+    (tmp_path / "b.safetensors").write_bytes(_safetensors({"lm_head.weight": ("BF16", [32000, 512])}))
+    return {
+        "config.json": Hosted(
+            size=(tmp_path / "config.json").stat().st_size, path=tmp_path / "config.json", git=True
+        ),
+        "model-00001-of-00002.safetensors": Hosted.on_disk(tmp_path / "a.safetensors"),
+        "model-00002-of-00002.safetensors": Hosted.on_disk(tmp_path / "b.safetensors"),
+    }
+
+
+async def test_a_vllm_checkpoint_is_estimated_from_its_safetensors_headers_and_config(
+    kube: Kube, homelab: HomelabThread, operator: OperatorProcess, checkpoint: dict[str, Hosted]
+) -> None:
+    homelab.homelab.hub.repos["acme/tiny-qwen"] = Repo(checkpoint)
+    md = llamacpp_md("tiny-qwen", "hf://acme/tiny-qwen", contextLength=16384)
+    md["spec"]["engine"] = "vllm"
+    await kube.create(MD_API, "modeldeployments", "default", md)
+
+    async def estimated() -> dict[str, Any] | None:
+        st = await status(kube, "tiny-qwen")
+        return st if st.get("vram") or condition(st) else None
+
+    st = await eventually(estimated, deadline=30, what="tiny-qwen's VRAM estimate")
+    assert condition(st)["reason"] == "FromHeaders", condition(st)
+    vram = st["vram"]
+    # Both shards' tensors: 2 x 32000 x 512 x 2 bytes.
+    assert vram["weightsGiB"] == pytest.approx(2 * 32000 * 512 * 2 / 2**30, abs=1e-3)
+    # One whole sequence of --max-model-len: 16384 x 8 layers x 2 KV heads x 64 x 2 (K, V) x 2 bytes.
+    assert vram["kvCacheGiB"] == pytest.approx(16384 * 8 * 2 * 64 * 2 * 2 / 2**30, abs=1e-3)
+    assert vram["context"] == 16384 and "2 safetensors files" in vram["source"]
