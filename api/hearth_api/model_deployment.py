@@ -217,7 +217,7 @@ class ModelDeploymentSpec(_Model):
         if self.gpu.vram_gib is None and not estimable(self):
             raise ValueError(
                 "gpu.vramGiB is required unless Hearth can read the weights' headers: engine "
-                "llamacpp or vllm with an hf:// or https:// modelSource.uri"
+                "llamacpp with an hf:// or https:// modelSource.uri, vllm with hf://, ollama with ollama://"
             )
         if uri and uri.startswith("ollama://") and self.engine not in (Engine.OLLAMA, Engine.CUSTOM):
             raise ValueError(
@@ -234,12 +234,21 @@ class ModelDeploymentSpec(_Model):
 
 def estimable(spec: ModelDeploymentSpec) -> bool:
     """Whether the operator estimates the model's VRAM from its files' headers: GGUF for
-    llama.cpp, safetensors and config.json for vLLM, read over HTTP before any download."""
+    llama.cpp (hf://, https://) and Ollama (ollama://: the model layer of its manifest),
+    safetensors and config.json for vLLM (hf://), read over HTTP before any download."""
     uri = spec.model_source.uri if spec.model_source else None
-    if spec.engine not in (Engine.LLAMACPP, Engine.VLLM) or not uri:
+    fetched = remote(uri) if uri else None
+    if fetched is None:
         return False
-    fetched = remote(uri)
-    return fetched is not None and fetched.kind in ("hf", "url")
+    match spec.engine:
+        case Engine.LLAMACPP:
+            return fetched.kind in ("hf", "url")
+        case Engine.VLLM:
+            return fetched.kind == "hf"
+        case Engine.OLLAMA:
+            return fetched.kind == "ollama"  # the GGUF layer of its manifest
+        case _:
+            return False
 
 
 class EngineDefaults(BaseModel):

@@ -136,3 +136,42 @@ def done_bytes(text: str) -> int | None:
             except (IndexError, ValueError):
                 return None
     return None
+
+
+OLLAMA_REGISTRY = "registry.ollama.ai"
+OLLAMA_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"  # the layer that is the GGUF
+
+
+@dataclass(frozen=True)
+class OllamaName:
+    """`[registry/][namespace/]model[:tag]` as Ollama reads it (`qwen2.5:0.5b` is
+    `registry.ollama.ai/library/qwen2.5` with tag `0.5b`)."""
+
+    host: str
+    namespace: str
+    model: str
+    tag: str
+
+    @classmethod
+    def parse(cls, raw: str) -> OllamaName:
+        rest, tag = raw, "latest"
+        if ":" in raw.rsplit("/", 1)[-1]:
+            rest, tag = raw.rsplit(":", 1)
+        parts = rest.split("/")
+        host, namespace = OLLAMA_REGISTRY, "library"
+        if len(parts) >= 3:
+            host, namespace, model = parts[0], parts[1], "/".join(parts[2:])
+        elif len(parts) == 2:
+            namespace, model = parts
+        else:
+            model = parts[0]
+        return cls(host, namespace, model, tag)
+
+    @property
+    def display(self) -> str:
+        """The name as Ollama lists it: short for its own registry's library."""
+        if self.host == OLLAMA_REGISTRY:
+            short = self.model if self.namespace == "library" else f"{self.namespace}/{self.model}"
+            return f"{short}:{self.tag}"
+        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"

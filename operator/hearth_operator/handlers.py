@@ -70,7 +70,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         transient=transient,
         cache=cache if cache.enabled else None,
         read_progress=memo.progress,
-        headers=HeaderReader(hf_endpoint=config.hf_endpoint) if config.estimate_vram else None,
+        headers=(
+            HeaderReader(hf_endpoint=config.hf_endpoint, ollama_registry=config.ollama_registry or None)
+            if config.estimate_vram
+            else None
+        ),
     )
 
 

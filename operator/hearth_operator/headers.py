@@ -3,32 +3,38 @@
 config.json — with `Range` requests, a deadline on each and on the whole. What the files say is
 turned into a ModelShape by the contract's pure readers (gguf_header, safetensors_header).
 
-Hugging Face's tree (huggingface_hub, the Hub's own client, as the fetch uses it) names the
-files and their sizes; `modelSource.files` picks among them as it does for the download. The
-operator reads public repositories only: a gated or private one (whose token lives in a Secret
+Hugging Face's tree API names the files and their sizes; `modelSource.files` picks among them
+as it does for the download (huggingface_hub's own matching, as the fetch uses it). The operator
+reads public repositories only: a gated or private one (whose token lives in a Secret
 of the model's namespace, for the fetch Job) is reported, and `gpu.vramGiB` is then needed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
+from urllib.parse import quote
 
 import httpx
-from huggingface_hub import HfApi, hf_hub_url
-from huggingface_hub.errors import HfHubHTTPError
-from huggingface_hub.hf_api import RepoFile
+from huggingface_hub import hf_hub_url
+from huggingface_hub.utils._paths import filter_repo_objects  # public, but not re-exported for mypy
 
 from hearth_api import footprint, gguf_header, safetensors_header
 from hearth_api.footprint import ModelShape
 from hearth_api.gguf_header import BadHeader, NeedMore
 from hearth_api.model_deployment import Engine, ModelDeploymentSpec, Reason
-from hearth_api.weights_cache import Remote, remote
+from hearth_api.weights_cache import (
+    OLLAMA_MANIFEST_TYPE,
+    OLLAMA_MODEL_LAYER,
+    OLLAMA_REGISTRY,
+    OllamaName,
+    Remote,
+    remote,
+)
 
 FIRST_READ = 1 << 20  # most GGUF headers fit; a 150 k-token vocabulary takes one more read
 DEADLINE = 30.0  # seconds for all of one model's headers
@@ -56,6 +62,7 @@ class Read:
 @dataclass
 class HeaderReader:
     hf_endpoint: str | None = None
+    ollama_registry: str | None = "https://registry.ollama.ai"  # where registry.ollama.ai is; None: not read
     timeout: float = 10.0  # per request
 
     async def read(self, spec: ModelDeploymentSpec) -> Read:
@@ -70,16 +77,24 @@ class HeaderReader:
             raise HeaderError(
                 Reason.HEADERS_UNREACHABLE, f"reading the headers of {fetched.uri} took over {DEADLINE:.0f} s"
             ) from exc
+        except (httpx.HTTPError, OSError) as exc:  # what the steps above did not name themselves
+            why = f"reading the headers of {fetched.uri}: {exc.__class__.__name__}: {exc}"
+            raise HeaderError(Reason.HEADERS_UNREACHABLE, why) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # an answer that is not what it should be
+            why = f"reading the headers of {fetched.uri}: {exc.__class__.__name__}: {exc}"
+            raise HeaderError(Reason.UNREADABLE_WEIGHTS, why) from exc
 
     async def _read(self, engine: Engine, fetched: Remote, pattern: str | None) -> Read:
         async with httpx.AsyncClient(follow_redirects=True, timeout=self.timeout) as http:
+            if fetched.kind == "ollama":
+                return await self._ollama(http, fetched)
             if fetched.kind == "url":
                 if engine is not Engine.LLAMACPP:
                     raise HeaderError(
                         Reason.UNREADABLE_WEIGHTS, "an https:// source is read as one GGUF file"
                     )
                 return await _gguf(http, [(fetched.url, fetched.uri)])
-            files = await self._tree(fetched)
+            files = await self._tree(http, fetched)
             picked = _pick(files, fetched, pattern)
             base = f"hf://{fetched.repo}"
             if engine is Engine.LLAMACPP:
@@ -108,29 +123,76 @@ class HeaderReader:
                 raise HeaderError(Reason.UNREADABLE_WEIGHTS, f"{base}: {exc}") from exc
             return Read(shape, f"{base} ({len(shards)} safetensors files)")
 
+    async def _ollama(self, http: httpx.AsyncClient, fetched: Remote) -> Read:
+        """The GGUF inside an Ollama model: its manifest's model layer, read as a blob."""
+        name = OllamaName.parse(fetched.name)
+        base = self.ollama_registry if name.host == OLLAMA_REGISTRY else f"https://{name.host}"
+        if not base:
+            raise HeaderError(Reason.HEADERS_UNREACHABLE, "reading Ollama's registry is turned off")
+        where = f"{base.rstrip('/')}/v2/{name.namespace}/{name.model}"
+        try:
+            response = await http.get(
+                f"{where}/manifests/{name.tag}", headers={"Accept": OLLAMA_MANIFEST_TYPE}
+            )
+        except httpx.HTTPError as exc:
+            raise HeaderError(
+                Reason.HEADERS_UNREACHABLE, f"{fetched.uri}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        if response.status_code == 404:
+            raise HeaderError(Reason.UNREADABLE_WEIGHTS, f"{fetched.uri}: the registry has no such model")
+        if response.status_code != 200:
+            raise HeaderError(Reason.HEADERS_UNREACHABLE, f"{fetched.uri}: HTTP {response.status_code}")
+        try:
+            layers = response.json()["layers"]
+            digest = next(str(x["digest"]) for x in layers if x.get("mediaType") == OLLAMA_MODEL_LAYER)
+        except (ValueError, KeyError, TypeError, StopIteration) as exc:
+            raise HeaderError(
+                Reason.UNREADABLE_WEIGHTS, f"{fetched.uri}: a manifest without a model layer"
+            ) from exc
+        return await _gguf(http, [(f"{where}/blobs/{digest}", f"{fetched.uri} (layer {digest[7:19]})")])
+
     def _url(self, fetched: Remote, path: str) -> str:
         return hf_hub_url(fetched.repo, path, revision=fetched.revision, endpoint=self.hf_endpoint)
 
-    async def _tree(self, fetched: Remote) -> list[RepoFile]:
-        api = HfApi(endpoint=self.hf_endpoint, token=False)
-
-        def listing() -> list[RepoFile]:
-            tree = api.list_repo_tree(fetched.repo, revision=fetched.revision, recursive=True)
-            return [f for f in tree if isinstance(f, RepoFile)]
-
-        try:
-            return await asyncio.to_thread(listing)
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status in (401, 403, 404):
+    async def _tree(self, http: httpx.AsyncClient, fetched: Remote) -> list[RepoFile]:
+        """The repository's files from the Hub's tree API, page by page (its `Link` header), with
+        this reader's timeout and no retries: huggingface_hub's own client backs off for ~25 s
+        on a network that is down, too long to hold a reconcile."""
+        endpoint = (self.hf_endpoint or "https://huggingface.co").rstrip("/")
+        url: str | None = f"{endpoint}/api/models/{fetched.repo}/tree/{quote(fetched.revision, safe='')}"
+        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+        files: list[RepoFile] = []
+        while url:
+            try:
+                response = await http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                why = f"listing {fetched.repo}: {exc.__class__.__name__}: {exc}"
+                raise HeaderError(Reason.HEADERS_UNREACHABLE, why) from exc
+            if response.status_code in (401, 403, 404):
                 raise HeaderError(
                     Reason.UNREADABLE_WEIGHTS,
                     f"no public repository {fetched.repo} (Hearth reads the headers of public "
                     "repositories; for a gated or private one, set gpu.vramGiB)",
-                ) from exc
-            raise HeaderError(Reason.HEADERS_UNREACHABLE, f"listing {fetched.repo}: {exc}") from exc
-        except OSError as exc:
-            raise HeaderError(Reason.HEADERS_UNREACHABLE, f"listing {fetched.repo}: {exc}") from exc
+                )
+            if response.status_code != 200:
+                why = f"listing {fetched.repo}: HTTP {response.status_code}"
+                raise HeaderError(Reason.HEADERS_UNREACHABLE, why)
+            try:
+                files += [
+                    RepoFile(path=str(e["path"]), size=int(e.get("size") or 0))
+                    for e in response.json()
+                    if e.get("type") == "file"
+                ]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise HeaderError(Reason.HEADERS_UNREACHABLE, f"listing {fetched.repo}: {exc!r}") from exc
+            url, params = response.links.get("next", {}).get("url"), None
+        return files
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int
 
 
 def _pick(files: list[RepoFile], fetched: Remote, pattern: str | None) -> list[RepoFile]:
@@ -140,7 +202,7 @@ def _pick(files: list[RepoFile], fetched: Remote, pattern: str | None) -> list[R
         if not picked:
             raise HeaderError(Reason.UNREADABLE_WEIGHTS, f"{fetched.repo} has no file {fetched.file!r}")
         return picked
-    return [f for f in files if pattern is None or fnmatch.fnmatch(f.path, pattern)]
+    return list(filter_repo_objects(files, allow_patterns=pattern, key=lambda f: f.path))
 
 
 def _one_model(ggufs: list[RepoFile], base: str) -> list[RepoFile]:

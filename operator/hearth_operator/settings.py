@@ -43,6 +43,11 @@ class OperatorSettings(BaseSettings):
         description="a Secret (key `token`) in the model's namespace with a Hugging Face token; optional",
     )
     hf_endpoint: str | None = Field(default=None, description="a Hugging Face mirror (HF_ENDPOINT)")
+    ollama_registry: str = Field(
+        default="https://registry.ollama.ai",
+        description="where the manifests of ollama:// models are read for their VRAM estimate "
+        "(registry.ollama.ai, or a mirror); empty: Ollama models are not read (gpu.vramGiB needed)",
+    )
     estimate_vram: bool = Field(
         default=True,
         description="read the headers of llama.cpp's and vLLM's hf:// and https:// weights (a few MiB, "

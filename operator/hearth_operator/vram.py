@@ -70,17 +70,39 @@ def vllm_settings(args: list[str]) -> VllmSettings:
     )
 
 
+OLLAMA_CONTEXT = 4096  # Ollama's num_ctx when neither OLLAMA_CONTEXT_LENGTH nor a Modelfile sets it
+
+
+def ollama_settings(env: list[dict[str, object]]) -> LlamaCppSettings:
+    """Ollama runs llama.cpp with `OLLAMA_NUM_PARALLEL` slots of `OLLAMA_CONTEXT_LENGTH` each,
+    its cache at `OLLAMA_KV_CACHE_TYPE`: the env Hearth renders for its pod says which."""
+    given = {str(e.get("name")): str(e.get("value")) for e in env if e.get("value") is not None}
+    try:
+        context = int(given.get("OLLAMA_CONTEXT_LENGTH", OLLAMA_CONTEXT))
+        slots = int(given.get("OLLAMA_NUM_PARALLEL", 1))
+    except ValueError as exc:
+        raise ValueError(f"Ollama env Hearth cannot read: {exc}") from exc
+    cache = given.get("OLLAMA_KV_CACHE_TYPE", "f16") or "f16"
+    return LlamaCppSettings(ctx_size=context * slots, parallel=slots, cache_type_k=cache, cache_type_v=cache)
+
+
+def gguf_settings(md: ModelDeployment, shape: ModelShape) -> LlamaCppSettings:
+    """llama.cpp's settings for a GGUF model: from its args, or for Ollama from its env."""
+    if md.spec.engine is Engine.OLLAMA and md.spec.args is None:
+        return ollama_settings(engines.env(md.spec))
+    return llamacpp_settings(engines.args(md.spec), shape.trained_context)
+
+
 def estimate(
     md: ModelDeployment, shape: ModelShape, source: str, weights_file: str | None = None
 ) -> VramStatus:
     """status.vram for the model's spec as it is now."""
-    args = engines.args(md.spec)
     if md.spec.engine is Engine.VLLM:
-        s = vllm_settings(args)
+        s = vllm_settings(engines.args(md.spec))
         print_ = footprint.vllm(shape, s)
         context, slots, cache = s.max_model_len or shape.trained_context, None, s.kv_cache_dtype
     else:
-        ls = llamacpp_settings(args, shape.trained_context)
+        ls = gguf_settings(md, shape)
         print_ = footprint.llamacpp(shape, ls)
         context, slots, cache = ls.ctx_size // ls.parallel, ls.parallel, ls.cache_type_k
     per_card = _per_card(print_, md.spec.gpu.count)
@@ -161,14 +183,14 @@ def what_fits(md: ModelDeployment, nodes: list[GpuNode]) -> str:
     """For a model no card can hold: the context with which it would fit each kind of card, or
     that none would (`fits the 3090 with contextLength ≤ 3072`)."""
     vram = md.status.vram
-    if vram is None or vram.shape is None or md.spec.engine is not Engine.LLAMACPP:
+    if vram is None or vram.shape is None or vram.shape.format != "gguf":
         return ""
     wanted = md.spec.gpu.gpu_class
     kinds = {n.vram_gib: n for n in nodes if wanted is GpuClass.ANY or n.gpu_class == wanted.value}
     cards = sorted(kinds.values(), key=lambda n: n.vram_gib, reverse=True)
     if not cards:
         return ""
-    settings = llamacpp_settings(engines.args(md.spec), vram.shape.trained_context)
+    settings = gguf_settings(md, vram.shape)
     parts = []
     for card in cards:
         fits = footprint.largest_context(vram.shape, settings, card.vram_gib * md.spec.gpu.count)

@@ -25,41 +25,14 @@ from typing import Any
 
 import httpx
 
-REGISTRY = "registry.ollama.ai"
-MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+from hearth_api.weights_cache import OLLAMA_MANIFEST_TYPE as MANIFEST_TYPE
+from hearth_api.weights_cache import OLLAMA_REGISTRY as REGISTRY
+from hearth_api.weights_cache import OllamaName as Name
+
+__all__ = ["MANIFEST_TYPE", "REGISTRY", "Name"]
+
 PROGRESS_EVERY = 0.1  # seconds between two progress lines of one layer
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Name:
-    host: str
-    namespace: str
-    model: str
-    tag: str
-
-    @classmethod
-    def parse(cls, raw: str) -> Name:
-        rest, tag = raw, "latest"
-        if ":" in raw.rsplit("/", 1)[-1]:
-            rest, tag = raw.rsplit(":", 1)
-        parts = rest.split("/")
-        host, namespace = REGISTRY, "library"
-        if len(parts) >= 3:
-            host, namespace, model = parts[0], parts[1], "/".join(parts[2:])
-        elif len(parts) == 2:
-            namespace, model = parts
-        else:
-            model = parts[0]
-        return cls(host, namespace, model, tag)
-
-    @property
-    def display(self) -> str:
-        """The name as Ollama lists it: short for its own registry's library."""
-        if self.host == REGISTRY:
-            short = self.model if self.namespace == "library" else f"{self.namespace}/{self.model}"
-            return f"{short}:{self.tag}"
-        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
 
 
 class PullFailed(Exception):

@@ -16,7 +16,7 @@ import pytest
 from hearth_api import gguf_header
 from hearth_sim import synthetic_gguf
 from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
-from hearth_sim.hub import Hosted, Repo
+from hearth_sim.hub import Hosted, OllamaModel, Repo
 from hearth_sim.kube import Kube
 
 from .conftest import eventually, smollm2_or_skip
@@ -39,6 +39,7 @@ def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -
         tmp_path_factory.mktemp("operator"),
         cache_claim=CACHE_CLAIM,
         hf_endpoint=homelab.homelab.hub_url,
+        ollama_registry=homelab.homelab.hub_url,  # the hub serves registry.ollama.ai's API too
     )
     op.start()
     yield op
@@ -101,8 +102,12 @@ async def test_a_spec_below_the_estimate_is_placed_by_the_estimate_with_a_warnin
     assert vram["source"] == f"hf://acme/smol-GGUF/{SMOL}"
     cond = condition(st)
     assert cond["reason"] == "SpecBelowEstimate" and "the spec says 1 GiB" in cond["message"], cond
-    warnings = [e for e in await events_for(kube, "smol") if e["reason"] == "SpecBelowEstimate"]
-    assert warnings and warnings[0]["type"] == "Warning", warnings
+
+    async def warned() -> list[dict[str, Any]]:
+        return [e for e in await events_for(kube, "smol") if e["reason"] == "SpecBelowEstimate"]
+
+    warnings = await eventually(warned, deadline=10, what="smol's Warning")
+    assert warnings[0]["type"] == "Warning", warnings
     assert homelab.homelab.hub.served.get(f"acme/smol-GGUF/{SMOL}", 0) < 4 * MiB  # a header, not the file
 
     await wake(kube, "smol")
@@ -192,7 +197,12 @@ async def test_a_header_that_is_not_gguf_or_is_truncated_is_named(
         assert f"hf://acme/odd-GGUF/{file}" in message and says in message, message
         assert "placing by gpu.vramGiB=2" in message, message
         assert st.get("vram") is None
-        assert any(e["reason"] == "UnreadableWeights" for e in await events_for(kube, name))
+
+        # The Event follows the status write.
+        async def warned(n: str = name) -> bool:
+            return any(e["reason"] == "UnreadableWeights" for e in await events_for(kube, n))
+
+        await eventually(warned, deadline=10, what=f"{name}'s Warning")
 
 
 def _safetensors(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
@@ -250,3 +260,28 @@ async def test_a_vllm_checkpoint_is_estimated_from_its_safetensors_headers_and_c
     # One whole sequence of --max-model-len: 16384 x 8 layers x 2 KV heads x 64 x 2 (K, V) x 2 bytes.
     assert vram["kvCacheGiB"] == pytest.approx(16384 * 8 * 2 * 64 * 2 * 2 / 2**30, abs=1e-3)
     assert vram["context"] == 16384 and "2 safetensors files" in vram["source"]
+
+
+async def test_an_ollama_model_is_estimated_from_the_gguf_its_manifest_names(
+    kube: Kube, homelab: HomelabThread, operator: OperatorProcess, smollm2: Path
+) -> None:
+    model = OllamaModel(
+        layers=[Hosted.on_disk(smollm2), Hosted.synthetic(120, seed=1)], config=Hosted.synthetic(480)
+    )
+    homelab.homelab.hub.ollama["library/smollm2:135m"] = model
+    md = llamacpp_md("smol-ollama", "ollama://smollm2:135m", contextLength=8192, concurrency=2)
+    md["spec"]["engine"] = "ollama"
+    await kube.create(MD_API, "modeldeployments", "default", md)
+
+    async def estimated() -> dict[str, Any] | None:
+        st = await status(kube, "smol-ollama")
+        return st if st.get("vram") or condition(st) else None
+
+    st = await eventually(estimated, deadline=30, what="smol-ollama's VRAM estimate")
+    assert condition(st)["reason"] == "FromHeaders", condition(st)
+    # Ollama's OLLAMA_NUM_PARALLEL slots of OLLAMA_CONTEXT_LENGTH each, as Hearth sets them.
+    assert (st["vram"]["context"], st["vram"]["slots"]) == (8192, 2)
+    assert st["vram"]["kvCacheGiB"] == pytest.approx(30 * 384 * 2 * 8192 * 2 / 2**30, abs=1e-3)
+    assert st["vram"]["source"].startswith("ollama://smollm2:135m (layer ")
+    served = homelab.homelab.hub.served.get(model.digest(model.weights), 0)
+    assert 0 < served < 4 * MiB  # the header of the GGUF layer, not the layer
