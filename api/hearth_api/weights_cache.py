@@ -14,10 +14,11 @@ schemes (`s3://`) are not Hearth's to fetch: the engine pulls them itself.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 # How the fetch tells the operator how it ended: its exit code (the Job's podFailurePolicy fails
@@ -27,6 +28,7 @@ EXIT_RETRY = 1  # worth another try: the Job starts a new pod, which resumes the
 EXIT_PERMANENT = 3  # the same try would fail the same way (not found, no access, checksum, no room)
 FAILURE_LINE_PREFIX = "hearth-fetch failed: "
 DONE_LINE_PREFIX = "hearth-fetch done: "  # then the bytes in the cache
+SHAPE_LINE_PREFIX = "hearth-fetch shape: "  # then the downloaded model's shape, JSON (footprint.ModelShape)
 TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath, by default
 PROGRESS_PORT = 8090  # the fetch's GET /progress
 OLLAMA_PORT = 11434  # the Ollama server a fetch of an ollama:// source pulls through
@@ -135,6 +137,19 @@ def done_bytes(text: str) -> int | None:
                 return int(line[len(DONE_LINE_PREFIX) :].split()[0])
             except (IndexError, ValueError):
                 return None
+    return None
+
+
+def shape_report(text: str) -> dict[str, Any] | None:
+    """What a finished fetch said of the model it downloaded (its termination message): the
+    shape, as JSON, and the file an engine loads, if it said."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith(SHAPE_LINE_PREFIX):
+            try:
+                report = json.loads(line[len(SHAPE_LINE_PREFIX) :])
+            except ValueError:
+                return None
+            return report if isinstance(report, dict) else None
     return None
 
 

@@ -23,7 +23,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -33,12 +35,13 @@ from hearth_api.weights_cache import (
     EXIT_PERMANENT,
     EXIT_RETRY,
     OLLAMA_PORT,
+    SHAPE_LINE_PREFIX,
     TERMINATION_LOG,
     BadSource,
     Remote,
     remote,
 )
-from hearth_fetch import ollama, sources
+from hearth_fetch import ollama, shape, sources
 from hearth_fetch.download import Wanted, fetch, held
 from hearth_fetch.failures import FetchFailed, Why
 from hearth_fetch.meter import Meter
@@ -92,7 +95,8 @@ def _room(cache: Path, meter: Meter, what: str) -> None:
         )
 
 
-async def _run(args: argparse.Namespace, meter: Meter) -> None:
+async def _run(args: argparse.Namespace, meter: Meter) -> str | None:
+    """The download; a line saying what model it holds, where its headers say."""
     try:
         source = remote(args.uri)
     except BadSource as exc:
@@ -102,12 +106,11 @@ async def _run(args: argparse.Namespace, meter: Meter) -> None:
     cache = Path(args.cache)
     _writable(cache)
     if source.kind == "ollama":
-        await _pull(args, source, cache, meter)
-    else:
-        await _fetch_files(args, source, cache, meter)
+        return await _pull(args, source, cache, meter)
+    return await _fetch_files(args, source, cache, meter)
 
 
-async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> None:
+async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> str | None:
     """An Ollama model: the sidecar's Ollama pulls it into the cache's store. One pull of a
     model at a time per store: two Ollama servers (two Jobs) writing one layer's partial file
     would corrupt it — the second waits, then finds every layer there."""
@@ -123,8 +126,14 @@ async def _pull(args: argparse.Namespace, source: Remote, cache: Path, meter: Me
             raise FetchFailed(Why.UNREACHABLE, f"ollama pull {source.name}: {exc!r}") from exc
     log.info("done: %s pulled, %d bytes in the cache", source.name, meter.done)
 
+    def report() -> dict[str, Any] | None:
+        found = shape.of_ollama_store(store, source.name)
+        return {"shape": found.model_dump(by_alias=True)} if found else None
 
-async def _fetch_files(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> None:
+    return _shape_line(report)
+
+
+async def _fetch_files(args: argparse.Namespace, source: Remote, cache: Path, meter: Meter) -> str | None:
     """Files over HTTP: a Hugging Face repository's (those `--files` picks) or one URL's."""
     token = os.environ.get("HF_TOKEN") or None
     endpoint = os.environ.get("HF_ENDPOINT") or None
@@ -149,6 +158,25 @@ async def _fetch_files(args: argparse.Namespace, source: Remote, cache: Path, me
                 raise FetchFailed(Why.UNREACHABLE, f"{want.url}: {exc!r}") from exc
     _record(cache / source.folder / MARKER, args.uri, meter.done, wanted)
     log.info("done: %d bytes of %s in the cache", meter.done, args.uri)
+    return _shape_line(lambda: _files_shape(cache / source.folder, [w.path for w in wanted]))
+
+
+def _files_shape(root: Path, files: list[Path]) -> dict[str, Any] | None:
+    found = shape.of_files(root, files)
+    if found is None:
+        return None
+    return {"shape": found[0].model_dump(by_alias=True), "file": found[1]}
+
+
+def _shape_line(read: Callable[[], dict[str, Any] | None]) -> str | None:
+    """The downloaded model's shape as a termination-message line; None where the files are not
+    a model Hearth reads (or their headers are wrong: the engine will say so when it loads)."""
+    try:
+        report = read()
+    except (OSError, ValueError) as exc:
+        log.warning("the downloaded files' headers could not be read: %s", exc)
+        return None
+    return f"{SHAPE_LINE_PREFIX}{json.dumps(report, separators=(',', ':'))}" if report else None
 
 
 def _record(marker: Path, uri: str, size: int, wanted: list[Wanted]) -> None:
@@ -187,8 +215,9 @@ async def amain(args: argparse.Namespace) -> int:
     assert work is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, work.cancel)
     try:
-        await _run(args, meter)
-        _tell(f"{DONE_LINE_PREFIX}{meter.done} bytes", args.termination_log)
+        said = await _run(args, meter)
+        done = f"{DONE_LINE_PREFIX}{meter.done} bytes"
+        _tell(f"{said}\n{done}" if said else done, args.termination_log)
         return 0
     except asyncio.CancelledError:
         _tell(f"stopped (SIGTERM) after {meter.done} bytes; the next fetch resumes", args.termination_log)

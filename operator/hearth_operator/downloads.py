@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from hearth_api.footprint import ModelShape
 from hearth_api.model_deployment import ENGINE_DEFAULTS, DownloadStatus, Engine, ModelDeployment
 from hearth_api.names import SOURCE_ANNOTATION, WEIGHTS_LABEL
 from hearth_api.times import parse_time
@@ -36,6 +37,7 @@ from hearth_api.weights_cache import (
     done_bytes,
     failure,
     remote,
+    shape_report,
 )
 from hearth_operator import engines, security
 
@@ -214,6 +216,8 @@ class Fetch:
     progress: DownloadStatus | None = None  # running: the numbers, once read
     started: datetime | None = None  # when the Job was made
     bytes: int | None = None  # done: what the fetch left in the cache
+    shape: ModelShape | None = None  # done: the model the downloaded files' headers describe
+    weights_file: str | None = None  # done: the GGUF an engine loads, within the source's folder
 
 
 def _condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -240,8 +244,17 @@ def view(job: dict[str, Any] | None, pods: list[dict[str, Any]], uri: str) -> Fe
     started = parse_time(job["metadata"].get("creationTimestamp"))
     newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
     if _condition(job, "Complete"):
-        sizes = [done_bytes(_terminated(p).get("message", "")) for p in newest]
-        return Fetch("done", started=started, bytes=next((b for b in reversed(sizes) if b is not None), None))
+        messages = [_terminated(p).get("message", "") for p in newest]
+        sizes = [done_bytes(m) for m in messages]
+        report = next((r for r in map(shape_report, reversed(messages)) if r), None)
+        shape, file = _shape(report)
+        return Fetch(
+            "done",
+            started=started,
+            bytes=next((b for b in reversed(sizes) if b is not None), None),
+            shape=shape,
+            weights_file=file,
+        )
     failed = _condition(job, "Failed")
     if failed:
         for pod in reversed(newest):
@@ -266,6 +279,17 @@ def view(job: dict[str, Any] | None, pods: list[dict[str, Any]], uri: str) -> Fe
         "",
     )
     return Fetch("running", message=str(waiting or ""), pod_ip=status.get("podIP"))
+
+
+def _shape(report: dict[str, Any] | None) -> tuple[ModelShape | None, str | None]:
+    if report is None:
+        return None, None
+    try:
+        shape = ModelShape.model_validate(report.get("shape"))
+    except ValueError:
+        return None, None
+    file = report.get("file")
+    return shape, file if isinstance(file, str) else None
 
 
 def stale(job: dict[str, Any] | None, uri: str | None) -> bool:

@@ -98,8 +98,8 @@ class Reconciler:
         prior = self.claims.get(key)
         if prior is not None:  # our own last write may not have come back through the watch yet
             md = md.model_copy(update={"status": prior})
-        md, estimate = await self._estimate(md)
         fetch = await self._fetch(key, md)
+        md, estimate = await self._estimate(md, fetch)
         result = await self._decide(key, md, pods, now, fetch, estimate)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
@@ -128,7 +128,9 @@ class Reconciler:
             due = retry if due is None else min(due, retry)
         self.queue.at(key, due)
 
-    async def _estimate(self, md: ModelDeployment) -> tuple[ModelDeployment, vram.Verdict | None]:
+    async def _estimate(
+        self, md: ModelDeployment, fetch: Fetch | None = None
+    ) -> tuple[ModelDeployment, vram.Verdict | None]:
         """The model with status.vram estimated for its spec as it is now, and the verdict on it.
         Headers are read once per source (kept in status.vram.shape, so a restart or a change of
         context needs no network); a source that did not answer is asked again on a later reconcile."""
@@ -137,7 +139,11 @@ class Reconciler:
         source = vram.source_key(md)
         kept = md.status.vram
         read: Read | HeaderError | None = None
-        if kept is not None and kept.uri == source and kept.shape is not None:
+        if fetch is not None and fetch.state == "done" and fetch.shape is not None:
+            if fetch.shape.format == vram.expected_format(md):  # recomputed from the downloaded files
+                uri = md.spec.model_source.uri if md.spec.model_source else ""
+                read = Read(fetch.shape, f"the downloaded files of {uri}", fetch.weights_file)
+        if read is None and kept is not None and kept.uri == source and kept.shape is not None:
             if kept.shape.format == vram.expected_format(md):
                 read = Read(kept.shape, kept.source, kept.weights_file)
         memo = f"{md.spec.engine.value} {source}"

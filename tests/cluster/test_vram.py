@@ -285,3 +285,33 @@ async def test_an_ollama_model_is_estimated_from_the_gguf_its_manifest_names(
     assert st["vram"]["source"].startswith("ollama://smollm2:135m (layer ")
     served = homelab.homelab.hub.served.get(model.digest(model.weights), 0)
     assert 0 < served < 4 * MiB  # the header of the GGUF layer, not the layer
+
+
+async def test_a_gated_model_is_estimated_from_its_downloaded_files(
+    kube: Kube, homelab: HomelabThread, operator: OperatorProcess, smollm2: Path
+) -> None:
+    # A private repository: the operator reads no headers without a token; the fetch Job has one.
+    homelab.homelab.hub.repos["acme/gated-GGUF"] = Repo({SMOL: Hosted.on_disk(smollm2)}, token="hf_gated")
+    secret = {"metadata": {"name": "hearth-hf-token"}, "stringData": {"token": "hf_gated"}}
+    await kube.create("v1", "secrets", "default", secret)
+    try:
+        md = llamacpp_md("gated", "hf://acme/gated-GGUF", vram=2, contextLength=4096, concurrency=1)
+        md["spec"]["modelSource"]["files"] = "*.gguf"
+        await kube.create(MD_API, "modeldeployments", "default", md)
+
+        async def unread() -> dict[str, Any] | None:
+            st = await status(kube, "gated")
+            return st if condition(st).get("reason") == "UnreadableWeights" else None
+
+        st = await eventually(unread, deadline=30, what="gated's headers refused")
+        assert "no public repository acme/gated-GGUF" in condition(st)["message"]
+        await wake(kube, "gated")
+        st = await wait_phase(kube, "gated", "Warm", deadline=90)
+    finally:
+        await kube.delete("v1", "secrets", "default", "hearth-hf-token")
+    assert condition(st)["reason"] == "FromHeaders", condition(st)
+    assert st["vram"]["source"] == "the downloaded files of hf://acme/gated-GGUF"
+    assert st["vram"]["weightsFile"] == SMOL and st["vram"]["context"] == 4096
+    # And llama.cpp was given that file, not the repository's folder (it is Warm).
+    engine = (await kube.get("apps/v1", "deployments", "default", "gated"))["spec"]["template"]["spec"]
+    assert engine["containers"][0]["args"][1] == f"/models/hf/acme/gated-GGUF/{SMOL}"
