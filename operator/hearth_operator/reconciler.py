@@ -239,7 +239,12 @@ class Reconciler:
             nodes = self.indexes.gpu_nodes()
             if failure is None and md.vram_gib == 0:
                 # Neither gpu.vramGiB nor an estimate yet: nothing to place by.
-                why = estimate.condition[2] if estimate else "waiting for the VRAM estimate"
+                why = (
+                    estimate.condition[2]
+                    if estimate
+                    else "gpu.vramGiB is unset and this operator reads no weights' headers "
+                    "(estimateVram is off): set gpu.vramGiB to place it"
+                )
                 decision = placement.Decision(message=why)
             elif failure is None and fetch is not None and fetch.state != "done":
                 decision = placement.never_fits(world.want(md), nodes)  # refused before the download
