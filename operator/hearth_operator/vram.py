@@ -107,11 +107,7 @@ def estimate(
         context, slots, cache = ls.ctx_size // ls.parallel, ls.parallel, ls.cache_type_k
     per_card = _per_card(print_, md.spec.gpu.count)
     return VramStatus(
-        total_gib=per_card.total_gib,
-        weights_gib=per_card.weights_gib,
-        kv_cache_gib=per_card.kv_cache_gib,
-        compute_gib=per_card.compute_gib,
-        overhead_gib=per_card.overhead_gib,
+        **per_card.model_dump(),  # the same parts, by the same names
         context=context,
         slots=slots,
         cache_type=cache,

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Page, expect
 
-from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
+from hearth_sim.homelab import HomelabThread
 from hearth_sim.hub import Hosted
 from hearth_sim.kube import Kube
 
-from ..cluster.operator_helpers import MD_API, OperatorProcess, sim_md
+from ..cluster.operator_helpers import MD_API, OperatorProcess, downloading_operator, sim_md
 from ..cluster.router_helpers import RouterProcess
 from .conftest import shot
 from .test_dashboard import WAIT, card, last_reply, open_dashboard, send
@@ -24,13 +24,7 @@ MiB = 1 << 20
 def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator with the chart's weights cache, downloading from the homelab's hub."""
     homelab.homelab.hub.rate = 25 * MiB  # a 100 MiB download takes about 4 s: long enough to watch
-    op = OperatorProcess(
-        homelab,
-        tmp_path_factory.mktemp("operator"),
-        cache_claim=CACHE_CLAIM,
-        hf_endpoint=homelab.homelab.hub_url,
-    )
-    op.start()
+    op = downloading_operator(homelab, tmp_path_factory.mktemp("operator"))
     yield op
     op.stop()
 

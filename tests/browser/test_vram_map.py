@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
+from hearth_sim.homelab import HomelabThread
 from hearth_sim.hub import Hosted, Repo
 from hearth_sim.kube import Kube
 
 from ..cluster.conftest import smollm2_or_skip
-from ..cluster.operator_helpers import MD_API, OperatorProcess, wait_phase, wake
+from ..cluster.operator_helpers import MD_API, OperatorProcess, downloading_operator, wait_phase, wake
 from ..cluster.router_helpers import RouterProcess
 from ..cluster.test_vram import SMOL, llamacpp_md
 from .conftest import shot
@@ -29,13 +29,7 @@ def smollm2() -> Path:
 
 @pytest.fixture(scope="module")
 def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(
-        homelab,
-        tmp_path_factory.mktemp("operator"),
-        cache_claim=CACHE_CLAIM,
-        hf_endpoint=homelab.homelab.hub_url,
-    )
-    op.start()
+    op = downloading_operator(homelab, tmp_path_factory.mktemp("operator"))
     yield op
     op.stop()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from hearth_sim.homelab import HomelabThread
+from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
 from hearth_sim.kube import ApiError, Kube
 
 from ..conftest import stop_process
@@ -28,6 +28,16 @@ WAKE = "hearth.dev/wake-requested-at"
 
 def now_stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def downloading_operator(homelab: HomelabThread, log_dir: Path, **settings: Any) -> OperatorProcess:
+    """The operator with the chart's weights cache, downloading from (and reading headers off)
+    the homelab's hub: a started OperatorProcess, for a module fixture to stop."""
+    op = OperatorProcess(
+        homelab, log_dir, cache_claim=CACHE_CLAIM, hf_endpoint=homelab.homelab.hub_url, **settings
+    )
+    op.start()
+    return op
 
 
 class OperatorProcess:

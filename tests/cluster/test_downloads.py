@@ -22,7 +22,7 @@ from hearth_sim.hub import Hosted, OllamaModel, Repo
 from hearth_sim.kube import ApiError, Kube
 
 from .conftest import eventually, smollm2_or_skip
-from .operator_helpers import MD_API, OperatorProcess, sim_md, status, wait_phase, wake
+from .operator_helpers import MD_API, OperatorProcess, downloading_operator, sim_md, status, wait_phase, wake
 from .router_helpers import CHAT, RouterProcess, chat, sse
 
 MiB = 1 << 20
@@ -40,10 +40,7 @@ def operator(
     homelab: HomelabThread, hub_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """The operator with the chart's weights cache, downloading from the homelab's hub."""
-    op = OperatorProcess(
-        homelab, tmp_path_factory.mktemp("operator"), cache_claim=CACHE_CLAIM, hf_endpoint=hub_url
-    )
-    op.start()
+    op = downloading_operator(homelab, tmp_path_factory.mktemp("operator"))
     yield op
     op.stop()
     assert "Traceback" not in op.logs(), op.logs()[-4000:]

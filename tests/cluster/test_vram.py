@@ -15,12 +15,12 @@ import pytest
 
 from hearth_api import gguf_header
 from hearth_sim import synthetic_gguf
-from hearth_sim.homelab import CACHE_CLAIM, HomelabThread
+from hearth_sim.homelab import HomelabThread
 from hearth_sim.hub import Hosted, OllamaModel, Repo
 from hearth_sim.kube import Kube
 
 from .conftest import eventually, smollm2_or_skip
-from .operator_helpers import MD_API, OperatorProcess, sim_md, status, wait_phase, wake
+from .operator_helpers import MD_API, OperatorProcess, downloading_operator, sim_md, status, wait_phase, wake
 
 MiB = 1 << 20
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,14 +34,10 @@ def smollm2() -> Path:
 @pytest.fixture(scope="module")
 def operator(homelab: HomelabThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     homelab.homelab.hub.rate = 100 * MiB
-    op = OperatorProcess(
-        homelab,
-        tmp_path_factory.mktemp("operator"),
-        cache_claim=CACHE_CLAIM,
-        hf_endpoint=homelab.homelab.hub_url,
-        ollama_registry=homelab.homelab.hub_url,  # the hub serves registry.ollama.ai's API too
+    # The hub serves registry.ollama.ai's API too.
+    op = downloading_operator(
+        homelab, tmp_path_factory.mktemp("operator"), ollama_registry=homelab.homelab.hub_url
     )
-    op.start()
     yield op
     op.stop()
     assert "Traceback" not in op.logs(), op.logs()[-4000:]
@@ -64,6 +60,16 @@ def llamacpp_md(name: str, uri: str, vram: int | None = None, **spec: Any) -> di
             **spec,
         },
     }
+
+
+async def estimated(kube: Kube, name: str) -> dict[str, Any]:
+    """The model's status once the operator has judged its headers (an estimate, or why not)."""
+
+    async def judged() -> dict[str, Any] | None:
+        st = await status(kube, name)
+        return st if st.get("vram") or condition(st) else None
+
+    return await eventually(judged, deadline=30, what=f"{name}'s VRAM estimate")
 
 
 async def events_for(kube: Kube, name: str) -> list[dict[str, Any]]:
@@ -248,11 +254,7 @@ async def test_a_vllm_checkpoint_is_estimated_from_its_safetensors_headers_and_c
     md["spec"]["engine"] = "vllm"
     await kube.create(MD_API, "modeldeployments", "default", md)
 
-    async def estimated() -> dict[str, Any] | None:
-        st = await status(kube, "tiny-qwen")
-        return st if st.get("vram") or condition(st) else None
-
-    st = await eventually(estimated, deadline=30, what="tiny-qwen's VRAM estimate")
+    st = await estimated(kube, "tiny-qwen")
     assert condition(st)["reason"] == "FromHeaders", condition(st)
     vram = st["vram"]
     # Both shards' tensors: 2 x 32000 x 512 x 2 bytes.
@@ -273,11 +275,7 @@ async def test_an_ollama_model_is_estimated_from_the_gguf_its_manifest_names(
     md["spec"]["engine"] = "ollama"
     await kube.create(MD_API, "modeldeployments", "default", md)
 
-    async def estimated() -> dict[str, Any] | None:
-        st = await status(kube, "smol-ollama")
-        return st if st.get("vram") or condition(st) else None
-
-    st = await eventually(estimated, deadline=30, what="smol-ollama's VRAM estimate")
+    st = await estimated(kube, "smol-ollama")
     assert condition(st)["reason"] == "FromHeaders", condition(st)
     # Ollama's OLLAMA_NUM_PARALLEL slots of OLLAMA_CONTEXT_LENGTH each, as Hearth sets them.
     assert (st["vram"]["context"], st["vram"]["slots"]) == (8192, 2)
