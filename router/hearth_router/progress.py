@@ -222,4 +222,15 @@ def summary(gpu_class: str | None, warmed_in: float | None, tokens_per_second: f
     """The line Open WebUI keeps above the reply: "Warmed up in 12 s on 3090 · 38 tokens/s"."""
     gpu = gpu_short_name(gpu_class) or "GPU"
     head = f"Warmed up in {warmed_in:.0f} s on {gpu}" if warmed_in is not None else f"On {gpu}"
-    return f"{head} · {tokens_per_second:.0f} tokens/s" if tokens_per_second else head
+    speed = speed_text(tokens_per_second)
+    return f"{head} · {speed}" if speed else head
+
+
+def speed_text(tokens_per_second: float | None) -> str:
+    """`38 tokens/s`, `2.4 tokens/s` under 10; "" for a speed that was not measured (a real
+    llama.cpp answer of 7 tokens in 22 s on busy cores read "0 tokens/s")."""
+    if not tokens_per_second or tokens_per_second < 0.05:
+        return ""
+    if tokens_per_second < 10:
+        return f"{tokens_per_second:.1f} tokens/s"
+    return f"{tokens_per_second:.0f} tokens/s"

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { renderMarkdown } from "../../router/hearth_router/dashboard/markdown.js";
-import { downloadSummary, duration, leftText, secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
+import { doneSummary, downloadSummary, duration, leftText, secondsLeft, stageText } from "../../router/hearth_router/dashboard/format.js";
 
 test("script and event-handler markup come out as text", () => {
   const html = renderMarkdown('<script>alert(1)</script> <img src=x onerror="alert(2)">');
@@ -51,4 +51,11 @@ test("a download reads as bytes, rate and time left; its message loses its snaps
   assert.equal(stageText({ status: "downloading", message }), "Downloading big for the first time: 3.2 GiB of 14.9 GiB at 48.0 MiB/s");
   assert.equal(leftText(240), "~4 min");
   assert.equal(leftText(40), "~40 s");
+});
+
+test("a slow answer's speed keeps a decimal; one not measured is left out, never '0 tokens/s'", () => {
+  const usage = { completion_tokens: 7 };
+  assert.equal(doneSummary({ usage, generatingSeconds: 22 }), "0.3 tokens/s · 7 tokens");
+  assert.equal(doneSummary({ usage: { completion_tokens: 380 }, generatingSeconds: 10 }), "38 tokens/s · 380 tokens");
+  assert.equal(doneSummary({ usage, generatingSeconds: 0 }), "7 tokens");
 });

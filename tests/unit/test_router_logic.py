@@ -224,6 +224,10 @@ def test_a_queue_estimate_rises_at_once_when_answers_prove_slower_and_says_so() 
 def test_summaries_for_open_webui() -> None:
     assert progress.summary("rtx3090", 12.2, 38.4) == "Warmed up in 12 s on 3090 · 38 tokens/s"
     assert progress.summary("rtx3070", None, 40) == "On 3070 · 40 tokens/s"
+    # A real llama.cpp answer of 7 tokens in 22 s (both cores busy): a decimal, not "0 tokens/s".
+    assert progress.summary("rtx3070", 4.2, 7 / 22) == "Warmed up in 4 s on 3070 · 0.3 tokens/s"
+    assert progress.summary("rtx3070", 4.2, 0.0) == "Warmed up in 4 s on 3070"  # not measured: left out
+    assert progress.summary("rtx3070", 4.2, None) == "Warmed up in 4 s on 3070"
 
 
 def test_pick_takes_the_least_busy_replica_with_a_free_slot() -> None:

@@ -68,7 +68,9 @@ export function doneSummary({ waitedSeconds, backend, node, usage, generatingSec
   if (waitedSeconds != null) parts.push(`waited ${duration(waitedSeconds)}`);
   if (backend) parts.push(node ? `on ${backend} (${node})` : `on ${backend}`);
   const tokens = usage && usage.completion_tokens;
-  if (tokens && generatingSeconds > 0) parts.push(`${(tokens / generatingSeconds).toFixed(0)} tokens/s`);
+  const speed = tokens && generatingSeconds > 0 ? tokens / generatingSeconds : 0;
+  // Under 10 tokens/s a whole number reads "0 tokens/s" for a slow but real answer.
+  if (speed >= 0.05) parts.push(`${speed.toFixed(speed < 10 ? 1 : 0)} tokens/s`);
   if (tokens) parts.push(`${tokens} tokens`);
   return parts.join(" · ");
 }
