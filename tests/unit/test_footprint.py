@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hearth_api import footprint, gguf_header, safetensors_header
 from hearth_api.footprint import LlamaCppSettings, VllmSettings
@@ -18,6 +21,26 @@ from hearth_sim import synthetic_gguf
 from hearth_sim.weights import SMOLLM2, cached
 
 MiB = 2**20
+
+
+def _small_gguf() -> bytes:
+    """A whole little GGUF (a few tensors, a short vocabulary) for the property test to mangle."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "small.gguf"
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_block_count(1)
+        w.add_token_list(["a", "b", "c"])
+        w.add_tensor_info("token_embd.weight", (3, 32), np.dtype(np.float32), 3 * 32 * 4)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        w.close()
+        return path.read_bytes()
+
+
+_SMALL_GGUF = _small_gguf()
 
 
 def header_of(path: Path) -> gguf_header.Header:
@@ -199,3 +222,26 @@ def _raw(table: object) -> bytes:
 def test_what_is_not_safetensors_is_named(data: bytes, says: str) -> None:
     with pytest.raises(BadHeader, match=says):
         safetensors_header.parse(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=512),
+    cut=st.integers(min_value=0, max_value=4096),
+    flips=st.lists(st.integers(0, 4095), max_size=8),
+)
+def test_any_bytes_are_a_header_more_to_read_or_a_named_refusal(
+    data: bytes, cut: int, flips: list[int]
+) -> None:
+    """Random bytes, and a real header cut short or with bytes flipped: the readers answer with
+    a header, NeedMore or BadHeader — never another exception (a crash of the operator)."""
+    real = bytearray(_SMALL_GGUF[:cut])
+    for at in flips:
+        if at < len(real):
+            real[at] ^= 0xFF
+    for prefix in (data, b"GGUF" + data, bytes(real)):
+        for parse in (gguf_header.parse, safetensors_header.parse):
+            try:
+                parse(prefix)
+            except (NeedMore, BadHeader):
+                pass
