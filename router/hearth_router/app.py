@@ -229,6 +229,8 @@ def _probe_routes(dispatcher: Dispatcher) -> APIRouter:
 
     @routes.get("/readyz")
     async def readyz() -> Response:
+        if dispatcher.draining:
+            return JSONResponse({"status": "draining: stopping after the streams it holds"}, status_code=503)
         if dispatcher.registry.ready.is_set():
             return JSONResponse({"status": "ready", "models": len(dispatcher.registry.entries)})
         return JSONResponse({"status": "waiting for the first list of ModelDeployments"}, status_code=503)

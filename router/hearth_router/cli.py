@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from hearth_api.connect import api_client
 from hearth_api.environment import invalid_message, load_settings
 from hearth_router.app import create_app
+from hearth_router.drain import DrainingServer
 from hearth_router.settings import ENV_PREFIX, RouterSettings
 
 FULL_COLLECTION_EVERY = 1000  # middle-generation collections per full one (Python's default: 10)
@@ -79,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             http="auto",  # httptools where installed
-            timeout_graceful_shutdown=5,
             # Limits set on purpose (the drills try them): an idle kept-alive connection is closed
             # after 5 s; a burst of a thousand connects is queued by the kernel, not refused.
             # Header and body sizes are capped by limits.BodyLimit (431, 413), in OpenAI's shape.
             timeout_keep_alive=5,
             backlog=4096,
         )
-        await uvicorn.Server(config).serve()
+        await DrainingServer(config, app.state.dispatcher, settings.drain_seconds).serve()
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -142,6 +142,11 @@ class Dispatcher:
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
     background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
     down: dict[str, float] = field(default_factory=dict)  # endpoint → until when it is not tried
+    drain_started: float | None = None  # monotonic time of the SIGTERM that began a drain (drain.py)
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_started is not None
 
     def mark_down(self, endpoint: str) -> None:
         """An endpoint that refused a connection is not tried for a few seconds: its pod is

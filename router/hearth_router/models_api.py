@@ -118,7 +118,7 @@ async def model_events(dispatcher: Dispatcher, nodes: Nodes) -> AsyncIterator[by
     sent: dict[str, str] = {}
     sent_gpus = ""
     last_write = time.monotonic()
-    while True:
+    while not dispatcher.draining:  # a stopping router ends its feeds: browsers reconnect elsewhere
         frames = []
         board = json.dumps(gpus(dispatcher, nodes))
         if board != sent_gpus:

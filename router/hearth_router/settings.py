@@ -45,6 +45,12 @@ class RouterSettings(BaseSettings):
         description="an engine that refused a connection is tried again after this (3 tries in all)",
     )
     keepalive_interval: float = Field(default=15.0, gt=0)
+    drain_seconds: float = Field(
+        default=570.0,
+        ge=0,
+        description="on SIGTERM, how long the streams held may go on before they end with a "
+        "'router is restarting' error (a 3090 load plus a long answer); the chart's grace is 30 s more",
+    )
     loading_interval: float = Field(default=1.0, gt=0, description="seconds between loading events")
     activity_interval: float = Field(default=30.0, gt=0, description="min seconds between activity patches")
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -35,6 +35,7 @@ class StreamJob:
     ident: chunks.StreamIdentity
     path: str  # the engine's path: /v1/chat/completions or /v1/completions
     user_cancelled: bool = False
+    restarting: bool = False  # the drain deadline ended it (drain.py)
     stage: str = "routing"  # the last status sent: where a hang-up found the request
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -215,6 +216,12 @@ class StreamJob:
         if self._task is not None:
             self._task.cancel()
 
+    def end_for_restart(self) -> None:
+        """The drain deadline passed (drain.py): end with an error event that says why."""
+        self.restarting = True
+        if self._task is not None:
+            self._task.cancel()
+
     def opening(self) -> bytes:
         """The first event, `routing`: sent with the response head, before anything that can
         wait (with a thousand requests arriving at once, each task switch before it would put
@@ -248,7 +255,19 @@ class StreamJob:
                 frames = b"".join(f for f in batch if f is not None)
                 if frames:
                     yield frames
-            if self.user_cancelled:
+            if self.restarting:
+                self.dispatcher.metrics.requests.labels(model=self.model, outcome="router_restarting").inc()
+                yield chunks.frame(
+                    chunks.error_chunk(
+                        self.ident,
+                        "Hearth's router is restarting (an upgrade or a node drain) and could not finish "
+                        "this answer in time; send the request again",
+                        timestamp=time.time(),
+                        type_="unavailable",
+                        code="router_restarting",
+                    )
+                )
+            elif self.user_cancelled:
                 self.dispatcher.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
                 yield chunks.frame(
                     chunks.error_chunk(

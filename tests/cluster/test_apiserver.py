@@ -266,11 +266,13 @@ async def test_tables_for_kubectl(http: httpx.AsyncClient) -> None:
         "Phase",
         "GPU",
         "Node",
+        "VRAM (GiB)",
         "ETA (s)",
         "Cached",
         "Age",
     ]
-    assert table["rows"][0]["cells"][:6] == ["a", "a", "Warm", "rtx3070", "gpu-3070", 4.5]
+    # No VRAM estimate in this status: an empty cell (kubectl prints <none>).
+    assert table["rows"][0]["cells"][:7] == ["a", "a", "Warm", "rtx3070", "gpu-3070", None, 4.5]
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
 

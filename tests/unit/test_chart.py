@@ -275,3 +275,20 @@ def test_the_weights_cache_is_a_kept_claim_or_a_host_folder_the_operator_is_told
         operator_env({"weightsCache": {"existingClaim": "nas-models"}})["HEARTH_OPERATOR_CACHE_CLAIM"]
         == "nas-models"
     )
+
+
+def test_a_router_upgrade_drains_and_two_routers_keep_one_through_a_node_drain() -> None:
+    one = kinds(chart.objects(chart.render({})))
+    router = next(d for d in one["Deployment"] if d["metadata"]["name"] == "hearth-router")
+    pod = router["spec"]["template"]["spec"]
+    assert router["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert pod["terminationGracePeriodSeconds"] == 600  # the drain's 570 s and 30 s
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert router_env({})["HEARTH_ROUTER_DRAIN_SECONDS"] == "570"
+    assert "PodDisruptionBudget" not in one
+    two = kinds(chart.objects(chart.render({"router": {"replicas": 2, "drainSeconds": 120}})))
+    (pdb,) = two["PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    router = next(d for d in two["Deployment"] if d["metadata"]["name"] == "hearth-router")
+    assert router["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 150

@@ -146,7 +146,7 @@ def _printer_cell(col: dict[str, Any]) -> Cell:
         if kind == "date":
             when = parse_time(value)
             return human_age((now - when).total_seconds()) if when else "<unknown>"
-        return "" if value is None else value
+        return value  # missing: null, as the API server's CRD table convertor sends (kubectl: <none>)
 
     return cell
 
