@@ -79,7 +79,10 @@ rm -f deploy/wheelhouse/*.whl
 "$PYTHON" -m pip download --quiet --dest deploy/wheelhouse --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
     --platform "manylinux_2_28_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
-    --platform "linux_$arch" deploy/wheelhouse/hearth-"$VERSION"-*.whl
+    --platform "linux_$arch" deploy/wheelhouse/hearth-"$VERSION"-*.whl \
+    'async-timeout>=4.0.3'
+# ^ pip evaluates markers against the host's Python, not --python-version: redis needs
+#   async-timeout on Debian bookworm's Python 3.11.2 (`python_full_version < "3.11.3"`).
 
 previous=$("${engine[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 "${engine[@]}" build --quiet "${limits[@]}" --build-arg "BASE=$BASE" --build-arg "VERSION=$VERSION" \

@@ -2,7 +2,8 @@
 dashboard's explicit sleep-requested-at.
 
 One owner decides to wake (KubeAI's lesson): callers never check the phase and race. A wake is
-sent once per cold period however many requests wait; activity is sent at most once per
+sent once per cold period however many requests wait — across router replicas too, when they
+share a line (its `claim_wake`); activity is sent at most once per
 `interval` per model while requests wait or stream, so the operator never scales a busy model
 to zero or evicts it.
 """
@@ -22,6 +23,7 @@ from hearth_api.model_deployment import Phase
 from hearth_api.names import GROUP, LAST_ACTIVITY, PLURAL, SLEEP_REQUESTED_AT, VERSION, WAKE_REQUESTED_AT
 from hearth_api.times import now_rfc3339
 from hearth_router.errors import RouterError, unavailable
+from hearth_router.line import Line, LocalLine
 
 log = logging.getLogger("hearth.router.annotations")
 MERGE = "application/merge-patch+json"
@@ -29,9 +31,12 @@ REWAKE_AFTER = 30.0  # a wake the operator has not acted on is sent again after 
 
 
 class Annotator:
-    def __init__(self, api: client.ApiClient | None, activity_interval: float = 30.0) -> None:
+    def __init__(
+        self, api: client.ApiClient | None, activity_interval: float = 30.0, line: Line | None = None
+    ) -> None:
         self.custom: Any = client.CustomObjectsApi(api) if api is not None else None
         self.activity_interval = activity_interval
+        self.line: Line = line if line is not None else LocalLine()
         self._woken: dict[str, float] = {}  # key → when this cold period's wake was sent
         self._active: dict[str, float] = {}  # key → when activity was last sent
         self._lock = asyncio.Lock()
@@ -52,8 +57,8 @@ class Annotator:
 
     def observe(self, key: str, phase: Phase | None) -> None:
         """A phase the watch saw: once the model is loading or up, its cold period is over."""
-        if phase in (Phase.LOADING, Phase.WARM, Phase.FAILED):
-            self._woken.pop(key, None)
+        if phase in (Phase.LOADING, Phase.WARM, Phase.FAILED) and self._woken.pop(key, None) is not None:
+            self.line.wake_over(key)
 
     async def ensure_awake(self, key: str, phase: Phase | None) -> None:
         """Send one wake per cold period (and activity with it). A wake the API server refuses
@@ -66,6 +71,9 @@ class Annotator:
             if sent is not None and now - sent < REWAKE_AFTER:
                 return
             self._woken[key] = self._active[key] = now
+            # Another replica sent this cold period's wake: this one only waits for the load.
+            if not await self.line.claim_wake(key, REWAKE_AFTER):
+                return
         await self._send_wake(key)
 
     async def request_wake(self, key: str) -> None:
@@ -88,6 +96,7 @@ class Annotator:
         The next request sends a fresh wake (this cold period has not been woken yet)."""
         async with self._lock:
             self._woken.pop(key, None)
+        self.line.wake_over(key)
         try:
             await self._patch(key, {SLEEP_REQUESTED_AT: now_rfc3339()})
         except (ApiException, OSError, aiohttp.ClientError) as exc:

@@ -30,6 +30,7 @@ from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError, unknown_model
 from hearth_router.keys import KeyRing
 from hearth_router.limits import BodyLimit, error_response
+from hearth_router.line import Line, LocalLine
 from hearth_router.metrics import RouterMetrics
 from hearth_router.nodes import Nodes
 from hearth_router.registry import Entry, Registry
@@ -40,6 +41,7 @@ from hearth_router.requests import (
     parse,
 )
 from hearth_router.settings import RouterSettings
+from hearth_router.shared_line import SharedLine
 from hearth_router.streaming import new_request_id
 from hearth_router.upstream import Upstream
 
@@ -54,18 +56,22 @@ def create_app(
 ) -> FastAPI:
     """The router app. `api` is the Kubernetes client (watch and annotations); tests may pass a
     pre-filled `registry` and no `api`, and an `upstream` with its own transport."""
+    metrics = RouterMetrics()
+    line = new_line(settings, metrics)
     dispatcher = Dispatcher(
         settings=settings,
         registry=registry or Registry(api, settings.namespace),
-        annotator=Annotator(api, settings.activity_interval),
+        annotator=Annotator(api, settings.activity_interval, line),
         upstream=upstream or Upstream(settings.connect_timeout, settings.stall_timeout),
-        metrics=RouterMetrics(),
+        metrics=metrics,
+        line=line,
     )
 
     nodes = Nodes(api, dispatcher.registry.changed)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await line.start()
         watches = set()
         if api is not None:
             watches = {
@@ -80,6 +86,7 @@ def create_app(
         for running in list(dispatcher.active.values()):
             running.cancel()
         await dispatcher.upstream.close()
+        await line.close()
         if api is not None:
             await api.close()
 
@@ -121,6 +128,20 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def new_line(settings: RouterSettings, metrics: RouterMetrics) -> Line:
+    """The store every replica shares when one is configured; this process's own otherwise."""
+    if settings.store_url is None:
+        return LocalLine()
+    metrics.store_up.set(0)
+    return SharedLine(
+        settings.store_url,
+        settings.store_prefix,
+        settings.store_timeout,
+        settings.store_lease_seconds,
+        metrics.store_up,
+    )
 
 
 async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
@@ -232,7 +253,11 @@ def _probe_routes(dispatcher: Dispatcher) -> APIRouter:
         if dispatcher.draining:
             return JSONResponse({"status": "draining: stopping after the streams it holds"}, status_code=503)
         if dispatcher.registry.ready.is_set():
-            return JSONResponse({"status": "ready", "models": len(dispatcher.registry.entries)})
+            ready: dict[str, Any] = {"status": "ready", "models": len(dispatcher.registry.entries)}
+            # Still ready on its own queues: this replica serves, the line is only less exact.
+            if dispatcher.line.degraded is not None:
+                ready["degraded"] = dispatcher.line.degraded
+            return JSONResponse(ready)
         return JSONResponse({"status": "waiting for the first list of ModelDeployments"}, status_code=503)
 
     @routes.get("/metrics")

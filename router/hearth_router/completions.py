@@ -71,7 +71,7 @@ class Completions:
             return JSONResponse(await dispatcher.complete(entry, raw, self.path, ident))
         # Admitted here, before the response begins: past the waiter limit it is a 429, not an
         # error event in a stream that was already accepted.
-        admission = dispatcher.admit(entry, raw, patient=True)
+        admission = await dispatcher.admit(entry, raw, patient=True)
         return StreamJob(dispatcher, admission, raw, ident, self.path)
 
 

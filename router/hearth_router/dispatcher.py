@@ -22,11 +22,12 @@ from hearth_api.model_deployment import (
 from hearth_router import chunks, progress, routing
 from hearth_router.annotations import Annotator
 from hearth_router.errors import EngineUnreachable, RouterError, unavailable, unknown_model
+from hearth_router.line import Line, LocalLine
 from hearth_router.metrics import RouterMetrics
 from hearth_router.progress import Queued
 from hearth_router.registry import Entry, Registry
 from hearth_router.settings import RouterSettings
-from hearth_router.slots import Slots, Ticket
+from hearth_router.slots import Ticket
 from hearth_router.upstream import Upstream
 
 ATTEMPTS = 3  # times a request meets a refused connection before it gives up
@@ -86,16 +87,15 @@ class Admission:
             yield place
         self.stop_waiting()
 
-    def engine_refused(self, exc: EngineUnreachable, attempt: int) -> None:
+    async def engine_refused(self, exc: EngineUnreachable, attempt: int) -> None:
         """The engine never took the request (refused or dropped the connection before its
-        answer began): rest that endpoint, give the slot back and wait again, first in line.
-        Raises `exc` once this was the last of ATTEMPTS."""
+        answer began): rest that endpoint, give the slot back and wait again, at the place in
+        line it had earned. Raises `exc` once this was the last of ATTEMPTS."""
         if attempt >= ATTEMPTS:
             raise exc
         dispatcher = self.dispatcher
         dispatcher.mark_down(exc.endpoint)
-        dispatcher.slots.release(self.ticket)
-        dispatcher.slots.enqueue_front(self.ticket)
+        await dispatcher.line.requeue(self.ticket)
         if not self.waiting:
             self.waiting = True
             dispatcher.waiters.add(self.entry.key, self.entry.md.spec.model, +1)
@@ -108,7 +108,7 @@ class Admission:
     def close(self) -> None:
         """Leave the count and the line, or give the slot back. Idempotent."""
         self.stop_waiting()
-        self.dispatcher.slots.release(self.ticket)
+        self.dispatcher.line.release(self.ticket)
 
     def __enter__(self) -> Admission:
         return self
@@ -123,11 +123,6 @@ def requested_tokens(body: dict[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _average(averages: dict[str, float], key: str, value: float) -> None:
-    previous = averages.get(key)
-    averages[key] = value if previous is None else 0.8 * previous + 0.2 * value
-
-
 @dataclass
 class Dispatcher:
     settings: RouterSettings
@@ -135,10 +130,9 @@ class Dispatcher:
     annotator: Annotator
     upstream: Upstream
     metrics: RouterMetrics
-    slots: Slots = field(default_factory=Slots)
-    waiters: Waiters = field(default_factory=Waiters)
-    generation_seconds: dict[str, float] = field(default_factory=dict)  # key → moving average
-    tokens_per_second: dict[str, float] = field(default_factory=dict)  # key → moving average
+    # The queues, slots and answer times: this process's own, or shared by every replica.
+    line: Line = field(default_factory=LocalLine)
+    waiters: Waiters = field(default_factory=Waiters)  # this replica's, for the gauge
     active: dict[str, Cancellable] = field(default_factory=dict)  # request id → what cancels it
     background: set[asyncio.Task[None]] = field(default_factory=set)  # streams finishing their cleanup
     down: dict[str, float] = field(default_factory=dict)  # endpoint → until when it is not tried
@@ -174,7 +168,7 @@ class Dispatcher:
             models = [e.md for e in self.registry.entries.values()]
             if not models:  # nothing deployed: no model exists to pick (a 503 would say "later")
                 raise unknown_model(name, [])
-            chosen = routing.choose_auto(models, self.slots.inflight)
+            chosen = routing.choose_auto(models, self.line.inflight)
             entry = self.registry.get(chosen.key) if chosen is not None else None
             if entry is None:
                 raise unavailable("no model can serve `auto` right now", "no_model")
@@ -184,31 +178,29 @@ class Dispatcher:
             raise unknown_model(name, self.registry.names())
         return entry
 
-    def _check_admission(self, entry: Entry) -> None:
-        """Fail fast: a Failed model, one no node can hold, or too many already waiting."""
+    async def admit(
+        self, entry: Entry, body: dict[str, Any] | None = None, patient: bool = False
+    ) -> Admission:
+        """Fail fast (a Failed model, one no node can hold), then check the waiter limit and
+        take a place in line in one step — the local line's never suspends, the shared one's is
+        one script the store runs whole — so a burst cannot slip past it: exactly `max_waiters`
+        get in, across every replica, the rest 429. The caller closes the admission."""
         md = entry.md
         if md.status.phase is Phase.FAILED:
             raise unavailable(f"{md.spec.model} cannot run: {md.status.message}", "model_failed")
         if md.never_fits:
             raise unavailable(f"{md.spec.model} cannot be placed: {md.status.message}", "model_unschedulable")
-        if self.waiters.count(entry.key) >= self.settings.max_waiters:
+        joined = await self.line.join(entry.key, self.settings.max_waiters)
+        if not isinstance(joined, Ticket):
             raise RouterError(
                 429,
-                f"{self.waiters.count(entry.key)} requests are already waiting for {md.spec.model}; "
-                "try again later",
+                f"{joined} requests are already waiting for {md.spec.model}; try again later",
                 "rate_limit_error",
                 "too_many_waiters",
                 retry_after=md.warmup_estimate,
             )
-
-    def admit(self, entry: Entry, body: dict[str, Any] | None = None, patient: bool = False) -> Admission:
-        """Check and count the request in one step, before any await (so a burst cannot slip
-        past the waiter limit: exactly `max_waiters` get in, the rest 429), and give it a place
-        in line. The caller closes the admission."""
-        self._check_admission(entry)
-        self.waiters.add(entry.key, entry.md.spec.model, +1)
-        ticket = self.slots.enqueue(entry.key)
-        return Admission(self, entry, ticket, max_tokens=requested_tokens(body or {}), patient=patient)
+        self.waiters.add(entry.key, md.spec.model, +1)
+        return Admission(self, entry, joined, max_tokens=requested_tokens(body or {}), patient=patient)
 
     # --- hold: wake and wait for Warm --------------------------------------------------------
 
@@ -311,36 +303,35 @@ class Dispatcher:
                     pass
                 continue
             concurrency = effective_concurrency(md.spec)
-            if self.slots.grant(ticket, endpoints, concurrency):
+            if await self.line.grant(ticket, endpoints, concurrency):
                 return
             # Once a second, with the place as it is then: in a draining queue every grant moves
             # everyone up, and an event per move would be many a second per waiting client.
             now = time.monotonic()
             if told is None or now - told_at >= interval:
                 answer = progress.answer_seconds(
-                    self.generation_seconds.get(key),
+                    self.line.answer_seconds(key),
                     max_tokens,
-                    self.tokens_per_second.get(key),
+                    self.line.tokens_per_second(key),
                     prior_tokens_per_second(md.spec),
                 )
                 told = progress.queued(
                     md.spec.model,
-                    self.slots.position(ticket),
+                    await self.line.position(ticket),
                     answer,
                     concurrency * len(endpoints),
                     now,
                     now - began,
                     told,
+                    this_replica_only=self.line.degraded is not None,
                 )
                 told_at = now
                 yield told
                 await self.annotator.touch(key, md.spec.scaling.idle_timeout_seconds)
-            await self.slots.wait(ticket, max(0.05, told_at + interval - time.monotonic()))
+            await self.line.wait(ticket, max(0.05, told_at + interval - time.monotonic()))
 
     def record_generation(self, key: str, seconds: float, tokens_per_second: float | None = None) -> None:
-        _average(self.generation_seconds, key, seconds)
-        if tokens_per_second:
-            _average(self.tokens_per_second, key, tokens_per_second)
+        self.line.record_answer(key, seconds, tokens_per_second)
 
     # --- a whole answer (stream: false, embeddings) ------------------------------------------
 
@@ -356,7 +347,7 @@ class Dispatcher:
         self.active[ident.id] = task
         model = entry.md.spec.model
         try:
-            with self.admit(entry, body) as admission:
+            with await self.admit(entry, body) as admission:
                 for attempt in range(1, ATTEMPTS + 1):
                     async for _ in admission.wait():
                         pass
@@ -367,7 +358,7 @@ class Dispatcher:
                         )
                         break
                     except EngineUnreachable as exc:
-                        admission.engine_refused(exc, attempt)
+                        await admission.engine_refused(exc, attempt)
                 self.metrics.upstream.labels(model=model).observe(time.monotonic() - started)
                 if path != "/v1/embeddings":
                     self.record_generation(entry.key, time.monotonic() - started)

@@ -44,6 +44,11 @@ class RouterMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.store_up = Gauge(
+            "hearth_router_store_up",
+            "1: the queue is shared with the other replicas through the store; 0: this replica's own",
+            registry=self.registry,
+        )
         self.stream_errors = Counter(
             "hearth_router_stream_errors_total",
             "Streams that ended in an error event",

@@ -90,8 +90,8 @@ def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
         "sleeps_at": rfc3339(sleeps_at) if sleeps_at else None,
         "router": {
             "waiters": dispatcher.waiters.count(entry.key),
-            "queued": dispatcher.slots.waiting(entry.key),
-            "in_flight": dispatcher.slots.in_flight(md.status.endpoints),
+            "queued": dispatcher.line.waiting(entry.key),
+            "in_flight": dispatcher.line.in_flight(md.status.endpoints),
         },
     }
 

@@ -184,9 +184,12 @@ def queued(
     now: float,
     waited: float,
     previous: Queued | None = None,
+    this_replica_only: bool = False,
 ) -> Queued:
     """The queue estimate for the request at `position`: the whole answers ahead of it spread
-    over the replicas' slots. It counts down from what was last told and only falls as the
+    over the replicas' slots. `this_replica_only`: the routers' shared line is away, and the
+    place counts only this router replica's requests — the message says so, never claiming a
+    place in the whole line. It counts down from what was last told and only falls as the
     line moves; it goes up only for a stated reason — the measured answers turned out slower
     than assumed, or the wait passed its estimate — and is never 0 while the request waits."""
     computed = answer.seconds * position / max(capacity, 1)
@@ -209,7 +212,8 @@ def queued(
             why = f"taking longer than estimated — {waited:.0f} s so far"
     shown = max(1, math.ceil(left))
     ahead = "1 request" if position == 1 else f"{position} requests"
-    message = f"Queued behind {ahead} for {model}… ~{shown} s"
+    where = " at this router replica" if this_replica_only else ""
+    message = f"Queued behind {ahead}{where} for {model}… ~{shown} s"
     if why:
         message += f" ({why})"
     elif answer.guess:

@@ -56,6 +56,18 @@ class RouterSettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="browser origins allowed to call the API (keys, not cookies, guard it)"
     )
+    store_url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL of a Redis/Valkey every router replica shares "
+        "(queues, slots, answer times, wake guard); unset: this process's own (one replica)",
+    )
+    store_prefix: str = Field(default="hearth", min_length=1, description="key prefix in the store")
+    store_timeout: float = Field(
+        default=2.0, gt=0, description="seconds a store step may take before this replica queues on its own"
+    )
+    store_lease_seconds: float = Field(
+        default=5.0, gt=0, description="a dead replica's slots and places leave the line within this"
+    )
     hide_status_summary: bool = Field(default=False, description="last Open WebUI status event hidden")
 
     _split = field_validator("api_keys", "cors_origins", mode="before")(_comma_list)

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from hearth_router.routing import pick
+
+_numbers = itertools.count(1)
 
 
 @dataclass(eq=False)
 class Ticket:
     key: str
     endpoint: str | None = None
+    id: str = field(default_factory=lambda: str(next(_numbers)))  # unique in this process
+    # Its place in line: microseconds of the wall clock when it joined (the shared store's clock
+    # when there is one), kept when it goes back in line so it keeps the place it had earned.
+    score: int = field(default_factory=lambda: time.time_ns() // 1000)
     # Set when it may be first in line with a free slot; cleared by each grant attempt, so a
     # release between an attempt and the wait that follows is not missed.
     turn: asyncio.Event = field(default_factory=asyncio.Event)
@@ -34,11 +42,16 @@ class Slots:
 
     def enqueue(self, key: str) -> Ticket:
         ticket = Ticket(key)
+        self.add(ticket)
+        return ticket
+
+    def add(self, ticket: Ticket) -> None:
+        """Join at the end of the line."""
+        key = ticket.key
         self.queues.setdefault(key, deque()).append(ticket)
         places = self._places.get(key)
         if places is not None:  # joining at the end moves nobody: the places stay good
             places[ticket] = len(places) + 1
-        return ticket
 
     def enqueue_front(self, ticket: Ticket) -> None:
         """Back to the head of the line: a request whose engine could not be reached keeps the
@@ -87,6 +100,11 @@ class Slots:
                 queue.remove(ticket)
                 self._places.pop(ticket.key, None)
         self._signal(ticket.key)
+
+    def hold(self, ticket: Ticket) -> None:
+        """Count a slot `ticket` already holds (taken while the line was shared elsewhere)."""
+        if ticket.endpoint is not None:
+            self.inflight[ticket.endpoint] = self.inflight.get(ticket.endpoint, 0) + 1
 
     def in_flight(self, endpoints: list[str]) -> int:
         return sum(self.inflight.get(e, 0) for e in endpoints)

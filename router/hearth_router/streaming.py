@@ -73,8 +73,8 @@ class StreamJob:
                     return
                 except EngineUnreachable as exc:
                     # Refused before a byte was sent: the request never reached the engine, so it
-                    # waits again (first in line) for the engine to come back, and says so.
-                    admission.engine_refused(exc, attempt)
+                    # waits again (at its place in line) for the engine to come back, and says so.
+                    await admission.engine_refused(exc, attempt)
                     log.info("stream %s: %s; waiting for it again", self.ident.id, exc.message)
                     yield self._status(
                         "loading", f"The {self.model} engine went away; waiting for it to come back…"

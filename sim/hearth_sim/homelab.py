@@ -174,6 +174,7 @@ class Homelab:
                 volumes_dir=self.volumes_dir,
                 api=ApiEndpoint(self.host, https.port, ca_pem),
                 containers=self.containers,
+                ip_prefix=self.ip_prefix,
             )
             staged = weights.stage(self.volumes_dir) is not None
             self.kubelet = Kubelet(kube, config)

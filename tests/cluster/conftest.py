@@ -22,6 +22,8 @@ from hearth_sim.kube import Kube
 from hearth_sim.llamacpp import find_runtime
 from hearth_sim.nodes import DEFAULT_NODES, NodeSpec
 from hearth_sim.ports import free_port
+from hearth_sim.store import StoreServer
+from hearth_sim.store import available as store_available
 
 from ..conftest import stop_process
 
@@ -240,3 +242,13 @@ async def off_the_loop(call: Callable[[], T], deadline: float, what: str) -> T:
         return await asyncio.wait_for(asyncio.shield(done), deadline)
     except TimeoutError:
         raise AssertionError(f"{what} did not return within {deadline:g} s") from None
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StoreServer]:
+    """A real Redis of its own (Debian's redis-server), empty, on a loopback port of its own."""
+    if not store_available():
+        pytest.skip("redis-server is not installed (.ci/run installs it: apt-get install redis-server)")
+    server = StoreServer(tmp_path).start()
+    yield server
+    server.stop()

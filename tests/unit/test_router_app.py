@@ -110,7 +110,7 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
     assert text and done["content"] == text and done["node"] == "gpu-3090"
     assert done["message"].startswith("Warmed up in ")
     assert response.text.endswith("data: [DONE]\n\n")
-    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}
+    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.line.inflight == {}
 
 
 async def admitted(dispatcher: Any, key: str, request: asyncio.Task[Any]) -> None:
@@ -170,7 +170,7 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
     assert refused[0].json()["error"]["code"] == "too_many_waiters"
     assert [r.status_code for r in admitted] == [200, 200, 200]
     assert all('"status":"done"' in r.text for r in admitted)
-    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.slots.inflight == {}
+    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.line.inflight == {}
 
 
 async def test_queued_streams_are_told_estimates_that_never_rise_unexplained() -> None:

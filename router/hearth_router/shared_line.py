@@ -1,0 +1,426 @@
+"""The line in a store every router replica shares (Redis or Valkey): one queue per model,
+exact places across replicas, the admission limit across replicas, engine slots as leases that
+expire with their holder, the measured answer times and the wake-once guard. The steps are the
+Lua scripts of store_scripts.py, each run whole by the store.
+
+Degraded, never wrong: a store call that fails or takes past `timeout` turns this replica to
+queues of its own at once (a `Slots` rebuilt from the tickets it holds, in their order), and
+`shared` says so — the stream's messages stop claiming a place in a global line, `/readyz` and
+the `hearth_router_store_up` metric tell. The heartbeat keeps trying the store; once it answers,
+what this replica holds is written back and the line is shared again. A store that restarted
+empty is refilled the same way (each replica writes back its own places and leases).
+
+Why leases: a replica that dies (a SIGKILL, a lost node) never gives its slots back; its
+heartbeat stops, and within `lease_seconds` its slots and places are gone from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from hearth_router import store_scripts
+from hearth_router.line import AnswerTimes
+from hearth_router.slots import Slots, Ticket
+
+log = logging.getLogger("hearth.router.store")
+FAILURES = (RedisError, OSError, TimeoutError)
+
+
+class _Local(Exception):
+    """This step is taken locally: the store is away (or went away while it ran)."""
+
+
+def replica_name() -> str:
+    """Unique per process: the pod's name (its hostname) and a few random letters."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+class SharedLine:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "hearth",
+        timeout: float = 2.0,
+        lease_seconds: float = 5.0,
+        store_up: Any = None,  # a prometheus Gauge: 1 shared, 0 on its own queues
+        replica: str | None = None,
+    ) -> None:
+        self.replica = replica or replica_name()
+        self.prefix, self.timeout, self.lease_seconds = prefix, timeout, lease_seconds
+        self.ttl_ms = int(lease_seconds * 1000)
+        no_retries = Retry(NoBackoff(), 0)  # bounded: one try per step, then the line goes local
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self.store = redis.Redis(connection_pool=pool, retry=no_retries)
+        # The turn channel's own connection: it waits for messages, so no read timeout.
+        self.listener = redis.Redis.from_url(url, socket_connect_timeout=timeout, retry=no_retries)
+        self.scripts = {
+            name: self.store.register_script(getattr(store_scripts, name))
+            for name in (
+                "JOIN",
+                "GRANT",
+                "POSITION",
+                "RELEASE",
+                "REQUEUE",
+                "HEARTBEAT",
+                "RESTORE",
+                "RECORD",
+                "COUNTS",
+            )
+        }
+        self.channel = f"{prefix}:turn"
+        self.store_up = store_up
+        self.tickets: dict[str, Ticket] = {}  # this replica's: waiting or holding a slot
+        self.local: Slots | None = Slots()  # not None while the store is away (also before start)
+        self.reason: str | None = "not connected to the shared store yet"
+        self.generation = 0  # +1 at each switch between shared and local
+        self.epoch: str | None = None  # the store incarnation this replica's entries are in
+        self.answers = AnswerTimes()
+        self._numbers = itertools.count(1)
+        self._counts: dict[str, int] = {}  # line key or endpoint → as the store last said
+        self._keys: set[str] = set()  # model keys this replica has lines for
+        self._endpoints: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def _q(self, key: str) -> str:
+        return f"{self.prefix}:q:{key}"
+
+    def _qx(self, key: str) -> str:
+        return f"{self.prefix}:qx:{key}"
+
+    def _lease(self, endpoint: str) -> str:
+        return f"{self.prefix}:l:{endpoint}"
+
+    # --- the Line interface ---------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return self.local is None
+
+    @property
+    def degraded(self) -> str | None:
+        return self.reason
+
+    @property
+    def inflight(self) -> Mapping[str, int]:
+        if self.local is not None:
+            return self.local.inflight
+        return {e: self._counts.get(e, 0) for e in self._endpoints}
+
+    async def join(self, key: str, limit: int) -> Ticket | int:
+        ticket = Ticket(key, id=f"{self.replica}/{next(self._numbers)}")
+        self._keys.add(key)
+        try:
+            joined, value = await self._run(
+                "JOIN", [self._q(key), self._qx(key)], [ticket.id, limit, self.ttl_ms]
+            )
+        except _Local:
+            assert self.local is not None
+            waiting = self.local.waiting(key)
+            if waiting >= limit:
+                return waiting
+            self.local.add(ticket)
+        else:
+            if not joined:
+                return int(value)
+            ticket.score = int(value)
+        self.tickets[ticket.id] = ticket
+        return ticket
+
+    async def grant(self, ticket: Ticket, endpoints: list[str], concurrency: int) -> str | None:
+        if self.local is None:
+            self._endpoints.update(endpoints)
+            ticket.turn.clear()  # before the step: a turn told while it runs is not missed
+            args = [
+                ticket.id,
+                concurrency,
+                f"{self.prefix}:l:",
+                self.ttl_ms,
+                self.channel,
+                *sorted(endpoints),
+            ]
+            try:
+                keys = [
+                    self._q(ticket.key),
+                    self._qx(ticket.key),
+                    f"{self.prefix}:pause",
+                    f"{self.prefix}:epoch",
+                ]
+                got = await self._run("GRANT", keys, args)
+            except _Local:
+                pass
+            else:
+                if ticket.id not in self.tickets:  # released while the step ran: give it back
+                    self._forget(ticket, got.decode() if got else None)
+                    return None
+                ticket.endpoint = got.decode() if got else None
+                return ticket.endpoint
+        assert self.local is not None
+        return self.local.grant(ticket, endpoints, concurrency)
+
+    async def position(self, ticket: Ticket) -> int:
+        if self.local is None:
+            try:
+                place, waiting = await self._run(
+                    "POSITION", [self._q(ticket.key), self._qx(ticket.key)], [ticket.id]
+                )
+            except _Local:
+                pass
+            else:
+                self._counts[ticket.key] = int(waiting)
+                return int(place)
+        assert self.local is not None
+        return self.local.position(ticket)
+
+    async def requeue(self, ticket: Ticket) -> None:
+        endpoint = ticket.endpoint
+        if self.local is None and endpoint is not None:
+            keys = [self._q(ticket.key), self._qx(ticket.key), self._lease(endpoint)]
+            try:
+                await self._run("REQUEUE", keys, [ticket.id, ticket.score, self.ttl_ms, self.channel])
+            except _Local:
+                pass
+            else:
+                ticket.endpoint = None
+                return
+        assert self.local is not None  # the switch counted the slot it holds: give it back here
+        self.local.release(ticket)
+        self.local.enqueue_front(ticket)
+
+    def release(self, ticket: Ticket) -> None:
+        if self.tickets.pop(ticket.id, None) is None:
+            return
+        if self.local is not None:
+            self.local.release(ticket)
+            return
+        endpoint, ticket.endpoint = ticket.endpoint, None
+        self._forget(ticket, endpoint)
+
+    def _forget(self, ticket: Ticket, endpoint: str | None) -> None:
+        """Leave the store's line or slot, in the background (release never waits). Should the
+        store not take it, the entry is no longer renewed and expires within a lease."""
+        q = self._q(ticket.key)
+        keys = [q, self._qx(ticket.key), self._lease(endpoint) if endpoint else q]
+        self._spawn(self._quietly("RELEASE", keys, [ticket.id, self.channel]))
+
+    async def wait(self, ticket: Ticket, within: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await ticket.turn.wait()
+
+    def waiting(self, key: str) -> int:
+        if self.local is not None:
+            return self.local.waiting(key)
+        return self._counts.get(key, 0)
+
+    def in_flight(self, endpoints: list[str]) -> int:
+        return sum(self.inflight.get(e, 0) for e in endpoints)
+
+    def record_answer(self, key: str, seconds: float, tokens_per_second: float | None) -> None:
+        self.answers.record(key, seconds, tokens_per_second)  # at once here; the others at their heartbeat
+        if self.local is None:
+            rate = f"{tokens_per_second}" if tokens_per_second else ""
+            self._spawn(self._quietly("RECORD", [f"{self.prefix}:avg:{key}"], [f"{seconds}", rate]))
+
+    def answer_seconds(self, key: str) -> float | None:
+        return self.answers.seconds.get(key)
+
+    def tokens_per_second(self, key: str) -> float | None:
+        return self.answers.rate.get(key)
+
+    async def claim_wake(self, key: str, seconds: float) -> bool:
+        if self.local is not None:
+            return True  # on its own queues: each replica wakes (the operator takes a wake twice)
+        try:
+            async with asyncio.timeout(self.timeout):
+                claimed = await self.store.set(
+                    f"{self.prefix}:wake:{key}", self.replica, nx=True, px=int(seconds * 1000)
+                )
+        except FAILURES as exc:
+            self._lose(exc)
+            return True
+        return bool(claimed)
+
+    def wake_over(self, key: str) -> None:
+        if self.local is None:
+            self._spawn(self._delete(f"{self.prefix}:wake:{key}"))
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (or start on its own queues, trying again at each heartbeat)."""
+        await self._connect()
+        self._tasks = [
+            asyncio.create_task(self._beating(), name="store heartbeat"),
+            asyncio.create_task(self._listening(), name="store turns"),
+        ]
+
+    async def close(self) -> None:
+        """Stop; what this replica still holds leaves the store (or expires within a lease)."""
+        for task in self._tasks:
+            task.cancel()
+        for ticket in list(self.tickets.values()):
+            self.release(ticket)
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.timeout)
+        await self.store.aclose()
+        await self.listener.aclose()
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """One step in the store, bounded by `timeout`; raises _Local when the line is (or just
+        went) local — then the caller takes the step on the local Slots."""
+        if self.local is not None:
+            raise _Local
+        generation = self.generation
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.scripts[name](keys=keys, args=args)
+        except FAILURES as exc:
+            self._lose(exc)
+            raise _Local from exc
+        if generation != self.generation:
+            raise _Local  # the line went local while the step ran: the local Slots decide
+        return result
+
+    async def _quietly(self, name: str, keys: list[str], args: list[Any]) -> None:
+        with contextlib.suppress(_Local):
+            await self._run(name, keys, args)
+
+    async def _delete(self, key: str) -> None:
+        with contextlib.suppress(*FAILURES):
+            async with asyncio.timeout(self.timeout):
+                await self.store.delete(key)
+
+    def _spawn(self, step: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(step)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _lose(self, exc: BaseException) -> None:
+        """The store failed a step: this replica's line goes local, in the order it had."""
+        if self.local is not None:
+            return
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning(
+            "the shared store is unreachable (%s): queueing on this replica's own until it is back", why
+        )
+        self.reason = f"the shared store is unreachable ({why}); queueing on this replica's own"
+        local = Slots()
+        for ticket in sorted(self.tickets.values(), key=lambda t: (t.score, t.id)):
+            if ticket.endpoint is None:
+                local.add(ticket)
+            else:
+                local.hold(ticket)
+        self.local = local
+        self._switched(0)
+
+    def _switched(self, up: int) -> None:
+        self.generation += 1
+        if self.store_up is not None:
+            self.store_up.set(up)
+        for ticket in self.tickets.values():
+            ticket.turn.set()  # each waiter tries again at once, in the line it is now in
+
+    async def _connect(self) -> None:
+        """Write what this replica holds into the store (where missing) and share the line.
+        Repeated until nothing changed locally while it ran, so no ticket is left out."""
+        assert self.local is not None
+        for _ in range(5):
+            before = [(t.id, t.endpoint) for t in self.tickets.values()]
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._restore()
+            except FAILURES as exc:
+                self.reason = f"the shared store is unreachable ({type(exc).__name__}: {exc})"
+                if self.store_up is not None:
+                    self.store_up.set(0)
+                return
+            if before == [(t.id, t.endpoint) for t in self.tickets.values()]:
+                break
+        log.info("sharing the line through the store as replica %s", self.replica)
+        self.local, self.reason = None, None
+        self._switched(1)
+
+    async def _restore(self) -> None:
+        # A new incarnation's name, taken only if the store has none (it is new, or restarted
+        # empty): every other replica's heartbeat then finds a name it did not write to, and
+        # writes back what it holds too.
+        args: list[Any] = [uuid.uuid4().hex, self.ttl_ms, self.epoch or ""]
+        for t in self.tickets.values():
+            q, qx = self._q(t.key), self._qx(t.key)
+            args += [q, qx, t.id, t.score] if t.endpoint is None else ["", self._lease(t.endpoint), t.id, 0]
+        keys = [f"{self.prefix}:epoch", f"{self.prefix}:pause", f"{self.prefix}:began"]
+        epoch = await self.scripts["RESTORE"](keys=keys, args=args)
+        self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 5)
+            if self.local is not None:
+                await self._connect()
+                continue
+            with contextlib.suppress(_Local):
+                await self._beat()
+
+    async def _beat(self) -> None:
+        """Renew this replica's places and leases; read the counts and averages the others wrote."""
+        args: list[Any] = [self.epoch, self.ttl_ms]
+        for t in self.tickets.values():
+            args += [self._qx(t.key) if t.endpoint is None else self._lease(t.endpoint), t.id]
+        if not await self._run("HEARTBEAT", [f"{self.prefix}:epoch"], args):
+            log.warning(
+                "the shared store lost its line (restarted empty?): writing back what this replica holds"
+            )
+            await self._in_store(self._restore)
+        keys, endpoints = sorted(self._keys), sorted(self._endpoints)
+        counts = await self._run(
+            "COUNTS", [*(self._q(k) for k in keys), *(self._lease(e) for e in endpoints)], [len(keys)]
+        )
+        self._counts = {name: int(n) for name, n in zip([*keys, *endpoints], counts, strict=True)}
+        for key in keys:
+            got = await self._in_store(partial(self.store.hgetall, f"{self.prefix}:avg:{key}"))
+            if b"seconds" in got:
+                self.answers.seconds[key] = float(got[b"seconds"])
+            if b"rate" in got:
+                self.answers.rate[key] = float(got[b"rate"])
+
+    async def _in_store(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await step()
+        except FAILURES as exc:
+            self._lose(exc)
+            raise _Local from exc
+
+    async def _listening(self) -> None:
+        """Turns told by any replica's step: the ticket now first in a line tries at once (it
+        would anyway within a second, on its own next try)."""
+        while True:
+            try:
+                async with self.listener.pubsub() as turns:
+                    await turns.subscribe(self.channel)
+                    while True:
+                        message = await turns.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                        if message is not None:
+                            ticket = self.tickets.get(message["data"].decode())
+                            if ticket is not None:
+                                ticket.turn.set()
+            except FAILURES:
+                await asyncio.sleep(self.lease_seconds / 5)
