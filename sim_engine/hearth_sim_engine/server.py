@@ -134,6 +134,7 @@ class EngineState:
         self.loaded = asyncio.Event()
         self.started = time.time()
         self.active_streams = 0
+        self.peak_streams = 0  # the most ever in flight at once: what a router let through
         self.streams_closed = 0
         self.exit = exit_fn
 
@@ -245,6 +246,7 @@ class Generation:
 
     async def stream(self) -> AsyncIterator[bytes]:
         self.state.active_streams += 1
+        self.state.peak_streams = max(self.state.peak_streams, self.state.active_streams)
         try:
             async for frame in self._frames():
                 yield frame
@@ -401,7 +403,11 @@ def create_app(settings: EngineSettings, exit_fn: Callable[[int], None] = exit_n
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         """Streams in flight and ended (however they ended), for tests and the curious."""
-        return {"active_streams": state.active_streams, "streams_closed": state.streams_closed}
+        return {
+            "active_streams": state.active_streams,
+            "peak_streams": state.peak_streams,
+            "streams_closed": state.streams_closed,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

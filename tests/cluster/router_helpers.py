@@ -135,11 +135,15 @@ def chat(model: str, stream: bool = True, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def cold_model(kube: Any, router: RouterProcess, name: str, **kw: Any) -> None:
-    """A Cold sim model (`sim_md`'s options) that the router already lists."""
+async def cold_model(kube: Any, router: RouterProcess, name: str, *more: RouterProcess, **kw: Any) -> None:
+    """A Cold sim model (`sim_md`'s options) that the router (and `more` routers) already list."""
     await kube.create(MD_API, "modeldeployments", "default", sim_md(name, **kw))
     await wait_phase(kube, name, "Cold")
+    for each in (router, *more):
+        await listed(each, name)
 
+
+async def listed(router: RouterProcess, name: str) -> None:
     async def known() -> bool:
         async with httpx.AsyncClient() as http:
             models = (await http.get(f"{router.url}/v1/models")).json()["data"]
