@@ -51,6 +51,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
         },
         "operator": {"affinity": {}, "priorityClassName": "homelab-high"},
     },
+    "an external store": {"router": {"replicas": 3, "store": {"url": "redis://nas.lan:6379/2"}}},
+    "a store URL from a Secret": {"router": {"store": {"urlSecret": "hearth-store-url"}}},
 }
 
 
@@ -155,7 +157,7 @@ def test_one_watched_namespace_makes_the_roles_namespaced() -> None:
 def router_env(values: dict[str, Any], part: str = "hearth-router") -> dict[str, str]:
     by_kind = kinds(chart.objects(chart.render(values)))
     router = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == part)
-    return {e["name"]: e["value"] for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return {e["name"]: e.get("value", "") for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
 def test_router_settings_become_the_variables_the_router_reads() -> None:
@@ -195,6 +197,42 @@ def test_the_ingress_keeps_server_sent_events_unbuffered() -> None:
 def test_bad_values_are_refused_naming_the_key(values: dict[str, Any], named: str) -> None:
     with pytest.raises(HelmError, match=named):
         chart.render(values)
+
+
+def test_two_routers_share_the_valkey_the_chart_runs_and_only_they_reach_it() -> None:
+    assert not any(k.startswith("HEARTH_ROUTER_STORE") for k in router_env({}))  # one: in memory
+    by_kind = kinds(chart.objects(chart.render({"router": {"replicas": 2}})))
+    store = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "hearth-store")
+    pod = store["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and not pod["automountServiceAccountToken"]
+    (valkey,) = pod["containers"]
+    assert valkey["image"].startswith("docker.io/valkey/valkey:")
+    assert valkey["securityContext"]["readOnlyRootFilesystem"] and "--save" in valkey["args"]
+    (service,) = [s for s in by_kind["Service"] if s["metadata"]["name"] == "hearth-store"]
+    env = router_env({"router": {"replicas": 2}})
+    assert (
+        env["HEARTH_ROUTER_STORE_URL"]
+        == f"redis://hearth-store.{service['metadata']['namespace']}.svc:6379/0"
+    )
+    assert env["HEARTH_ROUTER_STORE_LEASE_SECONDS"] == "5"
+    (policy,) = by_kind["NetworkPolicy"]
+    (allowed,) = policy["spec"]["ingress"][0]["from"]
+    assert allowed["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    # A store of one's own: no Valkey from the chart; the URL from a Secret when it holds a password.
+    external = kinds(chart.objects(chart.render({"router": {"replicas": 2, "store": {"urlSecret": "s"}}})))
+    assert "NetworkPolicy" not in external
+    router = next(d for d in external["Deployment"] if d["metadata"]["name"] == "hearth-router")
+    (url,) = [
+        e for e in router["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"].endswith("URL")
+    ]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "url"}
+
+
+def test_two_routers_without_a_store_are_refused_naming_the_values() -> None:
+    with pytest.raises(HelmError, match=r"router\.store\.url, router\.store\.urlSecret"):
+        chart.render({"router": {"replicas": 2, "store": {"valkey": {"enabled": False}}}})
+    with pytest.raises(HelmError, match="url"):
+        chart.render({"router": {"store": {"url": "http://not-a-store"}}})
 
 
 def test_api_keys_enabled_without_keys_is_refused() -> None:

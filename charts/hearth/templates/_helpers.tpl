@@ -16,6 +16,23 @@
 {{- printf "%s-router" (include "hearth.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "hearth.storeName" -}}
+{{- printf "%s-store" (include "hearth.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The routers' shared store: "external" (a URL or a Secret), "valkey" (the chart's), or "". */}}
+{{- define "hearth.store" -}}
+{{- $store := .Values.router.store -}}
+{{- if or $store.url $store.urlSecret -}}
+external
+{{- else if gt (int .Values.router.replicas) 1 -}}
+{{- if not $store.valkey.enabled -}}
+{{- fail "router.replicas > 1 needs a store the replicas share: set router.store.url, router.store.urlSecret or router.store.valkey.enabled" -}}
+{{- end -}}
+valkey
+{{- end -}}
+{{- end -}}
+
 {{- define "hearth.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: hearth
