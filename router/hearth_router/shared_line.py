@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -37,6 +38,7 @@ from hearth_router.slots import Slots, Ticket
 
 log = logging.getLogger("hearth.router.store")
 FAILURES = (RedisError, OSError, TimeoutError)
+PLACES_FRESH = 0.25  # seconds a place read from the store is told again (places are told once a second)
 
 
 class _Local(Exception):
@@ -73,7 +75,7 @@ class SharedLine:
             for name in (
                 "JOIN",
                 "GRANT",
-                "POSITION",
+                "PLACES",
                 "RELEASE",
                 "REQUEUE",
                 "HEARTBEAT",
@@ -92,6 +94,9 @@ class SharedLine:
         self.answers = AnswerTimes()
         self._numbers = itertools.count(1)
         self._counts: dict[str, int] = {}  # line key or endpoint → as the store last said
+        # line key → (when, ticket id → place): this replica's places in that line, read in one step
+        self._places: dict[str, tuple[float, dict[str, int]]] = {}
+        self._reading: dict[str, asyncio.Future[None]] = {}  # line key → the read under way
         self._keys: set[str] = set()  # model keys this replica has lines for
         self._endpoints: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -171,23 +176,44 @@ class SharedLine:
                     self._forget(ticket, got.decode() if got else None)
                     return None
                 ticket.endpoint = got.decode() if got else None
+                if got:
+                    self._places.pop(ticket.key, None)  # the line moved: places are read again
                 return ticket.endpoint
         assert self.local is not None
         return self.local.grant(ticket, endpoints, concurrency)
 
     async def position(self, ticket: Ticket) -> int:
+        """Places are read for all of this replica's waiters in a line at once, and kept for
+        PLACES_FRESH: a thousand waiters asking once a second cost a few steps, not a thousand."""
+        key = ticket.key
+        if ticket.id not in self.tickets:
+            return 0
+        for _ in range(3):  # a ticket that joined while a read was under way waits for the next
+            if self.local is not None:
+                break
+            known = self._places.get(key)
+            if known is not None and time.monotonic() - known[0] < PLACES_FRESH and ticket.id in known[1]:
+                return known[1][ticket.id]
+            reading = self._reading.get(key)
+            if reading is None:
+                reading = self._reading[key] = asyncio.ensure_future(self._read_places(key))
+                reading.add_done_callback(partial(self._read_done, key))
+            with contextlib.suppress(_Local):
+                await asyncio.shield(reading)
         if self.local is None:
-            try:
-                place, waiting = await self._run(
-                    "POSITION", [self._q(ticket.key), self._qx(ticket.key)], [ticket.id]
-                )
-            except _Local:
-                pass
-            else:
-                self._counts[ticket.key] = int(waiting)
-                return int(place)
-        assert self.local is not None
+            known = self._places.get(key)
+            return known[1].get(ticket.id, 0) if known is not None else 0
         return self.local.position(ticket)
+
+    def _read_done(self, key: str, _: object) -> None:
+        self._reading.pop(key, None)
+
+    async def _read_places(self, key: str) -> None:
+        ids = [t.id for t in self.tickets.values() if t.key == key and t.endpoint is None]
+        read_at = time.monotonic()
+        places, waiting = await self._run("PLACES", [self._q(key), self._qx(key)], ids)
+        self._places[key] = (read_at, {i: int(p) for i, p in zip(ids, places, strict=True)})
+        self._counts[key] = int(waiting)
 
     async def requeue(self, ticket: Ticket) -> None:
         endpoint = ticket.endpoint
@@ -199,6 +225,7 @@ class SharedLine:
                 pass
             else:
                 ticket.endpoint = None
+                self._places.pop(ticket.key, None)
                 return
         assert self.local is not None  # the switch counted the slot it holds: give it back here
         self.local.release(ticket)
@@ -211,6 +238,7 @@ class SharedLine:
             self.local.release(ticket)
             return
         endpoint, ticket.endpoint = ticket.endpoint, None
+        self._places.pop(ticket.key, None)
         self._forget(ticket, endpoint)
 
     def _forget(self, ticket: Ticket, endpoint: str | None) -> None:

@@ -84,13 +84,18 @@ return best
 """
 )
 
-# KEYS q, qx; ARGV ticket → {place (0: not in line), how many wait}.
-POSITION = (
+# KEYS q, qx; ARGV tickets → {{place of each (0: not in line)}, how many wait}: one step for
+# every request a replica has waiting in a line, not one per request.
+PLACES = (
     _PRELUDE
     + """
 sweep(KEYS[1], KEYS[2])
-local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-return {rank and rank + 1 or 0, redis.call('ZCARD', KEYS[1])}
+local places = {}
+for i = 1, #ARGV do
+  local rank = redis.call('ZRANK', KEYS[1], ARGV[i])
+  places[i] = rank and rank + 1 or 0
+end
+return {places, redis.call('ZCARD', KEYS[1])}
 """
 )
 

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one table each, printed and saved under `.hearth/bench/`.
 
-    python -m tests.bench [--only overhead,herd,eta,propagation,operator] [--smoke]
+    python -m tests.bench [--only overhead,herd,eta,propagation,operator,replicas] [--smoke]
 
 Exits 0 whatever the figures: benchmarks measure, docs/performance.md says what they mean.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from . import eta, herd, operator_scale, overhead, propagation
+from . import eta, herd, operator_scale, overhead, propagation, replicas
 from .harness import Stack, Table, machine, save, stack
 
 Bench = Callable[[Stack, bool], Coroutine[Any, Any, list[Table]]]
@@ -28,6 +28,7 @@ BENCHES: dict[str, tuple[Bench, bool, dict[str, object]]] = {
     "eta": (eta.run, True, {}),
     "propagation": (propagation.run, True, {}),
     "operator": (operator_scale.run, True, {}),
+    "replicas": (replicas.run, True, {"max_waiters": 2000}),
 }
 
 

@@ -20,6 +20,9 @@ def test_each_benchmark_runs_and_fills_its_table(name: str, tmp_path: Path) -> N
     if name == "herd":
         figures = {row[0]: row[1] for row in table.rows}
         assert figures["wakes sent"] == 1 and figures["replies complete"] == "40/40"
+    if name == "replicas":
+        figures = {row[0]: row[1:3] for row in table.rows}
+        assert figures["wakes sent"] == [1, 1] and figures["replies complete"] == [40, 40], figures
     if name == "overhead":
         paths = {row[1] for row in table.rows}
         assert {"direct", "hearth"} <= paths
