@@ -27,6 +27,7 @@ from hearth_router.line import Line, LocalLine
 
 log = logging.getLogger("hearth.router.annotations")
 MERGE = "application/merge-patch+json"
+AWAKE = (Phase.DOWNLOADING, Phase.LOADING, Phase.WARM)  # a wake is on its way or done
 REWAKE_AFTER = 30.0  # a wake the operator has not acted on is sent again after this long
 
 
@@ -39,6 +40,9 @@ class Annotator:
         self.line: Line = line if line is not None else LocalLine()
         self._woken: dict[str, float] = {}  # key → when this cold period's wake was sent
         self._active: dict[str, float] = {}  # key → when activity was last sent
+        # key → the newest phase seen: a request that waited for the lock behind a store step
+        # holds an older one, and must not start a cold period that is already over
+        self._phase: dict[str, Phase | None] = {}
         self._lock = asyncio.Lock()
 
     async def _patch(self, key: str, annotations: dict[str, str]) -> None:
@@ -57,15 +61,18 @@ class Annotator:
 
     def observe(self, key: str, phase: Phase | None) -> None:
         """A phase the watch saw: once the model is loading or up, its cold period is over."""
+        self._phase[key] = phase
         if phase in (Phase.LOADING, Phase.WARM, Phase.FAILED) and self._woken.pop(key, None) is not None:
             self.line.wake_over(key)
 
     async def ensure_awake(self, key: str, phase: Phase | None) -> None:
         """Send one wake per cold period (and activity with it). A wake the API server refuses
         is the client's error to see — a countdown for a load nobody asked for would be a lie."""
-        if phase in (Phase.DOWNLOADING, Phase.LOADING, Phase.WARM):
+        if phase in AWAKE:
             return
         async with self._lock:  # the check and the send are one step
+            if self._phase.get(key, phase) in AWAKE:
+                return  # it woke while this request waited for the lock
             now = time.monotonic()
             sent = self._woken.get(key)
             if sent is not None and now - sent < REWAKE_AFTER:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +12,7 @@ from kubernetes_asyncio import client
 from hearth_api.model_deployment import Phase
 from hearth_router.annotations import Annotator
 from hearth_router.errors import RouterError
+from hearth_router.line import LocalLine
 
 
 @pytest.fixture
@@ -54,3 +56,38 @@ async def test_a_refused_wake_is_an_error_naming_why_and_the_next_request_tries_
         await annotator.ensure_awake("default/medium", Phase.COLD)
     assert gone.value.code == "model_deleted"
     await annotator.ensure_awake("default/medium", Phase.COLD)  # accepted this time: no error
+
+
+class SlowStoreLine(LocalLine):
+    """A line whose wake guard is a store step that takes until `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+        self.claimed = asyncio.Event()
+        self.claims = 0
+
+    async def claim_wake(self, key: str, seconds: float) -> bool:
+        self.claims += 1
+        self.claimed.set()
+        await self.answer.wait()
+        return True
+
+
+async def test_requests_that_waited_behind_the_wake_guard_send_no_second_wake_once_loading() -> None:
+    # A herd arrives Cold; the first holds the guard (a store round trip) while the rest wait
+    # for it with the phase they read then. The model starts loading meanwhile: the ones
+    # still waiting must not open a new cold period with a stale "Cold".
+    line = SlowStoreLine()
+    annotator = Annotator(None, line=line)
+    key = "default/medium"
+    annotator.observe(key, Phase.COLD)
+    herd = [asyncio.create_task(annotator.ensure_awake(key, Phase.COLD)) for _ in range(5)]
+    await line.claimed.wait()
+    annotator.observe(key, Phase.LOADING)  # the operator acted on the first wake
+    line.answer.set()
+    await asyncio.gather(*herd)
+    assert line.claims == 1
+    annotator.observe(key, Phase.COLD)  # scaled to zero later: the next cold period wakes again
+    await annotator.ensure_awake(key, Phase.COLD)
+    assert line.claims == 2
