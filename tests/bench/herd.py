@@ -50,18 +50,29 @@ async def _healthz_latency(url: str, stop: asyncio.Event) -> list[float]:
     return out
 
 
-async def _cold_model(st: Stack, kube: Kube, name: str) -> None:
-    md: dict[str, Any] = sim_md(
-        name, load=LOAD_SECONDS, vram=4, time_scale=1.0, tokens_per_second=TOKENS_PER_SECOND
+async def cold_model(kube: Kube, name: str, *router_urls: str) -> None:
+    """The herd's cold model (LOAD_SECONDS to load, SLOTS at once), once every router lists it."""
+    md = sim_md(
+        name,
+        load=LOAD_SECONDS,
+        vram=4,
+        time_scale=1.0,
+        tokens_per_second=TOKENS_PER_SECOND,
+        concurrency=SLOTS,
     )
-    md["spec"]["concurrency"] = SLOTS
     await kube.create(MD_API, "modeldeployments", "default", md)
     await wait_phase(kube, name, "Cold")
+    for url in router_urls:
 
-    async def listed() -> bool:
-        return any(m["model"] == name for m in await _models(st.router.url))
+        async def listed(url: str = url) -> bool:
+            return any(m["model"] == name for m in await _models(url))
 
-    await until(listed)
+        await until(listed)
+
+
+def wakes_sent(api: Any, name: str, since: int) -> int:
+    """The wakes the routers sent for `name` after the API server's `since`-th request."""
+    return sum(1 for r in api.requests[since:] if r.method == "PATCH" and r.name == name and WAKE in r.text)
 
 
 def _chat(model: str) -> dict[str, Any]:
@@ -71,7 +82,7 @@ def _chat(model: str) -> dict[str, Any]:
 async def run(st: Stack, smoke: bool = False) -> list[Table]:
     n = 40 if smoke else 1000
     kube = st.kube()
-    await _cold_model(st, kube, "herd")
+    await cold_model(kube, "herd", st.router.url)
     api = st.lab.homelab.api
     assert api is not None
     before = len(api.requests)
@@ -82,16 +93,15 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
     streams = await kernel_timed_burst(st.router.url, "/v1/chat/completions", _chat("herd"), n)
     stop.set()
     lags = await lag
-    wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == "herd" and WAKE in r.text]
     router = proc_status(st.router.proc.pid if st.router.proc else 0)
-    table = _table(n, streams, len(wakes), lags, router)
+    table = _table(n, streams, wakes_sent(api, "herd", before), lags, router)
     floor_p99 = pct(_first_event(floor), 99)
     table.add(f"baseline: {n} GET /healthz at once, answer after sent, p99 ms", floor_p99, "")
     # The same herd arriving as people arrive, not as one program writes: spread over each of
     # PACED, each at a cold model of its own; only the first events are kept.
     for spread in PACED:
         name = f"herd-{round(1000 * spread)}ms"
-        await _cold_model(st, kube, name)
+        await cold_model(kube, name, st.router.url)
         paced = await kernel_timed_burst(
             st.router.url, "/v1/chat/completions", _chat(name), n, spread=spread, read_for=spread + 0.5
         )

@@ -7,33 +7,13 @@ faster than one."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import aiohttp
 
 from hearth_sim.kube import Kube
 from hearth_sim.store import StoreServer
 
-from ..cluster.operator_helpers import MD_API, WAKE, sim_md, wait_phase
 from ..cluster.router_helpers import RouterProcess
-from .harness import Stack, Table, Timed, kernel_timed_burst, pct, proc_status, until
-from .herd import LOAD_SECONDS, SLOTS, TOKENS_PER_SECOND, _chat, _first_event
-
-
-async def _cold_model(kube: Kube, name: str, routers: list[RouterProcess]) -> None:
-    md: dict[str, Any] = sim_md(
-        name, load=LOAD_SECONDS, vram=4, time_scale=1.0, tokens_per_second=TOKENS_PER_SECOND
-    )
-    md["spec"]["concurrency"] = SLOTS
-    await kube.create(MD_API, "modeldeployments", "default", md)
-    await wait_phase(kube, name, "Cold")
-    for router in routers:
-
-        async def listed(url: str = router.url) -> bool:
-            async with aiohttp.ClientSession() as session, session.get(f"{url}/api/models") as response:
-                return any(m["model"] == name for m in (await response.json())["models"])
-
-        await until(listed)
+from .harness import Stack, Table, Timed, kernel_timed_burst, pct, proc_status
+from .herd import _chat, _first_event, cold_model, wakes_sent
 
 
 async def _herd(
@@ -41,7 +21,7 @@ async def _herd(
 ) -> tuple[list[Timed], float, int]:
     """`n` streams in two bursts of n/2 written at once, the halves alternating over `routers`:
     the streams, the routers' CPU seconds for them, and the wakes sent."""
-    await _cold_model(kube, name, routers)
+    await cold_model(kube, name, *(r.url for r in routers))
     api = st.lab.homelab.api
     assert api is not None
     before = len(api.requests)
@@ -54,8 +34,7 @@ async def _herd(
         )
     )
     used = sum(proc_status(pid)["cpu_s"] for pid in pids) - cpu
-    wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == name and WAKE in r.text]
-    return [s for half in halves for s in half], used, len(wakes)
+    return [s for half in halves for s in half], used, wakes_sent(api, name, before)
 
 
 async def run(st: Stack, smoke: bool = False) -> list[Table]:
