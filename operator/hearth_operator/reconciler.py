@@ -12,23 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from hearth_api.model_deployment import ModelDeployment, ModelDeploymentStatus, Phase, Reason, estimable
-from hearth_operator import children, downloads, lifecycle, placement, vram, world
+from hearth_operator import downloads, lifecycle, vram, world
 from hearth_operator.downloads import Fetch, WeightsCache
 from hearth_operator.headers import HeaderError, HeaderReader, Read
 from hearth_operator.metrics import OperatorMetrics
 from hearth_operator.pods import PodView
 from hearth_operator.workqueue import WorkQueue
-
-# Phases after which the GPU a model held may be free for those waiting.
-RELEASING = (Phase.COLD, Phase.FAILED, Phase.UNSCHEDULABLE)
-HEADERS_RETRY = timedelta(seconds=30)  # a source that did not answer is asked again this often
 
 
 class ChildWriter(Protocol):
@@ -100,33 +96,66 @@ class Reconciler:
             md = md.model_copy(update={"status": prior})
         fetch = await self._fetch(key, md)
         md, estimate = await self._estimate(md, fetch)
-        result = await self._decide(key, md, pods, now, fetch, estimate)
+        inputs = lifecycle.Inputs(
+            md=md,
+            pods=pods,
+            now=now,
+            node=self.indexes.one(self.indexes.nodes, md.status.node) if md.status.node else None,
+            evicted_for=self.evictions.get(key),
+            holder=world.name_holder(md, self.indexes.all(self.indexes.models)),
+            load_timeout=self.load_timeout,
+            fetch=fetch,
+            job=self.indexes.one(self.indexes.jobs, key),
+            cache=self.cache,
+            estimate=estimate,
+        )
+        result = await self._plan(key, inputs)
         if self.indexes.one(self.indexes.models, key) is None:
             return  # deleted meanwhile: its children go with it (owner references)
+        await self._apply(key, body, md, result)
+
+    async def _plan(self, key: str, inputs: lifecycle.Inputs) -> lifecycle.Plan:
+        """Plan under the one lock, placing against the latest claims, and remember the claim
+        and the evictions it asks for until the watch brings them back."""
+        async with self._place_lock:
+            cluster = lifecycle.Cluster(
+                nodes=tuple(self.indexes.gpu_nodes()),
+                residents=tuple(world.residents(self.indexes.models_valid(), self.claims, self.evictions)),
+            )
+            result = lifecycle.plan(replace(inputs, cluster=cluster))
+            self.claims[key] = result.status
+            for victim in result.evict:
+                self.evictions[victim] = inputs.md.spec.model
+                self.metrics.evictions.labels(model=victim.split("/", 1)[1]).inc()
+        if result.wants_gpu:
+            self.waiting.add(key)
+        else:
+            self.waiting.discard(key)
+        if result.eviction_over:
+            self.evictions.pop(key, None)
+        return result
+
+    async def _apply(
+        self, key: str, body: dict[str, Any], md: ModelDeployment, result: lifecycle.Plan
+    ) -> None:
+        """Do what the plan says, in order: the fetch Job, the children, status, Events, kicks."""
         owner = world.owner_reference(body)
-        await self._run_fetch(key, md, result, owner, fetch)
-        # Children follow the plan even for a failed spec (its replicas are then 0): a name
-        # clash that appears later must stop what already runs.
-        await self.writer.ensure_service(children.service(md), owner)
-        node = result.node
-        await self.writer.ensure_deployment(
-            children.deployment(
-                md, node.name if node else None, node.vram_gib if node else None, result.replicas, self.cache
-            ),
-            owner,
-        )
+        if result.job_to_delete is not None:
+            await self.writer.delete_job(md.namespace, result.job_to_delete)
+        if result.job_to_create is not None:
+            await self.writer.ensure_job(result.job_to_create, owner)
+        if result.service is not None:
+            await self.writer.ensure_service(result.service, owner)
+        if result.deployment is not None:
+            await self.writer.ensure_deployment(result.deployment, owner)
         await self._write_status(body, md, result)
-        await self._tell_the_holder(md, result)
+        for other, (kind, reason, message) in result.notices:
+            await self.writer.event(other, kind, reason, message)
         for victim in result.evict:
             self.kick(victim)
-        phase = result.status.phase
-        if phase in RELEASING and md.status.phase not in (None, phase):
+        if result.frees_gpu:
             self.kick_waiting()  # a GPU may have been freed
-        due = lifecycle.next_check(md.model_copy(update={"status": result.status}), self.load_timeout, now)
-        if estimate is not None and estimate.condition[1] is Reason.HEADERS_UNREACHABLE:
-            retry = now + HEADERS_RETRY
-            due = retry if due is None else min(due, retry)
-        self.queue.at(key, due)
+        self.queue.at(key, result.due)
 
     async def _estimate(
         self, md: ModelDeployment, fetch: Fetch | None = None
@@ -180,114 +209,6 @@ class Reconciler:
             if report is not None:
                 fetch = replace(fetch, progress=downloads.progress(report))
         return fetch
-
-    async def _run_fetch(
-        self,
-        key: str,
-        md: ModelDeployment,
-        result: lifecycle.Plan,
-        owner: dict[str, Any],
-        fetch: Fetch | None,
-    ) -> None:
-        """Start the fetch Job the plan asks for; delete one that fetches another source, whose
-        failure a retry replaces (the watch then brings the next reconcile, which starts anew),
-        or whose download a user stopped."""
-        job = self.indexes.one(self.indexes.jobs, key)
-        fetched = downloads.fetched_source(md, self.cache)
-        uri = fetched.uri if fetched else None
-        if job is not None and not job["metadata"].get("deletionTimestamp"):
-            done = fetch is not None and fetch.state == "done"  # as _fetch read it this reconcile
-            if (
-                downloads.stale(job, uri)
-                or result.fetch == "restart"
-                or (result.fetch == "stop" and not done)
-            ):
-                await self.writer.delete_job(md.namespace, job["metadata"]["name"])
-                return
-        if result.fetch == "ensure" and job is None and fetched is not None and self.cache is not None:
-            await self.writer.ensure_job(downloads.job(md, fetched, self.cache), owner)
-
-    async def _tell_the_holder(self, md: ModelDeployment, result: lifecycle.Plan) -> None:
-        """A name clash is told to both: the newer model fails; the one that keeps the name gets
-        a Warning Event too, so whoever owns it learns that a second claim was refused."""
-        if result.status.phase is not Phase.FAILED or not result.events:
-            return
-        held = world.name_holder(md, self.indexes.all(self.indexes.models))
-        if held is not None:
-            field_name, name, holder = held
-            message = (
-                f"modeldeployment/{md.name} also claims {name!r} ({field_name}); "
-                f"it was refused and this model keeps serving it"
-            )
-            await self.writer.event(holder, "Warning", "NameClash", message)
-
-    async def _decide(
-        self,
-        key: str,
-        md: ModelDeployment,
-        pods: list[PodView],
-        now: datetime,
-        fetch: Fetch | None = None,
-        estimate: vram.Verdict | None = None,
-    ) -> lifecycle.Plan:
-        """Place (if it needs a node) and plan, under the one lock, and remember the claim."""
-        failure = world.name_conflict(md, self.indexes.all(self.indexes.models))
-        held_name = md.status.node if md.status.phase in (Phase.LOADING, Phase.WARM) else None
-        held = self.indexes.one(self.indexes.nodes, held_name) if held_name else None
-        async with self._place_lock:
-            decision = None
-            nodes = self.indexes.gpu_nodes()
-            if failure is None and md.vram_gib == 0:
-                # Neither gpu.vramGiB nor an estimate yet: nothing to place by.
-                why = (
-                    estimate.condition[2]
-                    if estimate
-                    else "gpu.vramGiB is unset and this operator reads no weights' headers "
-                    "(estimateVram is off): set gpu.vramGiB to place it"
-                )
-                decision = placement.Decision(message=why)
-            elif failure is None and fetch is not None and fetch.state != "done":
-                decision = placement.never_fits(world.want(md), nodes)  # refused before the download
-            if decision is None and (
-                failure is None
-                and key not in self.evictions
-                and held is None
-                and (fetch is None or fetch.state == "done")  # no GPU is taken for a download
-                and lifecycle.wanted(lifecycle.with_download(md, fetch, now), pods, now)
-            ):
-                decision = placement.place(
-                    world.want(md),
-                    nodes,
-                    world.residents(self.indexes.models_valid(), self.claims, self.evictions),
-                    now,
-                )
-            result = lifecycle.plan(
-                lifecycle.Inputs(
-                    md=md,
-                    pods=pods,
-                    now=now,
-                    node=held,
-                    decision=decision,
-                    evicted_for=self.evictions.get(key),
-                    failure=failure,
-                    load_timeout=self.load_timeout,
-                    fetch=fetch,
-                    estimate=estimate,
-                    fits=vram.what_fits(md, nodes) if decision is not None and decision.permanent else "",
-                )
-            )
-            self.claims[key] = result.status
-            for victim in result.evict:
-                self.evictions[victim] = md.spec.model
-                self.metrics.evictions.labels(model=victim.split("/", 1)[1]).inc()
-        phase = result.status.phase
-        if phase is Phase.UNSCHEDULABLE or (phase is Phase.LOADING and result.node is None):
-            self.waiting.add(key)
-        else:
-            self.waiting.discard(key)
-        if phase is Phase.COLD:
-            self.evictions.pop(key, None)
-        return result
 
     async def _reject(
         self, key: str, body: dict[str, Any], pods: list[PodView], message: str, now: datetime

@@ -140,12 +140,3 @@ def name_holder(md: ModelDeployment, bodies: list[dict[str, Any]]) -> tuple[str,
             field_name = "spec.model" if md.spec.model in clash else "spec.aliases"
             return field_name, clash[0], body
     return None
-
-
-def name_conflict(md: ModelDeployment, bodies: list[dict[str, Any]]) -> str | None:
-    """The older ModelDeployment keeps a name; the newer one fails, naming the field."""
-    held = name_holder(md, bodies)
-    if held is None:
-        return None
-    field_name, name, body = held
-    return f"{field_name}: {name!r} is already served by modeldeployment/{body['metadata']['name']}"

@@ -9,12 +9,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from hearth_api.model_deployment import ModelDeployment, Phase
+from hearth_api.model_deployment import ConditionType, ModelDeployment, Phase
 from hearth_api.times import rfc3339
 from hearth_operator import children, downloads, lifecycle
 from hearth_operator.downloads import Fetch, WeightsCache
-from hearth_operator.lifecycle import Inputs, plan
+from hearth_operator.lifecycle import FetchAction, Inputs, plan
 from hearth_operator.placement import Decision, GpuNode
+from tests.unit.pinned import Pinned
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 URI = "hf://acme/tiny-GGUF/tiny-Q4_K_M.gguf"
@@ -213,12 +214,12 @@ def test_progress_reads_the_fetchs_numbers_and_refuses_garbage() -> None:
 
 
 def outcome(md: ModelDeployment, fetch: Fetch | None, decision: Decision | None = None) -> lifecycle.Plan:
-    return plan(Inputs(md=md, pods=[], now=NOW, decision=decision, fetch=fetch))
+    return plan(Inputs(md=md, pods=[], now=NOW, cluster=Pinned(decision), fetch=fetch))
 
 
 def test_a_wake_downloads_first_without_taking_a_gpu() -> None:
     result = outcome(model(wake_s_ago=1), Fetch("absent"), Decision(node=N3090))
-    assert result.status.phase is Phase.DOWNLOADING and result.fetch == "ensure"
+    assert result.status.phase is Phase.DOWNLOADING and result.fetch is FetchAction.ENSURE
     assert result.replicas == 0 and result.node is None and result.evict == ()
     assert result.events == [("Normal", "Downloading", result.status.message)]
 
@@ -265,14 +266,14 @@ def test_a_prefetch_downloads_unasked_and_then_stays_cold() -> None:
 def test_a_failed_download_fails_stays_failed_and_a_later_wake_tries_again() -> None:
     fetch = Fetch("failed", reason="NotFound", message="https://x/y answered 404: no such file")
     failed = outcome(model(wake_s_ago=2, status={"phase": "Downloading"}), fetch)
-    assert failed.status.phase is Phase.FAILED and failed.fetch == ""
-    assert failed.status.reason(lifecycle.ConditionType.DEGRADED) == "DownloadFailed"
+    assert failed.status.phase is Phase.FAILED and failed.fetch is FetchAction.NONE
+    assert failed.status.reason(ConditionType.DEGRADED) == "DownloadFailed"
     assert failed.events[0][:2] == ("Warning", "DownloadFailed") and "NotFound" in failed.events[0][2]
     status = failed.status.model_dump(by_alias=True, mode="json")
     again = outcome(model(wake_s_ago=2, status=status), fetch)
-    assert again.status.phase is Phase.FAILED and again.fetch == "" and again.events == []
+    assert again.status.phase is Phase.FAILED and again.fetch is FetchAction.NONE and again.events == []
     woken = outcome(model(wake_s_ago=-1, status=status), fetch)  # a wake after the failure
-    assert woken.status.phase is Phase.DOWNLOADING and woken.fetch == "restart"
+    assert woken.status.phase is Phase.DOWNLOADING and woken.fetch is FetchAction.RESTART
 
 
 def test_once_downloaded_a_load_gets_the_usual_deadline_not_the_first_fetch_hours() -> None:
@@ -295,7 +296,7 @@ def test_an_unload_stops_a_download_which_the_next_wake_resumes() -> None:
         update={"metadata": {**downloading.metadata, "annotations": annotations}}
     )
     result = outcome(unloaded, Fetch("running"))
-    assert result.status.phase is Phase.COLD and result.fetch == "stop"
+    assert result.status.phase is Phase.COLD and result.fetch is FetchAction.STOP
     assert "stopped on request" in (result.status.message or "")
     prefetching = model(prefetch=True, status={"phase": "Downloading"})
     meta = {**prefetching.metadata, "annotations": {"hearth.dev/sleep-requested-at": stamp(1)}}

@@ -23,6 +23,7 @@ from hearth_operator import lifecycle
 from hearth_operator.lifecycle import Inputs, plan
 from hearth_operator.placement import Decision, GpuNode
 from hearth_operator.pods import PodView
+from tests.unit.pinned import Pinned
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 N3090 = GpuNode("gpu-3090", "rtx3090", 24)
@@ -165,7 +166,7 @@ def test_phase_table(
     held: GpuNode | None,
     expected: tuple[Phase, int],
 ) -> None:
-    result = plan(Inputs(md=model, pods=pods, now=NOW, node=held, decision=decision))
+    result = plan(Inputs(md=model, pods=pods, now=NOW, node=held, cluster=Pinned(decision)))
     assert (result.status.phase, result.replicas) == expected, result.status.message
 
 
@@ -203,9 +204,9 @@ def test_a_load_longer_than_the_idle_timeout_still_gets_its_idle_period() -> Non
 
 
 def test_invalid_specs_fail_naming_the_field() -> None:
-    result = plan(Inputs(md=md(), pods=[], now=NOW, failure="spec.model: 'x' is already served by md/a"))
+    result = plan(Inputs(md=md(), pods=[], now=NOW, holder=("spec.model", "x", {"metadata": {"name": "a"}})))
     assert result.status.phase is Phase.FAILED and result.replicas == 0
-    assert result.events == [("Warning", "Failed", "spec.model: 'x' is already served by md/a")]
+    assert result.events == [("Warning", "Failed", "spec.model: 'x' is already served by modeldeployment/a")]
 
 
 def test_no_event_when_nothing_changes() -> None:
@@ -251,7 +252,7 @@ def test_waiting_for_room_names_the_models_being_unloaded_as_fields() -> None:
     decision = Decision(
         node=N3090, victims=("default/big",), waiting_for=("default/old",), message="prose for people"
     )
-    result = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=decision))
+    result = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, cluster=Pinned(decision)))
     s = result.status
     assert s.phase is Phase.LOADING and s.node is None and s.gpu_class == "rtx3090"
     assert s.evicting is not None and (s.evicting.node, s.evicting.models) == (
@@ -266,7 +267,7 @@ def test_waiting_for_room_names_the_models_being_unloaded_as_fields() -> None:
             md=md(wake_s_ago=1, status=s.model_dump(by_alias=True, mode="json")),
             pods=[],
             now=NOW,
-            decision=PLACED,
+            cluster=Pinned(PLACED),
         )
     )
     assert placed.status.evicting is None and placed.status.reason(ConditionType.SCHEDULED) == Reason.PLACED
@@ -274,11 +275,11 @@ def test_waiting_for_room_names_the_models_being_unloaded_as_fields() -> None:
 
 def test_no_node_ever_is_a_reason_not_prose() -> None:
     never = plan(
-        Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=Decision(permanent=True, message="x"))
+        Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, cluster=Pinned(Decision(permanent=True, message="x")))
     )
     assert never.status.reason(ConditionType.SCHEDULED) == Reason.NO_SUITABLE_NODE
     assert md(status=never.status.model_dump(by_alias=True, mode="json")).never_fits
-    busy = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, decision=Decision(message="x")))
+    busy = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, cluster=Pinned(Decision(message="x"))))
     assert busy.status.reason(ConditionType.SCHEDULED) == Reason.UNSCHEDULABLE
     assert not md(status=busy.status.model_dump(by_alias=True, mode="json")).never_fits
 
@@ -313,7 +314,7 @@ def test_an_unload_request_after_the_last_touch_makes_it_cold(
 def test_a_request_after_an_unload_wakes_it_again() -> None:
     out = plan(Inputs(md(sleep_s_ago=30, activity_s_ago=2, status=WARM), [READY], NOW, node=N3090))
     assert (out.status.phase, out.replicas) == (Phase.WARM, 1)
-    woken = plan(Inputs(md(sleep_s_ago=30, wake_s_ago=1), [], NOW, decision=PLACED))
+    woken = plan(Inputs(md(sleep_s_ago=30, wake_s_ago=1), [], NOW, cluster=Pinned(PLACED)))
     assert woken.status.phase is Phase.LOADING
 
 
@@ -335,15 +336,16 @@ def test_a_load_past_its_deadline_fails_stops_and_stays_failed_until_a_wake_or_a
 
     after = failed.status.model_dump(by_alias=True, mode="json")
     later = NOW + timedelta(seconds=30)
-    again = plan(Inputs(md=md(wake_s_ago=730, status=after), pods=[], now=later, decision=PLACED))
+    again = plan(Inputs(md=md(wake_s_ago=730, status=after), pods=[], now=later, cluster=Pinned(PLACED)))
     assert again.status.phase is Phase.FAILED and again.replicas == 0 and again.events == []
     # A wake after the failure (the dashboard's "Warm up now", a request) tries again.
-    retried = plan(Inputs(md=md(wake_s_ago=-25, status=after), pods=[], now=later, decision=PLACED))
+    retried = plan(Inputs(md=md(wake_s_ago=-25, status=after), pods=[], now=later, cluster=Pinned(PLACED)))
     assert retried.status.phase is Phase.LOADING and retried.replicas == 1
     # So does a changed spec (a new generation).
     changed = md(wake_s_ago=730, status=after)
     changed.metadata["generation"] = 3
-    assert plan(Inputs(md=changed, pods=[], now=later, decision=PLACED)).status.phase is not Phase.FAILED
+    mended = plan(Inputs(md=changed, pods=[], now=later, cluster=Pinned(PLACED)))
+    assert mended.status.phase is not Phase.FAILED
 
 
 def test_an_engine_that_died_while_warm_is_timed_from_the_restart_not_from_an_old_wake() -> None:
@@ -373,3 +375,38 @@ def test_a_first_start_that_downloads_its_weights_gets_hours_not_minutes() -> No
     started = fetched.model_copy(update={"status": fetched.status.model_copy(update={"warmup": warmup})})
     assert lifecycle.load_deadline(started, 600) == 600
     assert lifecycle.load_deadline(pvc, 600) == 600  # weights on a claim: nothing to fetch
+
+
+def test_the_plan_asks_placement_only_for_a_wanted_model_that_holds_no_node() -> None:
+    def asked(**inputs: Any) -> list[str]:
+        log: list[str] = []
+        plan(Inputs(now=NOW, cluster=Pinned(PLACED, asked=log), **inputs))
+        return log
+
+    assert asked(md=md(wake_s_ago=1), pods=[]) == ["place"]
+    assert asked(md=md(), pods=[]) == []  # not wanted
+    assert asked(md=md(wake_s_ago=1, status=WARM), pods=[READY], node=N3090) == []  # holds one
+    evicted = asked(md=md(wake_s_ago=1, status=WARM), pods=[READY], node=N3090, evicted_for="big")
+    assert evicted == []
+    # A node that left the cluster holds nothing: the model is placed anew.
+    assert asked(md=md(wake_s_ago=1, status=WARM), pods=[], node=None) == ["place"]
+
+
+def test_a_name_clash_fails_the_newer_model_and_tells_the_one_that_keeps_the_name() -> None:
+    older = {"metadata": {"name": "first", "namespace": "default"}}
+    result = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, holder=("spec.model", "medium", older)))
+    assert result.status.phase is Phase.FAILED and result.replicas == 0
+    assert result.deployment is not None and result.deployment["spec"]["replicas"] == 0
+    [(told, (kind, reason, message))] = result.notices
+    assert told is older and (kind, reason) == ("Warning", "NameClash")
+    assert "modeldeployment/medium also claims 'medium'" in message
+
+
+def test_the_plan_says_when_the_gpu_is_freed_and_when_it_waits_for_one() -> None:
+    cooled = plan(Inputs(md=md(wake_s_ago=400, status=WARM), pods=[READY], now=NOW, node=N3090))
+    assert cooled.status.phase is Phase.COLD and cooled.frees_gpu and cooled.eviction_over
+    busy = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, cluster=Pinned(Decision(message="full"))))
+    assert busy.status.phase is Phase.UNSCHEDULABLE and busy.wants_gpu and not busy.frees_gpu
+    placed = plan(Inputs(md=md(wake_s_ago=1), pods=[], now=NOW, cluster=Pinned(PLACED)))
+    assert placed.node == N3090 and not placed.wants_gpu
+    assert placed.deployment is not None and placed.deployment["spec"]["replicas"] == 1
