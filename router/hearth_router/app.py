@@ -1,4 +1,4 @@
-"""The router's HTTP surface: thin routes over the `Dispatcher` and `StreamJob`.
+"""The router's HTTP surface: thin routes over the services (services.py) and `StreamJob`.
 
 `create_app(settings, ...)` builds everything (no module-level singletons); the API key is a
 dependency of every route but the probes (the two completion routes, bare ASGI endpoints in
@@ -24,14 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from hearth_router import chunks, completions, models_api
-from hearth_router.annotations import Annotator
 from hearth_router.completions import STREAM_HEADERS
-from hearth_router.dispatcher import Dispatcher
 from hearth_router.errors import RouterError, unknown_model
 from hearth_router.keys import KeyRing
 from hearth_router.limits import BodyLimit, error_response
-from hearth_router.line import Line, LocalLine
-from hearth_router.metrics import RouterMetrics
 from hearth_router.nodes import Nodes
 from hearth_router.registry import Entry, Registry
 from hearth_router.requests import (
@@ -40,8 +36,8 @@ from hearth_router.requests import (
     openapi_body,
     parse,
 )
+from hearth_router.services import Services, build
 from hearth_router.settings import RouterSettings
-from hearth_router.shared_line import SharedLine
 from hearth_router.streaming import new_request_id
 from hearth_router.upstream import Upstream
 
@@ -56,18 +52,10 @@ def create_app(
 ) -> FastAPI:
     """The router app. `api` is the Kubernetes client (watch and annotations); tests may pass a
     pre-filled `registry` and no `api`, and an `upstream` with its own transport."""
-    metrics = RouterMetrics()
-    line = new_line(settings, metrics)
-    dispatcher = Dispatcher(
-        settings=settings,
-        registry=registry or Registry(api, settings.namespace),
-        annotator=Annotator(api, settings.activity_interval, line),
-        upstream=upstream or Upstream(settings.connect_timeout, settings.stall_timeout),
-        metrics=metrics,
-        line=line,
-    )
+    services = build(settings, api, registry, upstream)
+    line, registry, inflight = services.line, services.registry, services.inflight
 
-    nodes = Nodes(api, dispatcher.registry.changed)
+    nodes = Nodes(api, registry.changed)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +63,7 @@ def create_app(
         watches = set()
         if api is not None:
             watches = {
-                asyncio.create_task(dispatcher.registry.run(), name="registry"),
+                asyncio.create_task(registry.run(), name="registry"),
                 asyncio.create_task(nodes.run(), name="nodes"),
             }
         yield
@@ -83,9 +71,9 @@ def create_app(
             watch.cancel()
         if watches:
             await asyncio.wait(watches)  # never swallows a cancellation of the lifespan itself
-        for running in list(dispatcher.active.values()):
+        for running in list(inflight.active.values()):
             running.cancel()
-        await dispatcher.upstream.close()
+        await services.upstream.close()
         await line.close()
         if api is not None:
             await api.close()
@@ -98,15 +86,17 @@ def create_app(
         keyring.check(bearer_token(request))
 
     app = FastAPI(title="Hearth router", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.dispatcher = dispatcher
+    app.state.services = services
     app.add_exception_handler(RouterError, _router_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for path in completions.PATHS:  # bare ASGI: a stream's first event before anything else
-        endpoint = completions.Completions(dispatcher, keyring, path)
+        endpoint = completions.Completions(
+            services.admissions, services.answers, services.streams, keyring, path
+        )
         app.router.routes.append(Route(path, endpoint, methods=["POST"]))
-    app.include_router(_api_routes(dispatcher), dependencies=[Depends(authorized)])
-    app.include_router(_dashboard_routes(dispatcher, nodes), dependencies=[Depends(authorized)])
-    app.include_router(_probe_routes(dispatcher))
+    app.include_router(_api_routes(services), dependencies=[Depends(authorized)])
+    app.include_router(_dashboard_routes(services, nodes), dependencies=[Depends(authorized)])
+    app.include_router(_probe_routes(services))
     # The dashboard's page and its modules: no key (they hold no data; the page asks for one).
     app.add_api_route("/", _dashboard_page, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=DASHBOARD), name="dashboard")
@@ -130,20 +120,6 @@ def create_app(
     return app
 
 
-def new_line(settings: RouterSettings, metrics: RouterMetrics) -> Line:
-    """The store every replica shares when one is configured; this process's own otherwise."""
-    if settings.store_url is None:
-        return LocalLine()
-    metrics.store_up.set(0)
-    return SharedLine(
-        settings.store_url,
-        settings.store_prefix,
-        settings.store_timeout,
-        settings.store_lease_seconds,
-        metrics.store_up,
-    )
-
-
 async def _router_error(_: Request, exc: RouterError) -> JSONResponse:
     return error_response(exc)
 
@@ -161,19 +137,20 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return JSONResponse(failure.body(), status_code=exc.status_code, headers=exc.headers)
 
 
-def _api_routes(dispatcher: Dispatcher) -> APIRouter:
+def _api_routes(services: Services) -> APIRouter:
+    admissions, answers, inflight = services.admissions, services.answers, services.inflight
     routes = APIRouter()
 
     @routes.post("/v1/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
     async def embeddings(request: Request) -> Response:
         parsed, raw = await parse(request, EmbeddingRequest)
-        entry = dispatcher.resolve(parsed.model)
+        entry = admissions.resolve(parsed.model)
         ident = chunks.StreamIdentity(new_request_id(False), int(time.time()), parsed.model, False)
-        return JSONResponse(await dispatcher.complete(entry, raw, "/v1/embeddings", ident))
+        return JSONResponse(await answers.complete(entry, raw, "/v1/embeddings", ident))
 
     @routes.post("/v1/requests/{request_id}/cancel")
     async def cancel(request_id: str) -> dict[str, Any]:
-        running = dispatcher.active.get(request_id)
+        running = inflight.active.get(request_id)
         if running is None:
             raise RouterError(
                 404, f"no request {request_id} is in flight", "invalid_request_error", "not_found"
@@ -183,7 +160,7 @@ def _api_routes(dispatcher: Dispatcher) -> APIRouter:
 
     @routes.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return models_api.openai_models(dispatcher)
+        return models_api.openai_models(services.registry)
 
     return routes
 
@@ -192,34 +169,38 @@ async def _dashboard_page() -> FileResponse:
     return FileResponse(DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def _dashboard_routes(dispatcher: Dispatcher, nodes: Nodes) -> APIRouter:
+def _dashboard_routes(services: Services, nodes: Nodes) -> APIRouter:
     """What the dashboard reads (models, GPUs, a feed of both) and its two actions."""
+    board = models_api.Board(services.registry, services.admissions, services.inflight, nodes)
+    registry, annotator = services.registry, services.annotator
     routes = APIRouter()
 
     @routes.get("/api/models")
     async def api_models() -> dict[str, Any]:
-        return {"models": models_api.model_views(dispatcher)}
+        return {"models": board.model_views()}
 
     @routes.get("/api/gpus")
     async def api_gpus() -> dict[str, Any]:
-        return models_api.gpus(dispatcher, nodes)
+        return board.gpus()
 
     @routes.get("/api/models/events")
     async def api_model_events() -> StreamingResponse:
         return StreamingResponse(
-            models_api.model_events(dispatcher, nodes), media_type="text/event-stream", headers=STREAM_HEADERS
+            board.events(services.settings.keepalive_interval),
+            media_type="text/event-stream",
+            headers=STREAM_HEADERS,
         )
 
     def named(name: str) -> Entry:
-        entry = dispatcher.registry.resolve(name)
+        entry = registry.resolve(name)
         if entry is None:
-            raise unknown_model(name, dispatcher.registry.names())
+            raise unknown_model(name, registry.names())
         return entry
 
     @routes.post("/api/models/{name}/wake", status_code=202)
     async def wake(name: str) -> dict[str, Any]:
         entry = named(name)
-        await dispatcher.annotator.request_wake(entry.key)
+        await annotator.request_wake(entry.key)
         return {"model": entry.md.spec.model, "requested": "wake", "phase": entry.md.status.phase}
 
     @routes.post("/api/models/{name}/sleep", status_code=202)
@@ -234,14 +215,15 @@ def _dashboard_routes(dispatcher: Dispatcher, nodes: Nodes) -> APIRouter:
                 "invalid_request_error",
                 "pinned_warm",
             )
-        await dispatcher.annotator.request_sleep(entry.key)
+        await annotator.request_sleep(entry.key)
         return {"model": entry.md.spec.model, "requested": "sleep", "phase": entry.md.status.phase}
 
     return routes
 
 
-def _probe_routes(dispatcher: Dispatcher) -> APIRouter:
+def _probe_routes(services: Services) -> APIRouter:
     """Kubernetes' probes and Prometheus: no key (they come from the cluster, not from users)."""
+    registry, line, inflight = services.registry, services.line, services.inflight
     routes = APIRouter()
 
     @routes.get("/healthz")
@@ -250,18 +232,18 @@ def _probe_routes(dispatcher: Dispatcher) -> APIRouter:
 
     @routes.get("/readyz")
     async def readyz() -> Response:
-        if dispatcher.draining:
+        if inflight.draining:
             return JSONResponse({"status": "draining: stopping after the streams it holds"}, status_code=503)
-        if dispatcher.registry.ready.is_set():
-            ready: dict[str, Any] = {"status": "ready", "models": len(dispatcher.registry.entries)}
+        if registry.ready.is_set():
+            ready: dict[str, Any] = {"status": "ready", "models": len(registry.entries)}
             # Still ready on its own queues: this replica serves, the line is only less exact.
-            if dispatcher.line.degraded is not None:
-                ready["degraded"] = dispatcher.line.degraded
+            if line.degraded is not None:
+                ready["degraded"] = line.degraded
             return JSONResponse(ready)
         return JSONResponse({"status": "waiting for the first list of ModelDeployments"}, status_code=503)
 
     @routes.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(dispatcher.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return routes

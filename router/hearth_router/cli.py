@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout_keep_alive=5,
             backlog=4096,
         )
-        await DrainingServer(config, app.state.dispatcher, settings.drain_seconds).serve()
+        await DrainingServer(config, app.state.services, settings.drain_seconds).serve()
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -22,12 +22,13 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from hearth_router import chunks
-from hearth_router.dispatcher import Dispatcher
+from hearth_router.admission import Admissions
+from hearth_router.answers import WholeAnswers
 from hearth_router.errors import RouterError
 from hearth_router.keys import KeyRing
 from hearth_router.limits import Receive, Scope, Send, error_response
 from hearth_router.requests import ChatRequest, CompletionRequest, bearer_token, openapi_body, parse
-from hearth_router.streaming import StreamJob, new_request_id
+from hearth_router.streaming import StreamJob, Streams, new_request_id
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _STREAM_HEAD = [
@@ -44,8 +45,11 @@ class Completions:
     """One of the two completion routes (`path`, its request model from PATHS): a streamed
     answer or a whole one, the API key checked first."""
 
-    def __init__(self, dispatcher: Dispatcher, keyring: KeyRing, path: str) -> None:
-        self.dispatcher, self.keyring, self.path = dispatcher, keyring, path
+    def __init__(
+        self, admissions: Admissions, answers: WholeAnswers, streams: Streams, keyring: KeyRing, path: str
+    ) -> None:
+        self.admissions, self.answers, self.streams = admissions, answers, streams
+        self.keyring, self.path = keyring, path
         self.kind = PATHS[path]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,16 +67,15 @@ class Completions:
         """A whole answer, done; or a stream, admitted and ready to respond."""
         self.keyring.check(bearer_token(request))
         parsed, raw = await parse(request, self.kind)
-        dispatcher = self.dispatcher
-        entry = dispatcher.resolve(parsed.model)
+        entry = self.admissions.resolve(parsed.model)
         chat = self.kind is ChatRequest
         ident = chunks.StreamIdentity(new_request_id(chat), int(time.time()), parsed.model, chat)
         if not parsed.stream:
-            return JSONResponse(await dispatcher.complete(entry, raw, self.path, ident))
+            return JSONResponse(await self.answers.complete(entry, raw, self.path, ident))
         # Admitted here, before the response begins: past the waiter limit it is a 429, not an
         # error event in a stream that was already accepted.
-        admission = await dispatcher.admit(entry, raw, patient=True)
-        return StreamJob(dispatcher, admission, raw, ident, self.path)
+        admission = await self.admissions.admit(entry, raw, patient=True)
+        return StreamJob(self.streams, admission, raw, ident, self.path)
 
 
 async def stream(job: StreamJob, receive: Receive, send: Send) -> None:

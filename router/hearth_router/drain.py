@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from types import FrameType
 
 import uvicorn
 
-from hearth_router.dispatcher import Dispatcher
+from hearth_router.services import Services
 from hearth_router.streaming import StreamJob
 
 log = logging.getLogger("hearth.router")
@@ -31,10 +30,10 @@ FLUSH_SECONDS = 5.0  # after the deadline: for the last error events and [DONE] 
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, which on its first SIGTERM/SIGINT also starts the drain."""
 
-    def __init__(self, config: uvicorn.Config, dispatcher: Dispatcher, drain_seconds: float) -> None:
+    def __init__(self, config: uvicorn.Config, services: Services, drain_seconds: float) -> None:
         config.timeout_graceful_shutdown = int(drain_seconds + FLUSH_SECONDS)
         super().__init__(config)
-        self.dispatcher = dispatcher
+        self.inflight, self.registry = services.inflight, services.registry
         self.drain_seconds = drain_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -50,16 +49,16 @@ class DrainingServer(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._begin)
 
     def _begin(self) -> None:
-        held = len(self.dispatcher.active)
+        held = len(self.inflight.active)
         log.info("stopping: draining %d stream(s) for up to %.0f s", held, self.drain_seconds)
-        self.dispatcher.drain_started = time.monotonic()
-        self.dispatcher.registry.changed.notify()  # the dashboard feeds see it and end
+        self.inflight.begin_drain()
+        self.registry.changed.notify()  # the dashboard feeds see it and end
         assert self._loop is not None
         self._loop.call_later(self.drain_seconds, self._deadline)
 
     def _deadline(self) -> None:
         # Whole answers (stream: false) have no events to say it in: uvicorn ends them after the flush.
-        left = [job for job in self.dispatcher.active.values() if isinstance(job, StreamJob)]
+        left = [job for job in self.inflight.active.values() if isinstance(job, StreamJob)]
         if left:
             log.warning("drain deadline: ending %d stream(s) with 'the router is restarting'", len(left))
         for job in left:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,11 +15,12 @@ from hearth_api.activity import idle_deadline
 from hearth_api.model_deployment import ModelDeployment, Phase, prior_warmup_seconds
 from hearth_api.times import rfc3339
 from hearth_router import progress
+from hearth_router.admission import Admissions
 from hearth_router.chunks import KEEPALIVE_FRAME
-from hearth_router.dispatcher import Dispatcher
 from hearth_router.gpu_map import gpu_map
+from hearth_router.inflight import InFlight
 from hearth_router.nodes import Nodes
-from hearth_router.registry import Entry
+from hearth_router.registry import Entry, Registry
 
 FEED_TICK = 1.0  # countdowns and queue lengths in the feed move at most this often
 
@@ -43,9 +45,9 @@ def _eta(entry: Entry) -> int:
     return load
 
 
-def openai_models(dispatcher: Dispatcher) -> dict[str, Any]:
+def openai_models(registry: Registry) -> dict[str, Any]:
     data = []
-    for entry in sorted(dispatcher.registry.entries.values(), key=lambda e: e.md.spec.model):
+    for entry in sorted(registry.entries.values(), key=lambda e: e.md.spec.model):
         md = entry.md
         for name in md.spec.names:
             data.append(
@@ -70,73 +72,78 @@ def warmup_history(md: ModelDeployment) -> list[dict[str, float]]:
     return [{"actual": s, "estimate": estimates.estimate(samples[:i], prior)} for i, s in enumerate(samples)]
 
 
-def model_view(dispatcher: Dispatcher, entry: Entry) -> dict[str, Any]:
-    md = entry.md
-    sleeps_at = idle_deadline(md) if md.status.phase is Phase.WARM else None
-    return {
-        "key": entry.key,
-        "name": md.name,
-        "namespace": md.namespace,
-        "model": md.spec.model,
-        "aliases": md.spec.aliases,
-        "engine": md.spec.engine.value,
-        "gpu": md.spec.gpu.model_dump(by_alias=True, mode="json"),
-        # What placement reserves: gpu.vramGiB, or the estimate from the weights where larger.
-        "reserved_gib": round(md.vram_gib, 2),
-        "min_replicas": md.spec.scaling.min_replicas,
-        "status": md.status.model_dump(by_alias=True, mode="json"),
-        "estimated_time": _eta(entry),
-        "warmup_history": warmup_history(md),
-        "sleeps_at": rfc3339(sleeps_at) if sleeps_at else None,
-        "router": {
-            "waiters": dispatcher.waiters.count(entry.key),
-            "queued": dispatcher.line.waiting(entry.key),
-            "in_flight": dispatcher.line.in_flight(md.status.endpoints),
-        },
-    }
-
-
-def model_views(dispatcher: Dispatcher) -> list[dict[str, Any]]:
-    return [
-        model_view(dispatcher, e) for e in sorted(dispatcher.registry.entries.values(), key=lambda e: e.key)
-    ]
-
-
-def gpus(dispatcher: Dispatcher, nodes: Nodes) -> dict[str, Any]:
-    models = [e.md for e in dispatcher.registry.entries.values()]
-    return {"gpus": gpu_map(list(nodes.by_name.values()), models), "error": nodes.denied}
-
-
 def _frame(payload: str) -> bytes:
     return b"data: " + payload.encode() + b"\n\n"
 
 
-async def model_events(dispatcher: Dispatcher, nodes: Nodes) -> AsyncIterator[bytes]:
-    """The GPU map and every model once, then whatever changed — a model (its whole view), a
-    removed model (`{"deleted": key}`), the GPU map (`{"gpus": [...]}`) — at most once a
-    `FEED_TICK` per model; a keep-alive comment after a quiet `keepalive_interval`."""
-    sent: dict[str, str] = {}
-    sent_gpus = ""
-    last_write = time.monotonic()
-    while not dispatcher.draining:  # a stopping router ends its feeds: browsers reconnect elsewhere
-        frames = []
-        board = json.dumps(gpus(dispatcher, nodes))
-        if board != sent_gpus:
-            frames.append(_frame(board))
-            sent_gpus = board
-        views = {v["key"]: json.dumps(v) for v in model_views(dispatcher)}
-        for key in sent.keys() - views.keys():
-            frames.append(_frame(json.dumps({"deleted": key})))
-            del sent[key]
-        for key, view in views.items():
-            if sent.get(key) != view:
-                frames.append(_frame(view))
-                sent[key] = view
-        now = time.monotonic()
-        if frames:
-            yield b"".join(frames)
-            last_write = now
-        elif now - last_write >= dispatcher.settings.keepalive_interval:
-            yield KEEPALIVE_FRAME
-            last_write = now
-        await dispatcher.registry.wait_change(FEED_TICK)
+@dataclass
+class Board:
+    """The dashboard's board: each model with what this replica's line holds for it, the GPU
+    map, and the feed of both."""
+
+    registry: Registry
+    admissions: Admissions
+    inflight: InFlight
+    nodes: Nodes
+
+    def model_view(self, entry: Entry) -> dict[str, Any]:
+        md = entry.md
+        sleeps_at = idle_deadline(md) if md.status.phase is Phase.WARM else None
+        return {
+            "key": entry.key,
+            "name": md.name,
+            "namespace": md.namespace,
+            "model": md.spec.model,
+            "aliases": md.spec.aliases,
+            "engine": md.spec.engine.value,
+            "gpu": md.spec.gpu.model_dump(by_alias=True, mode="json"),
+            # What placement reserves: gpu.vramGiB, or the estimate from the weights where larger.
+            "reserved_gib": round(md.vram_gib, 2),
+            "min_replicas": md.spec.scaling.min_replicas,
+            "status": md.status.model_dump(by_alias=True, mode="json"),
+            "estimated_time": _eta(entry),
+            "warmup_history": warmup_history(md),
+            "sleeps_at": rfc3339(sleeps_at) if sleeps_at else None,
+            "router": {
+                "waiters": self.admissions.waiters.count(entry.key),
+                "queued": self.admissions.line.waiting(entry.key),
+                "in_flight": self.admissions.line.in_flight(md.status.endpoints),
+            },
+        }
+
+    def model_views(self) -> list[dict[str, Any]]:
+        return [self.model_view(e) for e in sorted(self.registry.entries.values(), key=lambda e: e.key)]
+
+    def gpus(self) -> dict[str, Any]:
+        models = [e.md for e in self.registry.entries.values()]
+        return {"gpus": gpu_map(list(self.nodes.by_name.values()), models), "error": self.nodes.denied}
+
+    async def events(self, keepalive_interval: float) -> AsyncIterator[bytes]:
+        """The GPU map and every model once, then whatever changed — a model (its whole view), a
+        removed model (`{"deleted": key}`), the GPU map (`{"gpus": [...]}`) — at most once a
+        `FEED_TICK` per model; a keep-alive comment after a quiet `keepalive_interval`."""
+        sent: dict[str, str] = {}
+        sent_gpus = ""
+        last_write = time.monotonic()
+        while not self.inflight.draining:  # a stopping router ends its feeds: browsers reconnect elsewhere
+            frames = []
+            board = json.dumps(self.gpus())
+            if board != sent_gpus:
+                frames.append(_frame(board))
+                sent_gpus = board
+            views = {v["key"]: json.dumps(v) for v in self.model_views()}
+            for key in sent.keys() - views.keys():
+                frames.append(_frame(json.dumps({"deleted": key})))
+                del sent[key]
+            for key, view in views.items():
+                if sent.get(key) != view:
+                    frames.append(_frame(view))
+                    sent[key] = view
+            now = time.monotonic()
+            if frames:
+                yield b"".join(frames)
+                last_write = now
+            elif now - last_write >= keepalive_interval:
+                yield KEEPALIVE_FRAME
+                last_write = now
+            await self.registry.wait_change(FEED_TICK)

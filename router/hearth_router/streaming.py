@@ -13,12 +13,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth_api.model_deployment import ModelDeployment, gpu_short_name
+from hearth_api.model_deployment import gpu_short_name
 from hearth_router import chunks, progress
-from hearth_router.dispatcher import ATTEMPTS, Admission, Dispatcher
-from hearth_router.errors import EngineUnreachable, RouterError
+from hearth_router.admission import Admission, Waiting
+from hearth_router.answers import Granted, Refused, attempts
+from hearth_router.errors import RouterError
+from hearth_router.inflight import InFlight
+from hearth_router.metrics import RouterMetrics
 from hearth_router.progress import Queued
-from hearth_router.registry import Entry
+from hearth_router.settings import RouterSettings
+from hearth_router.upstream import Upstream
 
 log = logging.getLogger("hearth.router.stream")
 
@@ -28,8 +32,18 @@ def new_request_id(chat: bool) -> str:
 
 
 @dataclass
+class Streams:
+    """What every streamed answer of this replica shares."""
+
+    upstream: Upstream
+    metrics: RouterMetrics
+    inflight: InFlight
+    settings: RouterSettings
+
+
+@dataclass
 class StreamJob:
-    dispatcher: Dispatcher
+    streams: Streams
     admission: Admission  # taken by the route, before the response began; closed by it
     body: dict[str, Any]
     ident: chunks.StreamIdentity
@@ -37,15 +51,12 @@ class StreamJob:
     user_cancelled: bool = False
     restarting: bool = False  # the drain deadline ended it (drain.py)
     stage: str = "routing"  # the last status sent: where a hang-up found the request
+    _placed: tuple[str | None, str | None] = (None, None)  # the GPU class and node it runs on
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
-    def entry(self) -> Entry:
-        return self.admission.entry
-
-    @property
     def model(self) -> str:
-        return self.entry.md.spec.model
+        return self.admission.model
 
     def _status(self, status: str, message: str, **extra: Any) -> bytes:
         gpu = gpu_short_name(extra.pop("gpu_class", None))
@@ -54,35 +65,31 @@ class StreamJob:
             chunks.status_chunk(self.ident, status, message, timestamp=time.time(), backend=gpu, **extra)
         )
 
-    def _latest(self) -> ModelDeployment:
-        return (self.dispatcher.registry.get(self.entry.key) or self.entry).md
-
     async def _events(self) -> AsyncIterator[bytes]:
         admission = self.admission
         try:
-            for attempt in range(1, ATTEMPTS + 1):
-                async for update in admission.wait():
-                    yield self._waiting(update)
-                md = self._latest()
-                yield self._status(
-                    "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
-                )
-                try:
-                    async for frame in self._generate(admission, md.status.gpu_class, md.status.node):
-                        yield frame
-                    return
-                except EngineUnreachable as exc:
+            async for item in attempts(admission, self._generate):
+                if isinstance(item, bytes):
+                    yield item
+                elif isinstance(item, Granted):
+                    md = admission.latest()
+                    self._placed = (md.status.gpu_class, md.status.node)
+                    yield self._status(
+                        "generating", "Generating…", gpu_class=md.status.gpu_class, node=md.status.node
+                    )
+                elif isinstance(item, Refused):
                     # Refused before a byte was sent: the request never reached the engine, so it
                     # waits again (at its place in line) for the engine to come back, and says so.
-                    await admission.engine_refused(exc, attempt)
-                    log.info("stream %s: %s; waiting for it again", self.ident.id, exc.message)
+                    log.info("stream %s: %s; waiting for it again", self.ident.id, item.error.message)
                     yield self._status(
                         "loading", f"The {self.model} engine went away; waiting for it to come back…"
                     )
+                else:
+                    yield self._waiting(item)
         finally:
             admission.close()  # the slot goes back as soon as the answer is over
 
-    def _waiting(self, update: progress.Downloading | progress.Loading | Queued) -> bytes:
+    def _waiting(self, update: Waiting) -> bytes:
         if isinstance(update, progress.Downloading):
             return self._status(
                 "downloading",
@@ -99,7 +106,7 @@ class StreamJob:
                 queue_position=update.position,
                 estimated_time=update.estimated_time,
             )
-        md = self._latest()
+        md = self.admission.latest()
         return self._status(
             "loading",
             update.message,
@@ -109,10 +116,10 @@ class StreamJob:
             node=md.status.node,
         )
 
-    async def _generate(
-        self, admission: Admission, gpu_class: str | None, node: str | None
-    ) -> AsyncIterator[bytes]:
-        dispatcher, endpoint, began = self.dispatcher, admission.endpoint, admission.began
+    async def _generate(self, endpoint: str) -> AsyncIterator[bytes]:
+        admission, metrics = self.admission, self.streams.metrics
+        gpu_class, node = self._placed
+        began = admission.began
         # Usage asked of the engine whatever the client asked: `done` carries the engine's own
         # token counts (the client still gets a usage chunk only if it asked for one).
         options = self.body.get("stream_options")
@@ -128,8 +135,8 @@ class StreamJob:
         usage: dict[str, Any] | None = None
         first_token: float | None = None
         started = time.monotonic()
-        async for chunk in dispatcher.upstream.stream(endpoint, self.path, body):
-            await dispatcher.annotator.touch(self.entry.key, self.entry.md.spec.scaling.idle_timeout_seconds)
+        async for chunk in self.streams.upstream.stream(endpoint, self.path, body):
+            await admission.touch()
             if chunk.get("usage"):
                 usage = chunk["usage"]
             choices = chunk.get("choices") or []
@@ -141,8 +148,8 @@ class StreamJob:
                 finish = reason
             if piece and first_token is None:
                 first_token = time.monotonic()
-                dispatcher.metrics.ttft.labels(model=self.model).observe(first_token - began)
-                dispatcher.metrics.upstream.labels(model=self.model).observe(first_token - started)
+                metrics.ttft.labels(model=self.model).observe(first_token - began)
+                metrics.upstream.labels(model=self.model).observe(first_token - started)
             if piece:
                 text.append(piece)
             if piece or (choices[0].get("delta") or {}).get("role"):
@@ -153,14 +160,14 @@ class StreamJob:
         elapsed = time.monotonic() - started
         completion_tokens = (usage or {}).get("completion_tokens") or len(text)
         rate = completion_tokens / (time.monotonic() - (first_token or started)) if text else None
-        dispatcher.record_generation(self.entry.key, elapsed, rate)
+        admission.record_answer(elapsed, rate)
         summary = progress.summary(gpu_class, admission.load_waited, rate)
         usage = usage or {
             "prompt_tokens": 0,
             "completion_tokens": completion_tokens,
             "total_tokens": completion_tokens,
         }
-        dispatcher.metrics.requests.labels(model=self.model, outcome="ok").inc()
+        metrics.requests.labels(model=self.model, outcome="ok").inc()
         yield chunks.frame(
             chunks.status_chunk(
                 self.ident,
@@ -169,7 +176,7 @@ class StreamJob:
                 timestamp=time.time(),
                 done=True,
                 finish_reason=finish,
-                hidden=dispatcher.settings.hide_status_summary,
+                hidden=self.streams.settings.hide_status_summary,
                 content="".join(text),
                 backend=gpu_short_name(gpu_class),
                 node=node,
@@ -186,8 +193,8 @@ class StreamJob:
             async for frame in self._events():
                 queue.put_nowait(frame)
         except RouterError as exc:
-            self.dispatcher.metrics.stream_errors.labels(model=self.model, code=exc.code or "error").inc()
-            self.dispatcher.metrics.requests.labels(model=self.model, outcome=exc.code or "error").inc()
+            self.streams.metrics.stream_errors.labels(model=self.model, code=exc.code or "error").inc()
+            self.streams.metrics.requests.labels(model=self.model, outcome=exc.code or "error").inc()
             queue.put_nowait(
                 chunks.frame(
                     chunks.error_chunk(
@@ -197,7 +204,7 @@ class StreamJob:
             )
         except Exception:  # a bug must still end the stream with a clear error, and be logged
             log.exception("stream %s failed", self.ident.id)
-            self.dispatcher.metrics.stream_errors.labels(model=self.model, code="internal_error").inc()
+            self.streams.metrics.stream_errors.labels(model=self.model, code="internal_error").inc()
             queue.put_nowait(
                 chunks.frame(
                     chunks.error_chunk(
@@ -234,13 +241,13 @@ class StreamJob:
         client goes away, the generator is closed and the engine request with it."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._produce(queue), name=f"stream {self.ident.id}")
-        self.dispatcher.active[self.ident.id] = self
+        self.streams.inflight.active[self.ident.id] = self
         ended = False
         try:
             while not ended:
                 if queue.empty():
                     try:  # (asyncio.timeout, not wait_for: no task per wait on Python 3.11)
-                        async with asyncio.timeout(self.dispatcher.settings.keepalive_interval):
+                        async with asyncio.timeout(self.streams.settings.keepalive_interval):
                             first = await queue.get()
                     except TimeoutError:
                         yield chunks.KEEPALIVE_FRAME
@@ -256,7 +263,7 @@ class StreamJob:
                 if frames:
                     yield frames
             if self.restarting:
-                self.dispatcher.metrics.requests.labels(model=self.model, outcome="router_restarting").inc()
+                self.streams.metrics.requests.labels(model=self.model, outcome="router_restarting").inc()
                 yield chunks.frame(
                     chunks.error_chunk(
                         self.ident,
@@ -268,7 +275,7 @@ class StreamJob:
                     )
                 )
             elif self.user_cancelled:
-                self.dispatcher.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
+                self.streams.metrics.requests.labels(model=self.model, outcome="cancelled").inc()
                 yield chunks.frame(
                     chunks.error_chunk(
                         self.ident,
@@ -280,9 +287,9 @@ class StreamJob:
                 )
             yield chunks.DONE_FRAME
         finally:
-            self.dispatcher.active.pop(self.ident.id, None)
+            self.streams.inflight.active.pop(self.ident.id, None)
             if not ended:  # the client hung up (a closed tab, a dashboard's Cancel)
-                self.dispatcher.metrics.requests.labels(model=self.model, outcome="client_gone").inc()
+                self.streams.metrics.requests.labels(model=self.model, outcome="client_gone").inc()
                 log.info(
                     "stream %s for %s: the client went away while %s", self.ident.id, self.model, self.stage
                 )
@@ -290,5 +297,4 @@ class StreamJob:
             # (under Starlette's cancelled scope) would cancel it again mid-cleanup and leave the
             # engine connection open.
             self._task.cancel()
-            self.dispatcher.background.add(self._task)
-            self._task.add_done_callback(self.dispatcher.background.discard)
+            self.streams.inflight.finish_in_background(self._task)

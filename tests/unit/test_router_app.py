@@ -86,7 +86,7 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
     registry.ready.set()
     upstream = Upstream(5, 30)
     app = create_app(RouterSettings(loading_interval=0.05), None, registry, upstream)
-    dispatcher = app.state.dispatcher
+    admissions = app.state.services.admissions
     async with served(engine) as engine_url, client_for(app) as http:
         await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
         request = asyncio.create_task(
@@ -95,7 +95,7 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
                 json={"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
             )
         )
-        await asyncio.wait_for(admitted(dispatcher, "default/medium", request), 10)
+        await asyncio.wait_for(admitted(admissions, "default/medium", request), 10)
         registry.apply("MODIFIED", md_body("Loading", loadingSince=datetime.now(UTC).isoformat()))
         registry.apply("MODIFIED", md_body("Warm", [engine_url], node="gpu-3090"))
         response = await asyncio.wait_for(request, 10)
@@ -110,13 +110,13 @@ async def test_a_streamed_request_walks_every_stage_in_process() -> None:
     assert text and done["content"] == text and done["node"] == "gpu-3090"
     assert done["message"].startswith("Warmed up in ")
     assert response.text.endswith("data: [DONE]\n\n")
-    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.line.inflight == {}
+    assert admissions.waiters.count("default/medium") == 0 and admissions.line.inflight == {}
 
 
-async def admitted(dispatcher: Any, key: str, request: asyncio.Task[Any]) -> None:
+async def admitted(admissions: Any, key: str, request: asyncio.Task[Any]) -> None:
     """Until the request waits for its model (or has ended, for a failure to show)."""
-    while dispatcher.waiters.count(key) == 0 and not request.done():
-        await dispatcher.registry.wait_change(0.01)
+    while admissions.waiters.count(key) == 0 and not request.done():
+        await admissions.registry.wait_change(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -151,7 +151,7 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
     registry.ready.set()
     upstream = Upstream(5, 30)
     app = create_app(RouterSettings(max_waiters=3, loading_interval=0.05), None, registry, upstream)
-    dispatcher = app.state.dispatcher
+    admissions = app.state.services.admissions
     body = {"model": "medium", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     async with served(engine) as engine_url, client_for(app) as http:
         await asyncio.wait_for(engine.state.engine.loaded.wait(), 5)
@@ -162,7 +162,7 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
             assert finished, f"only {len(done)} requests were answered while the model was cold"
             done |= finished
         refused = [t.result() for t in done if t.result().status_code == 429]
-        assert len(pending) == 3 and dispatcher.waiters.count("default/medium") == 3
+        assert len(pending) == 3 and admissions.waiters.count("default/medium") == 3
         registry.apply("MODIFIED", md_body("Warm", [engine_url], node="gpu-3090"))
         admitted = await asyncio.wait_for(asyncio.gather(*pending), 10)
     await upstream.close()
@@ -170,7 +170,7 @@ async def test_a_burst_past_the_waiter_limit_admits_exactly_the_limit() -> None:
     assert refused[0].json()["error"]["code"] == "too_many_waiters"
     assert [r.status_code for r in admitted] == [200, 200, 200]
     assert all('"status":"done"' in r.text for r in admitted)
-    assert dispatcher.waiters.count("default/medium") == 0 and dispatcher.line.inflight == {}
+    assert admissions.waiters.count("default/medium") == 0 and admissions.line.inflight == {}
 
 
 async def test_queued_streams_are_told_estimates_that_never_rise_unexplained() -> None:
