@@ -12,6 +12,10 @@ empty is refilled the same way (each replica writes back its own places and leas
 
 Why leases: a replica that dies (a SIGKILL, a lost node) never gives its slots back; its
 heartbeat stops, and within `lease_seconds` its slots and places are gone from the store.
+
+Why this size: every step of the Line and the switch between shared and local read and write
+the same tickets under one rule (a step that raced a switch is retaken locally, checked by
+`generation`); the connection, the key names and the turn channel are store_client.py's.
 """
 
 from __future__ import annotations
@@ -27,17 +31,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
-from hearth_router import store_scripts
 from hearth_router.line import AnswerTimes
 from hearth_router.slots import Slots, Ticket
+from hearth_router.store_client import FAILURES, StoreClient
 
 log = logging.getLogger("hearth.router.store")
-FAILURES = (RedisError, OSError, TimeoutError)
 PLACES_FRESH = 0.25  # seconds a place read from the store is told again (places are told once a second)
 
 
@@ -51,6 +49,8 @@ def replica_name() -> str:
 
 
 class SharedLine:
+    """The Line over the store (Why this size: see the module's docstring)."""
+
     def __init__(
         self,
         url: str,
@@ -63,28 +63,7 @@ class SharedLine:
         self.replica = replica or replica_name()
         self.prefix, self.timeout, self.lease_seconds = prefix, timeout, lease_seconds
         self.ttl_ms = int(lease_seconds * 1000)
-        no_retries = Retry(NoBackoff(), 0)  # bounded: one try per step, then the line goes local
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        self.store = redis.Redis(connection_pool=pool, retry=no_retries)
-        # The turn channel's own connection: it waits for messages, so no read timeout.
-        self.listener = redis.Redis.from_url(url, socket_connect_timeout=timeout, retry=no_retries)
-        self.scripts = {
-            name: self.store.register_script(getattr(store_scripts, name))
-            for name in (
-                "JOIN",
-                "GRANT",
-                "PLACES",
-                "RELEASE",
-                "REQUEUE",
-                "HEARTBEAT",
-                "RESTORE",
-                "RECORD",
-                "COUNTS",
-            )
-        }
-        self.channel = f"{prefix}:turn"
+        self.client = StoreClient(url, prefix, timeout, lease_seconds / 5)
         self.store_up = store_up
         self.tickets: dict[str, Ticket] = {}  # this replica's: waiting or holding a slot
         self.local: Slots | None = Slots()  # not None while the store is away (also before start)
@@ -101,17 +80,6 @@ class SharedLine:
         self._endpoints: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-
-    # --- keys ---------------------------------------------------------------------------------
-
-    def _q(self, key: str) -> str:
-        return f"{self.prefix}:q:{key}"
-
-    def _qx(self, key: str) -> str:
-        return f"{self.prefix}:qx:{key}"
-
-    def _lease(self, endpoint: str) -> str:
-        return f"{self.prefix}:l:{endpoint}"
 
     # --- the Line interface ---------------------------------------------------------------------
 
@@ -134,7 +102,7 @@ class SharedLine:
         self._keys.add(key)
         try:
             joined, value = await self._run(
-                "JOIN", [self._q(key), self._qx(key)], [ticket.id, limit, self.ttl_ms]
+                "JOIN", [self.client.q(key), self.client.qx(key)], [ticket.id, limit, self.ttl_ms]
             )
         except _Local:
             assert self.local is not None
@@ -156,17 +124,17 @@ class SharedLine:
             args = [
                 ticket.id,
                 concurrency,
-                f"{self.prefix}:l:",
+                self.client.lease(""),
                 self.ttl_ms,
-                self.channel,
+                self.client.channel,
                 *sorted(endpoints),
             ]
             try:
                 keys = [
-                    self._q(ticket.key),
-                    self._qx(ticket.key),
-                    f"{self.prefix}:pause",
-                    f"{self.prefix}:epoch",
+                    self.client.q(ticket.key),
+                    self.client.qx(ticket.key),
+                    self.client.name("pause"),
+                    self.client.name("epoch"),
                 ]
                 got = await self._run("GRANT", keys, args)
             except _Local:
@@ -211,16 +179,16 @@ class SharedLine:
     async def _read_places(self, key: str) -> None:
         ids = [t.id for t in self.tickets.values() if t.key == key and t.endpoint is None]
         read_at = time.monotonic()
-        places, waiting = await self._run("PLACES", [self._q(key), self._qx(key)], ids)
+        places, waiting = await self._run("PLACES", [self.client.q(key), self.client.qx(key)], ids)
         self._places[key] = (read_at, {i: int(p) for i, p in zip(ids, places, strict=True)})
         self._counts[key] = int(waiting)
 
     async def requeue(self, ticket: Ticket) -> None:
         endpoint = ticket.endpoint
         if self.local is None and endpoint is not None:
-            keys = [self._q(ticket.key), self._qx(ticket.key), self._lease(endpoint)]
+            keys = [self.client.q(ticket.key), self.client.qx(ticket.key), self.client.lease(endpoint)]
             try:
-                await self._run("REQUEUE", keys, [ticket.id, ticket.score, self.ttl_ms, self.channel])
+                await self._run("REQUEUE", keys, [ticket.id, ticket.score, self.ttl_ms, self.client.channel])
             except _Local:
                 pass
             else:
@@ -244,9 +212,9 @@ class SharedLine:
     def _forget(self, ticket: Ticket, endpoint: str | None) -> None:
         """Leave the store's line or slot, in the background (release never waits). Should the
         store not take it, the entry is no longer renewed and expires within a lease."""
-        q = self._q(ticket.key)
-        keys = [q, self._qx(ticket.key), self._lease(endpoint) if endpoint else q]
-        self._spawn(self._quietly("RELEASE", keys, [ticket.id, self.channel]))
+        q = self.client.q(ticket.key)
+        keys = [q, self.client.qx(ticket.key), self.client.lease(endpoint) if endpoint else q]
+        self._spawn(self._quietly("RELEASE", keys, [ticket.id, self.client.channel]))
 
     async def wait(self, ticket: Ticket, within: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -265,7 +233,7 @@ class SharedLine:
         self.answers.record(key, seconds, tokens_per_second)  # at once here; the others at their heartbeat
         if self.local is None:
             rate = f"{tokens_per_second}" if tokens_per_second else ""
-            self._spawn(self._quietly("RECORD", [f"{self.prefix}:avg:{key}"], [f"{seconds}", rate]))
+            self._spawn(self._quietly("RECORD", [self.client.name("avg", key)], [f"{seconds}", rate]))
 
     def answer_seconds(self, key: str) -> float | None:
         return self.answers.seconds.get(key)
@@ -277,10 +245,15 @@ class SharedLine:
         if self.local is not None:
             return True  # on its own queues: each replica wakes (the operator takes a wake twice)
         try:
-            async with asyncio.timeout(self.timeout):
-                claimed = await self.store.set(
-                    f"{self.prefix}:wake:{key}", self.replica, nx=True, px=int(seconds * 1000)
+            claimed = await self.client.bounded(
+                partial(
+                    self.client.redis.set,
+                    self.client.name("wake", key),
+                    self.replica,
+                    nx=True,
+                    px=int(seconds * 1000),
                 )
+            )
         except FAILURES as exc:
             self._lose(exc)
             return True
@@ -288,7 +261,7 @@ class SharedLine:
 
     def wake_over(self, key: str) -> None:
         if self.local is None:
-            self._spawn(self._delete(f"{self.prefix}:wake:{key}"))
+            self._spawn(self._delete(self.client.name("wake", key)))
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -308,8 +281,7 @@ class SharedLine:
             self.release(ticket)
         if self._background:
             await asyncio.wait(self._background, timeout=self.timeout)
-        await self.store.aclose()
-        await self.listener.aclose()
+        await self.client.close()
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """One step in the store, bounded by `timeout`; raises _Local when the line is (or just
@@ -318,8 +290,7 @@ class SharedLine:
             raise _Local
         generation = self.generation
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await self.scripts[name](keys=keys, args=args)
+            result = await self.client.step(name, keys, args)
         except FAILURES as exc:
             self._lose(exc)
             raise _Local from exc
@@ -333,8 +304,7 @@ class SharedLine:
 
     async def _delete(self, key: str) -> None:
         with contextlib.suppress(*FAILURES):
-            async with asyncio.timeout(self.timeout):
-                await self.store.delete(key)
+            await self.client.bounded(partial(self.client.redis.delete, key))
 
     def _spawn(self, step: Awaitable[None]) -> None:
         task = asyncio.ensure_future(step)
@@ -373,8 +343,7 @@ class SharedLine:
         for _ in range(5):
             before = [(t.id, t.endpoint) for t in self.tickets.values()]
             try:
-                async with asyncio.timeout(self.timeout):
-                    await self._restore()
+                await self._restore()
             except FAILURES as exc:
                 self.reason = f"the shared store is unreachable ({type(exc).__name__}: {exc})"
                 if self.store_up is not None:
@@ -392,10 +361,12 @@ class SharedLine:
         # writes back what it holds too.
         args: list[Any] = [uuid.uuid4().hex, self.ttl_ms, self.epoch or ""]
         for t in self.tickets.values():
-            q, qx = self._q(t.key), self._qx(t.key)
-            args += [q, qx, t.id, t.score] if t.endpoint is None else ["", self._lease(t.endpoint), t.id, 0]
-        keys = [f"{self.prefix}:epoch", f"{self.prefix}:pause", f"{self.prefix}:began"]
-        epoch = await self.scripts["RESTORE"](keys=keys, args=args)
+            q, qx = self.client.q(t.key), self.client.qx(t.key)
+            args += (
+                [q, qx, t.id, t.score] if t.endpoint is None else ["", self.client.lease(t.endpoint), t.id, 0]
+            )
+        keys = [self.client.name("epoch"), self.client.name("pause"), self.client.name("began")]
+        epoch = await self.client.step("RESTORE", keys, args)
         self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def _beating(self) -> None:
@@ -411,19 +382,21 @@ class SharedLine:
         """Renew this replica's places and leases; read the counts and averages the others wrote."""
         args: list[Any] = [self.epoch, self.ttl_ms]
         for t in self.tickets.values():
-            args += [self._qx(t.key) if t.endpoint is None else self._lease(t.endpoint), t.id]
-        if not await self._run("HEARTBEAT", [f"{self.prefix}:epoch"], args):
+            args += [self.client.qx(t.key) if t.endpoint is None else self.client.lease(t.endpoint), t.id]
+        if not await self._run("HEARTBEAT", [self.client.name("epoch")], args):
             log.warning(
                 "the shared store lost its line (restarted empty?): writing back what this replica holds"
             )
             await self._in_store(self._restore)
         keys, endpoints = sorted(self._keys), sorted(self._endpoints)
         counts = await self._run(
-            "COUNTS", [*(self._q(k) for k in keys), *(self._lease(e) for e in endpoints)], [len(keys)]
+            "COUNTS",
+            [*(self.client.q(k) for k in keys), *(self.client.lease(e) for e in endpoints)],
+            [len(keys)],
         )
         self._counts = {name: int(n) for name, n in zip([*keys, *endpoints], counts, strict=True)}
         for key in keys:
-            got = await self._in_store(partial(self.store.hgetall, f"{self.prefix}:avg:{key}"))
+            got = await self._in_store(partial(self.client.redis.hgetall, self.client.name("avg", key)))
             if b"seconds" in got:
                 self.answers.seconds[key] = float(got[b"seconds"])
             if b"rate" in got:
@@ -431,8 +404,7 @@ class SharedLine:
 
     async def _in_store(self, step: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            async with asyncio.timeout(self.timeout):
-                return await step()
+            return await self.client.bounded(step)
         except FAILURES as exc:
             self._lose(exc)
             raise _Local from exc
@@ -440,15 +412,7 @@ class SharedLine:
     async def _listening(self) -> None:
         """Turns told by any replica's step: the ticket now first in a line tries at once (it
         would anyway within a second, on its own next try)."""
-        while True:
-            try:
-                async with self.listener.pubsub() as turns:
-                    await turns.subscribe(self.channel)
-                    while True:
-                        message = await turns.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                        if message is not None:
-                            ticket = self.tickets.get(message["data"].decode())
-                            if ticket is not None:
-                                ticket.turn.set()
-            except FAILURES:
-                await asyncio.sleep(self.lease_seconds / 5)
+        async for ticket_id in self.client.turns():
+            ticket = self.tickets.get(ticket_id)
+            if ticket is not None:
+                ticket.turn.set()

@@ -31,6 +31,20 @@ def new_request_id(chat: bool) -> str:
     return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
 
 
+def waiting_event(update: Waiting) -> tuple[str, dict[str, Any]]:
+    """A waiting update as a status event: its name and the fields it carries (docs/stream.md)."""
+    if isinstance(update, progress.Downloading):
+        return "downloading", {
+            "progress": update.progress,
+            "bytes": update.bytes,
+            "total_bytes": update.total_bytes,
+            "estimated_time": update.estimated_time,
+        }
+    if isinstance(update, Queued):
+        return "queued", {"queue_position": update.position, "estimated_time": update.estimated_time}
+    return "loading", {"estimated_time": update.estimated_time, "progress": update.progress}
+
+
 @dataclass
 class Streams:
     """What every streamed answer of this replica shares."""
@@ -90,31 +104,11 @@ class StreamJob:
             admission.close()  # the slot goes back as soon as the answer is over
 
     def _waiting(self, update: Waiting) -> bytes:
-        if isinstance(update, progress.Downloading):
-            return self._status(
-                "downloading",
-                update.message,
-                progress=update.progress,
-                bytes=update.bytes,
-                total_bytes=update.total_bytes,
-                estimated_time=update.estimated_time,
-            )
-        if isinstance(update, Queued):
-            return self._status(
-                "queued",
-                update.message,
-                queue_position=update.position,
-                estimated_time=update.estimated_time,
-            )
-        md = self.admission.latest()
-        return self._status(
-            "loading",
-            update.message,
-            estimated_time=update.estimated_time,
-            progress=update.progress,
-            gpu_class=md.status.gpu_class,
-            node=md.status.node,
-        )
+        status, extra = waiting_event(update)
+        if status == "loading":
+            md = self.admission.latest()
+            extra |= {"gpu_class": md.status.gpu_class, "node": md.status.node}
+        return self._status(status, update.message, **extra)
 
     async def _generate(self, endpoint: str) -> AsyncIterator[bytes]:
         admission, metrics = self.admission, self.streams.metrics
