@@ -139,3 +139,15 @@ def sidecars(pod: Obj) -> list[Obj]:
     """The pod's native sidecars: init containers that keep running (`restartPolicy: Always`)
     beside its containers, started before them and stopped after them."""
     return [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+
+
+def network_env(pod: Obj, ip: str, port: int) -> dict[str, str]:
+    """Where a pod's process listens and who it is: every pod binds its own loopback IP."""
+    return {
+        "HEARTH_SIM_HOST": ip,
+        "HEARTH_SIM_PORT": str(port),
+        "POD_IP": ip,
+        "POD_NAME": pod["metadata"]["name"],
+        "POD_NAMESPACE": pod["metadata"]["namespace"],
+        "NODE_NAME": pod["spec"].get("nodeName", ""),
+    }
