@@ -1,8 +1,7 @@
-"""The kubelet simulator: Deployments and Jobs become Pods, Pods become local processes.
+"""The kubelet simulator: Deployments and Jobs become Pods (controllers.py), Pods become local
+processes or containers (containers.py).
 
-It plays the Deployment and Job controllers, the scheduler and the kubelet in one, through the API
-like the real ones: it watches Deployments and Pods, creates Pods (owner reference, labels,
-node chosen by nodeSelector/affinity and free `nvidia.com/gpu`), gives each its own loopback IP,
+Through the API like the real ones: it registers the nodes, watches Pods, gives each its own loopback IP,
 runs the container's command as a process bound to it, probes readiness, restarts crashed
 processes with back-off, writes Pod and Deployment status and Events, and kills processes when
 their Pods go. Containers of Hearth's own image run as the matching local console script;
@@ -12,22 +11,19 @@ other images cannot run here, so such Pods stay waiting with `ErrImagePull` and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import secrets
 import socket
 from typing import Any
 
-import httpx
-
 from hearth_api.model_deployment import HEARTH_IMAGE
-from hearth_sim import jobs, podman, scheduling, weights
-from hearth_sim.apiserver.resources import now_rfc3339
+from hearth_sim import podman, weights
 from hearth_sim.containers import PodRunner
+from hearth_sim.controllers import Controllers
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.llamacpp import Runtime, find_runtime
 from hearth_sim.node import KubeletConfig
+from hearth_sim.recorder import Recorder
 
 log = logging.getLogger("hearth.sim.kubelet")
 Obj = dict[str, Any]
@@ -75,7 +71,6 @@ class Kubelet:
     def __init__(self, kube: Kube, config: KubeletConfig) -> None:
         self.kube = kube
         self.config = config
-        self.deployments: dict[tuple[str, str], Obj] = {}
         self.pods: dict[str, Obj] = {}  # uid → pod as last seen
         self.runners: dict[str, PodRunner] = {}
         self.pids: dict[str, int] = {}  # uid → pid of the running container process
@@ -87,11 +82,8 @@ class Kubelet:
         self._ips: dict[str, str] = {}
         self._next_ip = 2
         self._no_address: set[str] = set()  # pods that found no address, to look again later
-        self._dirty: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self.jobs: dict[tuple[str, str], Obj] = {}
-        self._dirty_jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-        self._job_due: dict[tuple[str, str], float] = {}  # when a Job's next pod may start (back-off)
-        self._lock = asyncio.Lock()
+        self.recorder = Recorder(kube)
+        self.controllers = Controllers(kube, config, self.pods, self.recorder, self._start_pod)
         self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
         self.registered = asyncio.Event()  # every node is in the API: the homelab is up
 
@@ -136,14 +128,8 @@ class Kubelet:
                 if exc.code != 409:
                     raise
         self.registered.set()
-        tasks = [
-            asyncio.create_task(self._watch_deployments()),
-            asyncio.create_task(self._watch_pods()),
-            asyncio.create_task(self._reconcile_loop()),
-            asyncio.create_task(self._watch_jobs()),
-            asyncio.create_task(self._jobs_loop()),
-            asyncio.create_task(self._bind_claims()),
-        ]
+        loops = [self._watch_pods, *self.controllers.loops()]
+        tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -158,15 +144,6 @@ class Kubelet:
 
     # --- watches -----------------------------------------------------------------------------
 
-    async def _watch_deployments(self) -> None:
-        async for kind, obj in self.kube.watch("apps/v1", "deployments"):
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            if kind == "DELETED":
-                self.deployments.pop(key, None)
-            else:
-                self.deployments[key] = obj
-            self._dirty.put_nowait(key)
-
     async def _watch_pods(self) -> None:
         async for kind, pod in self.kube.watch("v1", "pods"):
             uid = pod["metadata"]["uid"]
@@ -180,21 +157,11 @@ class Kubelet:
                     self._stopping.add(stopping)
                     stopping.add_done_callback(self._stopping.discard)
                 self._ips.pop(uid, None)
-                # Its GPU is free now: pods waiting for one get another chance.
-                for waiting in list(self.pods.values()):
-                    owner = self._owner(waiting) if not waiting["spec"].get("nodeName") else None
-                    if owner:
-                        self._dirty.put_nowait(owner)
             else:
                 self.pods[uid] = pod
                 if pod["spec"].get("nodeName"):
                     await self._start_pod(pod)
-            owner = self._owner(pod)
-            if owner:
-                self._dirty.put_nowait(owner)
-            job = self._owner(pod, "Job")
-            if job:
-                self._dirty_jobs.put_nowait(job)
+            self.controllers.pod_changed(pod, kind == "DELETED")
 
     async def _stop_runner(self, uid: str, runner: PodRunner, pod: Obj) -> None:
         # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile still finds
@@ -248,239 +215,10 @@ class Kubelet:
                 return ip
         return None
 
-    def _owner(self, pod: Obj, kind: str = "Deployment") -> tuple[str, str] | None:
-        for ref in pod["metadata"].get("ownerReferences") or []:
-            if ref.get("kind") == kind:
-                return pod["metadata"]["namespace"], ref["name"]
-        return None
-
-    # --- the Deployment controller and scheduler ---------------------------------------------
-
-    async def _reconcile_loop(self) -> None:
-        while True:
-            key = await self._dirty.get()
-            try:
-                async with self._lock:
-                    await self._reconcile(key)
-            except (ApiError, httpx.HTTPError) as exc:
-                # Requeued, as a controller does: nothing else would bring the Deployment back
-                # (after an API server outage, the resumed watch replays no change for it).
-                log.warning("reconciling deployment %s/%s failed: %s; retrying in 1 s", *key, exc)
-                asyncio.get_running_loop().call_later(1.0, self._dirty.put_nowait, key)
-
-    async def _reconcile(self, key: tuple[str, str]) -> None:
-        deployment = self.deployments.get(key)
-        if deployment is None:
-            return  # its pods go with it (owner references)
-        ns, name = key
-        uid = deployment["metadata"]["uid"]
-        owned = [
-            p
-            for p in self.pods.values()
-            if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-            and not p["metadata"].get("deletionTimestamp")
-        ]
-        current = scheduling.template_hash(deployment)
-        stale = [p for p in owned if (p["metadata"].get("labels") or {}).get("pod-template-hash") != current]
-        fresh = [p for p in owned if p not in stale]
-        desired = int((deployment.get("spec") or {}).get("replicas", 1))
-        # Recreate strategy: a GPU cannot hold the old and the new replica at once.
-        doomed = stale + sorted(fresh, key=lambda p: p["metadata"]["creationTimestamp"])[desired:]
-        for pod in doomed:
-            with contextlib.suppress(ApiError):
-                await self.kube.delete("v1", "pods", ns, pod["metadata"]["name"])
-                self.pods.pop(pod["metadata"]["uid"], None)
-        for _ in range(desired - len(fresh)):
-            await self._create_pod(deployment, current)
-        await self._schedule_pending()
-        pods = [
-            p
-            for p in self.pods.values()
-            if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-        ]
-        status = scheduling.deployment_status(deployment, pods)
-        if status != deployment.get("status"):
-            with contextlib.suppress(ApiError):
-                await self.kube.patch("apps/v1", "deployments", ns, name, {"status": status}, sub="status")
-
-    async def _create_pod(self, deployment: Obj, template_hash: str) -> None:
-        meta, spec = deployment["metadata"], deployment["spec"]
-        template = spec.get("template") or {}
-        labels = {**(template.get("metadata") or {}).get("labels", {}), "pod-template-hash": template_hash}
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{meta['name']}-{template_hash}-{secrets.token_hex(3)[:5]}",
-                "namespace": meta["namespace"],
-                "labels": labels,
-                "annotations": (template.get("metadata") or {}).get("annotations", {}),
-                "ownerReferences": [scheduling.controller_ref("apps/v1", "Deployment", meta)],
-            },
-            "spec": dict(template.get("spec") or {}),
-            "status": {"phase": "Pending"},
-        }
-        created = await self.kube.create("v1", "pods", meta["namespace"], pod)
-        self.pods[created["metadata"]["uid"]] = created
-
-    # --- the volume provisioner ---------------------------------------------------------------
-
-    async def _bind_claims(self) -> None:
-        """Bind every PersistentVolumeClaim at once, as a dynamic provisioner (k3s's local-path)
-        does: its volume is a folder under volumes_dir, made when a pod mounts it. Helm's `--wait`
-        and kubectl wait for Bound."""
-        async for kind, claim in self.kube.watch("v1", "persistentvolumeclaims"):
-            if kind == "DELETED" or (claim.get("status") or {}).get("phase") == "Bound":
-                continue
-            spec, meta = claim.get("spec") or {}, claim["metadata"]
-            storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
-            status = {
-                "phase": "Bound",
-                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-                "capacity": {"storage": storage},
-            }
-            with contextlib.suppress(ApiError):
-                await self.kube.patch(
-                    "v1",
-                    "persistentvolumeclaims",
-                    meta["namespace"],
-                    meta["name"],
-                    {"status": status},
-                    sub="status",
-                )
-
-    # --- the Job controller (decisions in jobs.py) ---------------------------------------------
-
-    async def _watch_jobs(self) -> None:
-        async for kind, obj in self.kube.watch("batch/v1", "jobs"):
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            if kind == "DELETED":
-                self.jobs.pop(key, None)
-            else:
-                self.jobs[key] = obj
-            self._dirty_jobs.put_nowait(key)
-
-    async def _jobs_loop(self) -> None:
-        while True:
-            key = await self._dirty_jobs.get()
-            try:
-                async with self._lock:
-                    await self._reconcile_job(key)
-            except (ApiError, httpx.HTTPError) as exc:
-                log.warning("reconciling job %s/%s failed: %s; retrying in 1 s", *key, exc)
-                asyncio.get_running_loop().call_later(1.0, self._dirty_jobs.put_nowait, key)
-
-    async def _reconcile_job(self, key: tuple[str, str]) -> None:
-        job = self.jobs.get(key)
-        if job is None:
-            return
-        uid = job["metadata"]["uid"]
-        owned = sorted(
-            (
-                p
-                for p in self.pods.values()
-                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
-            ),
-            key=lambda p: p["metadata"]["creationTimestamp"],
-        )
-        result = jobs.verdict(job, owned, now_rfc3339())
-        if result.status != job.get("status"):
-            with contextlib.suppress(ApiError):
-                updated = await self.kube.patch(
-                    "batch/v1", "jobs", *key, {"status": result.status}, sub="status"
-                )
-                self.jobs[key] = updated
-        if not result.start_pod:
-            return
-        loop = asyncio.get_running_loop()
-        due = self._job_due.get(key)
-        if due is None:  # back-off after a failed pod, as the Job controller does: 10 s, 20 s, …
-            delay = (
-                min(self.config.backoff_base * 2 ** (result.failures - 1), 360.0) if result.failures else 0.0
-            )
-            due = self._job_due[key] = loop.time() + delay
-            loop.call_later(delay, self._dirty_jobs.put_nowait, key)
-        if loop.time() >= due:
-            del self._job_due[key]
-            pod = jobs.pod_from(job, secrets.token_hex(3)[:5])
-            created = await self.kube.create("v1", "pods", key[0], pod)
-            self.pods[created["metadata"]["uid"]] = created
-            await self._schedule_pending()
-
-    async def _schedule_pending(self) -> None:
-        pending = [
-            p
-            for p in self.pods.values()
-            if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
-        ]
-        if not pending:
-            return
-        nodes = (await self.kube.list("v1", "nodes")).get("items", [])
-        used: dict[str, int] = {}
-        for p in self.pods.values():
-            if p["spec"].get("nodeName"):
-                used[p["spec"]["nodeName"]] = used.get(p["spec"]["nodeName"], 0) + scheduling.gpu_request(
-                    p["spec"]
-                )
-        for pod in sorted(pending, key=lambda p: p["metadata"]["creationTimestamp"]):
-            node, reason = scheduling.choose_node(pod["spec"], nodes, used)
-            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-            if node is None:
-                conds = [
-                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": reason}
-                ]
-                if (pod.get("status") or {}).get("conditions") != conds:
-                    await self.event(pod, "Warning", "FailedScheduling", reason)
-                    pod["status"] = {"phase": "Pending", "conditions": conds}
-                    await self.patch_pod_status(ns, name, pod["status"])
-                continue
-            used[node] = used.get(node, 0) + scheduling.gpu_request(pod["spec"])
-            bound = await self.kube.patch("v1", "pods", ns, name, {"spec": {"nodeName": node}})
-            self.pods[bound["metadata"]["uid"]] = bound
-            await self.event(bound, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
-            await self._start_pod(bound)
-
-    # --- API helpers -------------------------------------------------------------------------
+    # --- what runners write back (the Node protocol) -----------------------------------------
 
     async def patch_pod_status(self, ns: str, name: str, status: Obj) -> None:
-        """Write a pod's status, retried while the API server cannot be reached, as a kubelet's
-        status manager does: a Ready lost in an outage would leave the pod ready in fact and
-        not-ready in the API for good (nothing else changes to write it again)."""
-        delay = 0.1
-        while True:
-            try:
-                await self.kube.patch("v1", "pods", ns, name, {"status": status}, sub="status")
-                return
-            except ApiError as exc:
-                if exc.code != 404:  # a pod deleted meanwhile needs no status
-                    raise
-                return
-            except httpx.TransportError as exc:
-                log.info("status of pod %s/%s not written (%s); retrying", ns, name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        await self.recorder.patch_pod_status(ns, name, status)
 
     async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        meta = obj["metadata"]
-        stamp = now_rfc3339()
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", "v1"),
-                "kind": obj.get("kind", "Pod"),
-                "name": meta["name"],
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message,
-            "count": 1,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "source": {"component": "kubelet", "host": obj.get("spec", {}).get("nodeName", "")},
-        }
-        try:
-            await self.kube.create("v1", "events", meta.get("namespace", "default"), body)
-        except (ApiError, httpx.HTTPError) as exc:
-            log.debug("event %s for %s not recorded: %s", reason, meta["name"], exc)
+        await self.recorder.event(obj, type_, reason, message)
