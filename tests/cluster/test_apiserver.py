@@ -321,7 +321,7 @@ async def test_owner_references_cascade(hearth: tuple[HearthApiServer, httpx.Asy
 
 async def test_too_old_watch_gets_410(hearth: tuple[HearthApiServer, httpx.AsyncClient]) -> None:
     server, http = hearth
-    server.store._history = type(server.store._history)(maxlen=3)
+    server.store.log.history = type(server.store.log.history)(maxlen=3)
     for i in range(6):
         await ok(http.post(CM, json={"metadata": {"name": f"c{i}"}}))
     events = await asyncio.wait_for(_events(http, CM, {"watch": "true", "resourceVersion": "1"}, 1), 5)

@@ -1,10 +1,10 @@
 """The API server's object store: what kube-apiserver guarantees, without etcd.
 
-One global resourceVersion counter; every change is an event kept in a bounded history so a
-watch can start from any recent resourceVersion with nothing replayed twice and nothing missed.
-Server-filled metadata, generation bumps on spec changes only, the status subresource's split,
-optimistic concurrency (409), finalizers, owner-reference garbage collection and CRD
-registration live here. No I/O: the HTTP layer (server.py) calls in and streams out.
+One global resourceVersion counter; every change an event in the watch log (watch_log.py).
+Server-filled metadata, optimistic concurrency (409), finalizers, owner-reference garbage
+collection and CRD registration live here; what a write may change (generation bumps on spec
+changes only, the status subresource's split) and what a CRD serves are write_rules.py's.
+No I/O: the HTTP layer (server.py) calls in and streams out.
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ from __future__ import annotations
 import copy
 import secrets
 import uuid
-from collections import deque
 from typing import Any
 
-from hearth_sim.apiserver import errors, patching, schema
-from hearth_sim.apiserver.resources import INITIAL_EVENTS_END, Event, Obj, ResourceType, Watch, now_rfc3339
+from hearth_sim.apiserver import errors, patching, schema, write_rules
+from hearth_sim.apiserver.resources import Obj, ResourceType, Watch, now_rfc3339
 from hearth_sim.apiserver.selectors import field_matcher, label_matcher
-
-
-def _spec_part(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+from hearth_sim.apiserver.watch_log import WatchLog
 
 
 class Store:
@@ -29,9 +25,7 @@ class Store:
         self.types: dict[str, ResourceType] = {}
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
         self._rv = 0
-        self._history: deque[tuple[int, str, Event]] = deque(maxlen=history)
-        self._compacted = 0  # events at or below this resourceVersion may be gone
-        self._watches: set[Watch] = set()
+        self.log = WatchLog(history)
 
     # --- types -------------------------------------------------------------------------------
 
@@ -83,57 +77,28 @@ class Store:
         resource_version: str | None,
         send_initial_events: bool = False,
     ) -> Watch:
-        """Register a watch. With no (or "0") resourceVersion, or with sendInitialEvents, it
-        starts with ADDED for what exists; with a resourceVersion, it replays the history after
-        it. Synchronous, so nothing can change between the snapshot and the registration."""
-        w = Watch(rtype, namespace, name, label_matcher(label_selector), field_matcher(field_selector))
-        try:
-            since = int(resource_version) if resource_version else 0
-        except ValueError:
-            raise errors.bad_request(f"invalid resourceVersion {resource_version!r}") from None
-        if since == 0 or send_initial_events:
-            for obj in self.list_objects(rtype, namespace):
-                if w.matches(obj):
-                    w.queue.put_nowait({"type": "ADDED", "object": obj})
-            if send_initial_events:
-                w.queue.put_nowait(
-                    {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": rtype.kind,
-                            "apiVersion": rtype.api_version,
-                            "metadata": {
-                                "resourceVersion": self.resource_version,
-                                "annotations": {INITIAL_EVENTS_END: "true"},
-                            },
-                        },
-                    }
-                )
-        elif since < self._compacted:
-            gone = errors.gone(f"too old resource version: {since} ({self._compacted})")
-            w.queue.put_nowait({"type": "ERROR", "object": gone.status()})
-        else:
-            for rv, key, event in self._history:
-                if rv > since and key == rtype.key and w.matches(event["object"]):
-                    w.queue.put_nowait(copy.deepcopy(event))
-        self._watches.add(w)
-        return w
+        """Register a watch (watch_log.py): from what exists, or from a resourceVersion."""
+        return self.log.start(
+            rtype,
+            namespace,
+            name,
+            label_selector,
+            field_selector,
+            resource_version,
+            send_initial_events,
+            self.resource_version,
+            lambda: self.list_objects(rtype, namespace),
+        )
 
     @property
     def watches(self) -> set[Watch]:
-        return self._watches
+        return self.log.watches
 
     def unwatch(self, w: Watch) -> None:
-        self._watches.discard(w)
+        self.log.stop(w)
 
     def _emit(self, rtype: ResourceType, kind: str, obj: Obj) -> None:
-        event = {"type": kind, "object": copy.deepcopy(obj)}
-        if len(self._history) == self._history.maxlen:
-            self._compacted = self._history[0][0]
-        self._history.append((self._rv, rtype.key, event))
-        for w in self._watches:
-            if w.rtype.key == rtype.key and w.matches(obj):
-                w.queue.put_nowait(copy.deepcopy(event))
+        self.log.emit(self._rv, rtype, kind, obj)
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -194,7 +159,7 @@ class Store:
         old = self._current(rtype, namespace, name)
         self._check_precondition(rtype, old, body)
         return self._commit(
-            rtype, old, self._admit(rtype, self._apply_rules(rtype, old, body, subresource), strict)
+            rtype, old, self._admit(rtype, write_rules.apply_rules(rtype, old, body, subresource), strict)
         )
 
     def patch(
@@ -219,7 +184,7 @@ class Store:
         if not isinstance(new, dict):
             raise errors.bad_request("the patch result is not an object")
         return self._commit(
-            rtype, old, self._admit(rtype, self._apply_rules(rtype, old, new, subresource), strict)
+            rtype, old, self._admit(rtype, write_rules.apply_rules(rtype, old, new, subresource), strict)
         )
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
@@ -278,51 +243,6 @@ class Store:
         if wanted and wanted != old["metadata"]["resourceVersion"]:
             raise errors.conflict(self._gr(rtype), old["metadata"]["name"])
 
-    def _apply_rules(self, rtype: ResourceType, old: Obj, new: Obj, subresource: str | None) -> Obj:
-        """What a write may change: identity fields never; status only through /status (and
-        nothing else there) when the type has that subresource."""
-        if subresource not in (None, "status", "scale"):
-            raise errors.ApiError(405, "MethodNotAllowed", f"subresource {subresource!r} is not writable")
-        if subresource == "scale":
-            replicas = (new.get("spec") or {}).get("replicas")
-            result = copy.deepcopy(old)
-            result.setdefault("spec", {})["replicas"] = replicas
-            new = result
-        elif rtype.has_status and subresource == "status":
-            result = copy.deepcopy(old)
-            if "status" in new:
-                result["status"] = copy.deepcopy(new["status"])
-            else:
-                result.pop("status", None)
-            new = result
-        elif rtype.has_status:
-            new = copy.deepcopy(new)
-            if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-            else:
-                new.pop("status", None)
-        else:
-            new = copy.deepcopy(new)
-        meta = new.setdefault("metadata", {})
-        for key in (
-            "name",
-            "namespace",
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-        ):
-            if key in old["metadata"]:
-                meta[key] = old["metadata"][key]
-            else:
-                meta.pop(key, None)
-        new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
-        if _spec_part(new) != _spec_part(old):
-            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
-        meta["resourceVersion"] = old["metadata"]["resourceVersion"]
-        return new
-
     def _commit(self, rtype: ResourceType, old: Obj, new: Obj) -> Obj:
         self._after_write(rtype, new)
         if new == old:
@@ -376,51 +296,12 @@ class Store:
             self._register_crd(obj)
 
     def _register_crd(self, crd: Obj) -> None:
-        spec = crd.get("spec") or {}
-        names = spec.get("names") or {}
-        if not spec.get("group") or not names.get("plural") or not names.get("kind"):
-            raise errors.invalid(
-                "CustomResourceDefinition",
-                crd["metadata"].get("name", ""),
-                "spec.group, spec.names.plural and spec.names.kind are required",
-            )
+        """Serve the CRD's types (write_rules.crd_types) and fill in its status."""
         self._unregister_crd(crd["metadata"]["name"], keep_objects=True)
-        for version in spec.get("versions") or []:
-            if not version.get("served", True):
-                continue
-            rtype = ResourceType(
-                group=spec["group"],
-                version=version["name"],
-                plural=names["plural"],
-                kind=names["kind"],
-                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                singular=names.get("singular", names["kind"].lower()),
-                shortnames=tuple(names.get("shortNames") or ()),
-                categories=tuple(names.get("categories") or ()),
-                subresources=tuple(version.get("subresources") or {}),
-                printer_columns=version.get("additionalPrinterColumns"),
-                crd_name=crd["metadata"]["name"],
-                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
-            )
+        for rtype in write_rules.crd_types(crd):
             self.register(rtype)
-        stamp = now_rfc3339()
-        crd["status"] = {
-            "acceptedNames": names,
-            "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
-            "conditions": [
-                {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-        }
-        old = (crd.get("metadata") or {}).get("name")
         existing = self._objects.get("apiextensions.k8s.io/v1/customresourcedefinitions", {})
-        previous = existing.get(("", old or ""))
-        if previous is not None and previous.get("status", {}).get("conditions"):
-            # Keep transition times stable so a re-apply is a no-op.
-            crd["status"]["conditions"] = previous["status"]["conditions"]
+        crd["status"] = write_rules.crd_status(crd, existing.get(("", crd["metadata"].get("name") or "")))
 
     def _unregister_crd(self, crd_name: str, keep_objects: bool = False) -> None:
         for key, rtype in list(self.types.items()):
