@@ -10,11 +10,9 @@ No I/O: the HTTP layer (server.py) calls in and streams out.
 from __future__ import annotations
 
 import copy
-import secrets
-import uuid
 from typing import Any
 
-from hearth_sim.apiserver import errors, patching, schema, write_rules
+from hearth_sim.apiserver import errors, patching, write_rules
 from hearth_sim.apiserver.resources import Obj, ResourceType, Watch, now_rfc3339
 from hearth_sim.apiserver.selectors import field_matcher, label_matcher
 from hearth_sim.apiserver.watch_log import WatchLog
@@ -51,7 +49,7 @@ class Store:
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         obj = self._objects[rtype.key].get((self._ns(rtype, namespace), name))
         if obj is None:
-            raise errors.not_found(self._gr(rtype), name)
+            raise errors.not_found(write_rules.group_resource(rtype), name)
         return copy.deepcopy(obj)
 
     def list_objects(
@@ -103,37 +101,12 @@ class Store:
     # --- writes ------------------------------------------------------------------------------
 
     def create(self, rtype: ResourceType, namespace: str | None, body: Any, strict: bool = False) -> Obj:
-        if not isinstance(body, dict):
-            raise errors.bad_request("the request body must be a JSON object")
-        obj = copy.deepcopy(body)
-        meta = obj.setdefault("metadata", {})
-        if not isinstance(meta, dict):
-            raise errors.bad_request("metadata must be an object")
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                raise errors.invalid(
-                    rtype.kind, "", "metadata.name: Required value: name or generateName is required"
-                )
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
-        if rtype.namespaced:
-            ns = namespace or meta.get("namespace") or "default"
-            if namespace and meta.get("namespace") and meta["namespace"] != namespace:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            meta["namespace"] = ns
-        else:
-            meta.pop("namespace", None)
+        obj = write_rules.new_object(rtype, namespace, body)
+        meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         if key in self._objects[rtype.key]:
-            raise errors.already_exists(self._gr(rtype), meta["name"])
-        obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
-        if rtype.has_status and rtype.kind != "Node":
-            obj.pop("status", None)  # status is written through /status only
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
-        meta.pop("deletionTimestamp", None)
-        meta.pop("resourceVersion", None)
-        obj = self._admit(rtype, obj, strict)
+            raise errors.already_exists(write_rules.group_resource(rtype), meta["name"])
+        obj = write_rules.admit(rtype, obj, strict)
         meta = obj["metadata"]
         self._after_write(rtype, obj)
         self._rv += 1
@@ -157,9 +130,11 @@ class Store:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object")
         old = self._current(rtype, namespace, name)
-        self._check_precondition(rtype, old, body)
+        write_rules.check_precondition(rtype, old, body)
         return self._commit(
-            rtype, old, self._admit(rtype, write_rules.apply_rules(rtype, old, body, subresource), strict)
+            rtype,
+            old,
+            write_rules.admit(rtype, write_rules.apply_rules(rtype, old, body, subresource), strict),
         )
 
     def patch(
@@ -179,12 +154,14 @@ class Store:
             return self.create(rtype, namespace, body, strict)
         old = self._current(rtype, namespace, name)
         if isinstance(patch, dict) and not content_type.startswith(patching.JSON_PATCH):
-            self._check_precondition(rtype, old, patch)
+            write_rules.check_precondition(rtype, old, patch)
         new = patching.apply_patch(content_type, copy.deepcopy(old), patch)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch result is not an object")
         return self._commit(
-            rtype, old, self._admit(rtype, write_rules.apply_rules(rtype, old, new, subresource), strict)
+            rtype,
+            old,
+            write_rules.admit(rtype, write_rules.apply_rules(rtype, old, new, subresource), strict),
         )
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
@@ -216,32 +193,11 @@ class Store:
     def _ns(self, rtype: ResourceType, namespace: str | None) -> str:
         return (namespace or "default") if rtype.namespaced else ""
 
-    def _gr(self, rtype: ResourceType) -> str:
-        return f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
-
     def _current(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj:
         obj = self._objects[rtype.key].get((self._ns(rtype, namespace), name))
         if obj is None:
-            raise errors.not_found(self._gr(rtype), name)
+            raise errors.not_found(write_rules.group_resource(rtype), name)
         return obj
-
-    def _admit(self, rtype: ResourceType, obj: Obj, strict: bool) -> Obj:
-        """Custom resources meet their CRD's schema: defaults filled in, unknown fields pruned
-        (or, strictly, refused), invalid values refused with the field named (422)."""
-        if rtype.schema is None:
-            return obj
-        admitted, problems = schema.admit(rtype.schema, obj, strict)
-        if problems:
-            name = obj["metadata"].get("name", "")
-            text = "; ".join(m if m.startswith("unknown field") else f"{f}: {m}" for f, m in problems)
-            causes = [{"field": f, "message": m} for f, m in problems]
-            raise errors.invalid(f"{rtype.kind}.{rtype.group}", name, text, causes)
-        return admitted
-
-    def _check_precondition(self, rtype: ResourceType, old: Obj, body: Obj) -> None:
-        wanted = (body.get("metadata") or {}).get("resourceVersion")
-        if wanted and wanted != old["metadata"]["resourceVersion"]:
-            raise errors.conflict(self._gr(rtype), old["metadata"]["name"])
 
     def _commit(self, rtype: ResourceType, old: Obj, new: Obj) -> Obj:
         self._after_write(rtype, new)

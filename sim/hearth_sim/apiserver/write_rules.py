@@ -1,11 +1,27 @@
-"""What a write may change, and what a CustomResourceDefinition serves. Pure."""
+"""What the server fills in on a create, what a write may change, whether a custom resource
+meets its schema, and what a CustomResourceDefinition serves. Pure."""
 
 from __future__ import annotations
 
 import copy
+import secrets
+import uuid
+from typing import Any
 
-from hearth_sim.apiserver import errors
+from hearth_sim.apiserver import errors, schema
 from hearth_sim.apiserver.resources import Obj, ResourceType, now_rfc3339
+
+
+def group_resource(rtype: ResourceType) -> str:
+    """As errors name a type: `deployments.apps`, `pods`."""
+    return f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+
+
+def check_precondition(rtype: ResourceType, old: Obj, body: Obj) -> None:
+    """A write that names a resourceVersion applies to that version only (409 otherwise)."""
+    wanted = (body.get("metadata") or {}).get("resourceVersion")
+    if wanted and wanted != old["metadata"]["resourceVersion"]:
+        raise errors.conflict(group_resource(rtype), old["metadata"]["name"])
 
 
 def spec_part(obj: Obj) -> Obj:
@@ -107,3 +123,50 @@ def crd_status(crd: Obj, previous: Obj | None) -> Obj:
     if previous is not None and previous.get("status", {}).get("conditions"):
         status["conditions"] = previous["status"]["conditions"]
     return status
+
+
+def new_object(rtype: ResourceType, namespace: str | None, body: Any) -> Obj:
+    """A created object as the server fills it in: its name (or one from generateName), its
+    namespace, its type, identity and generation; status only through /status (Nodes aside)."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    obj = copy.deepcopy(body)
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise errors.bad_request("metadata must be an object")
+    if not meta.get("name"):
+        if not meta.get("generateName"):
+            raise errors.invalid(
+                rtype.kind, "", "metadata.name: Required value: name or generateName is required"
+            )
+        meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+    if rtype.namespaced:
+        ns = namespace or meta.get("namespace") or "default"
+        if namespace and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        meta["namespace"] = ns
+    else:
+        meta.pop("namespace", None)
+    obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+    if rtype.has_status and rtype.kind != "Node":
+        obj.pop("status", None)  # status is written through /status only
+    meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+    meta.pop("deletionTimestamp", None)
+    meta.pop("resourceVersion", None)
+    return obj
+
+
+def admit(rtype: ResourceType, obj: Obj, strict: bool) -> Obj:
+    """Custom resources meet their CRD's schema: defaults filled in, unknown fields pruned
+    (or, strictly, refused), invalid values refused with the field named (422)."""
+    if rtype.schema is None:
+        return obj
+    admitted, problems = schema.admit(rtype.schema, obj, strict)
+    if problems:
+        name = obj["metadata"].get("name", "")
+        text = "; ".join(m if m.startswith("unknown field") else f"{f}: {m}" for f, m in problems)
+        causes = [{"field": f, "message": m} for f, m in problems]
+        raise errors.invalid(f"{rtype.kind}.{rtype.group}", name, text, causes)
+    return admitted
