@@ -2,8 +2,9 @@
 where kopf, the kubernetes clients, kubectl and Helm rely on it."""
 
 from hearth_sim.apiserver.errors import ApiError
+from hearth_sim.apiserver.listener import Listener, serve_api, serve_restartable
 from hearth_sim.apiserver.resources import ResourceType
-from hearth_sim.apiserver.server import HearthApiServer, Listener, serve_api, serve_restartable
+from hearth_sim.apiserver.server import HearthApiServer
 from hearth_sim.apiserver.store import Store
 
 __all__ = [

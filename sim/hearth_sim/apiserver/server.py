@@ -10,12 +10,9 @@ one's expected to fail).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import ssl
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from hearth_sim.apiserver import discovery, errors, patching, protobuf, tables
 from hearth_sim.apiserver.auth import Authorizer
 from hearth_sim.apiserver.resources import ResourceType
 from hearth_sim.apiserver.store import Store
+from hearth_sim.apiserver.watch_stream import stream_watch, truthy
 
 log = logging.getLogger("hearth.sim.apiserver")
 
@@ -68,16 +66,12 @@ def parse_resource_path(path: str) -> Target | None:
     return Target(group, version, plural, namespace, name, sub)
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").lower() in ("true", "1")
-
-
 def _action(method: str, target: Target | None, params: dict[str, str]) -> kmock.action | None:
     """The Kubernetes verb of a request, for the request log."""
     if target is None:
         return None
     if method == "GET":
-        if _truthy(params.get("watch")):
+        if truthy(params.get("watch")):
             return kmock.action.WATCH
         return kmock.action.FETCH if target.name else kmock.action.LIST
     return {
@@ -153,7 +147,7 @@ class HearthApiServer(kmock.KubernetesEmulator):
         try:
             path = request.url.path
             target = parse_resource_path(path)
-            watching = "/watch/" in path or _truthy(request.params.get("watch"))
+            watching = "/watch/" in path or truthy(request.params.get("watch"))
             self.auth.check(request.headers, request.method, target, watching)
             return await self._route(request)
         except errors.ApiError as exc:
@@ -203,8 +197,10 @@ class HearthApiServer(kmock.KubernetesEmulator):
         self, request: Any, rtype: ResourceType, target: Target, params: dict[str, str], path: str
     ) -> aiohttp.web.StreamResponse:
         accept = request.headers.get("Accept", "")
-        if "/watch/" in path or _truthy(params.get("watch")):
-            return await self._stream_watch(request, rtype, target, params, accept)
+        if "/watch/" in path or truthy(params.get("watch")):
+            return await stream_watch(
+                request._raw_request, self.store, rtype, target.namespace, target.name, params, accept
+            )
         if target.subresource == "log" and rtype.kind == "Pod" and target.name:
             return self._serve_log(target, params)
         if target.name:
@@ -316,122 +312,3 @@ class HearthApiServer(kmock.KubernetesEmulator):
                 tables.table(rtype.kind, rtype.printer_columns, items, self.store.resource_version)
             )
         return aiohttp.web.json_response(items[0] if single else self._list_doc(rtype, items))
-
-    async def _stream_watch(
-        self, request: Any, rtype: ResourceType, target: Target, params: dict[str, str], accept: str
-    ) -> aiohttp.web.StreamResponse:
-        field_selector = params.get("fieldSelector")
-        watch = self.store.watch(
-            rtype,
-            target.namespace,
-            target.name,
-            params.get("labelSelector"),
-            field_selector,
-            params.get("resourceVersion"),
-            _truthy(params.get("sendInitialEvents")),
-        )
-        as_table = tables.wants_table(accept)
-        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
-        # aiohttp's default streaming type (octet-stream) breaks kubectl's watch decoder.
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request._raw_request)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout else None
-        try:
-            while True:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    break
-                try:
-                    event = await asyncio.wait_for(watch.queue.get(), remaining)
-                except TimeoutError:
-                    break
-                if event["type"] == "END":
-                    break
-                if as_table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                    event = {
-                        "type": event["type"],
-                        "object": tables.table(
-                            rtype.kind,
-                            rtype.printer_columns,
-                            [event["object"]],
-                            event["object"]["metadata"].get("resourceVersion", ""),
-                        ),
-                    }
-                await response.write(json.dumps(event).encode() + b"\n")
-                if event["type"] == "ERROR":
-                    break
-            await response.write_eof()
-        except ConnectionResetError:
-            pass  # the client went away (or the server is stopping): the watch just ends
-        finally:
-            self.store.unwatch(watch)
-        return response
-
-
-class Listener:
-    """The API server's HTTP side, which can go away and come back on the same port with its
-    state (a restarting kube-apiserver: every watch ends, connections are refused meanwhile).
-    With an SSL context it serves https, as pods reach a real API server (in-cluster config)."""
-
-    def __init__(self, api: HearthApiServer, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
-        self.api, self.host, self.port, self.tls = api, host, port, tls
-        self._http: kmock.Server | None = None
-        self._https: aiohttp.web.ServerRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
-
-    async def start(self) -> None:
-        if self.tls is not None:
-            # kmock's server has no TLS: aiohttp's low-level server runs the same handler.
-            runner = aiohttp.web.ServerRunner(aiohttp.web.Server(self.api), handle_signals=False)
-            await runner.setup()
-            site = aiohttp.web.TCPSite(runner, self.host, self.port, ssl_context=self.tls)
-            await site.start()
-            self._https = runner
-            self.port = runner.addresses[0][1]
-            return
-        self._http = kmock.Server(self.api, host=self.host, port=self.port or None)
-        await self._http.__aenter__()
-        self.port = self._http.port
-
-    async def stop(self) -> None:
-        if self._http is not None or self._https is not None:
-            self.api.end_watches()  # or the HTTP server waits for every open watch before it stops
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.__aexit__(None, None, None)
-        if self._https is not None:
-            https, self._https = self._https, None
-            await https.cleanup()
-
-    async def restart(self, downtime: float) -> None:
-        """Down for `downtime` seconds, then up again on the same port, state kept."""
-        await self.stop()
-        await asyncio.sleep(downtime)
-        await self.start()
-
-
-@asynccontextmanager
-async def serve_api(
-    host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
-) -> AsyncIterator[tuple[HearthApiServer, str]]:
-    """Serve the API on host:port (0 picks a free port); yields the server and its URL."""
-    async with serve_restartable(host, port, server) as listener:
-        yield listener.api, listener.url
-
-
-@asynccontextmanager
-async def serve_restartable(
-    host: str = "127.0.0.1", port: int = 0, server: HearthApiServer | None = None
-) -> AsyncIterator[Listener]:
-    api = server if server is not None else HearthApiServer()
-    async with api:
-        listener = Listener(api, host, port)
-        await listener.start()
-        try:
-            yield listener
-        finally:
-            await listener.stop()
