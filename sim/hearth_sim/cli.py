@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from hearth_sim import llamacpp, weights
-from hearth_sim.homelab import ChartPlane, ControlPlane, Homelab, serve_until_signalled
+from hearth_sim.control_plane import ChartPlane, ControlPlane, serve_until_signalled
+from hearth_sim.homelab import Homelab
 from hearth_sim.nodes import load_nodes
 
 
