@@ -44,10 +44,8 @@ from hearth_sim.ollama_state import (
     timed_pull,
 )
 from hearth_sim_engine import text
-from hearth_sim_engine.server import (
-    Generation,
-    exit_now,
-)
+from hearth_sim_engine.engine import exit_now
+from hearth_sim_engine.generation import Generation
 
 log = logging.getLogger("hearth.sim.ollama")
 

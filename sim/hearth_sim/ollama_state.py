@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from hearth_sim import ollama_registry
-from hearth_sim_engine.server import EngineSettings, EngineState, Failure, Personality, settings_from_env
+from hearth_sim_engine.engine import EngineSettings, EngineState, Failure, Personality, settings_from_env
 
 log = logging.getLogger("hearth.sim.ollama")
 

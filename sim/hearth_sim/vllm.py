@@ -15,7 +15,8 @@ import asyncio
 import os
 import sys
 
-from hearth_sim_engine.server import EngineSettings, Personality, serve, settings_from_env
+from hearth_sim_engine.engine import EngineSettings, Personality, settings_from_env
+from hearth_sim_engine.server import serve
 
 
 def _fraction(value: str) -> float:

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hearth_sim_engine.server import EngineSettings, Failure, Personality, serve
+from hearth_sim_engine.engine import EngineSettings, Failure, Personality
+from hearth_sim_engine.server import serve
 
 ENV_PREFIX = "HEARTH_SIM_"
 # Ollama's personality is the simulated homelab's Ollama image, built on this engine.

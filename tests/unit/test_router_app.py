@@ -18,7 +18,7 @@ from hearth_router.app import create_app
 from hearth_router.registry import Registry
 from hearth_router.settings import RouterSettings
 from hearth_router.upstream import Upstream
-from hearth_sim_engine.server import EngineSettings
+from hearth_sim_engine.engine import EngineSettings
 from hearth_sim_engine.server import create_app as create_engine
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 from hearth_sim_engine import text
-from hearth_sim_engine.server import EngineSettings
+from hearth_sim_engine.engine import EngineSettings
 
 
 def test_the_same_prompt_gets_the_same_answer_and_others_differ() -> None:
