@@ -61,8 +61,8 @@ test: $(STAMP) $(NODE_CLIENT)/node_modules/.installed $(WORKFLOW_LINT)/node_modu
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks: figures against same-run baselines, printed and saved under .hearth/bench/;
-# then the VRAM estimate against llama.cpp's own figures, written into docs/vram.md.
+# Benchmarks: figures against same-run baselines, printed and saved under .hearth/bench/; a whole
+# run (no BENCH_ARGS) is kept in docs/bench.json and fills the docs' generated tables; then the VRAM estimate against llama.cpp's own figures, written into docs/vram.md.
 # LiteLLM's proxy (a peer to compare with) gets a venv of its own: its pins are not ours.
 LITELLM_VENV := .hearth/litellm-venv
 $(LITELLM_VENV)/.installed:
@@ -71,7 +71,7 @@ $(LITELLM_VENV)/.installed:
 	touch $@
 
 bench: $(STAMP) $(LITELLM_VENV)/.installed
-	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench $(if $(BENCH_ARGS),$(BENCH_ARGS),--write)
 	$(BIN)/python -m tests.bench.vram --write
 
 # The reliability drills (also part of `make test`), then docs/reliability.md's table refreshed from their results.

@@ -120,7 +120,7 @@ class Reconciler:
         async with self._place_lock:
             cluster = lifecycle.Cluster(
                 nodes=tuple(self.indexes.gpu_nodes()),
-                residents=tuple(world.residents(self.indexes.models_valid(), self.claims, self.evictions)),
+                residents=lambda: world.residents(self.indexes.models_valid(), self.claims, self.evictions),
             )
             result = lifecycle.plan(replace(inputs, cluster=cluster))
             self.claims[key] = result.status

@@ -72,6 +72,7 @@ class Table:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    key: str = ""  # which benchmark made it (pages.keyed): where the docs show it
 
     def add(self, *row: Any) -> None:
         self.rows.append(list(row))
@@ -94,7 +95,13 @@ class Table:
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
-        return {"title": self.title, "columns": self.columns, "rows": self.rows, "notes": self.notes}
+        return {
+            "key": self.key,
+            "title": self.title,
+            "columns": self.columns,
+            "rows": self.rows,
+            "notes": self.notes,
+        }
 
 
 def save(tables: list[Table], meta: dict[str, Any]) -> Path:
