@@ -23,6 +23,7 @@ from hearth_sim.recorder import Recorder
 
 log = logging.getLogger("hearth.sim.controllers")
 Obj = dict[str, Any]
+Key = tuple[str, str]  # namespace, name
 
 
 class Controllers:
@@ -44,14 +45,14 @@ class Controllers:
         self._job_due: dict[tuple[str, str], float] = {}  # when a Job's next pod may start (back-off)
         self._lock = asyncio.Lock()
 
-    def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
         """What runs for as long as the homelab does: the watches and the two work loops."""
         return [
-            self._watch_deployments,
-            self._reconcile_loop,
-            self._watch_jobs,
-            self._jobs_loop,
-            self._bind_claims,
+            self._watch("apps/v1", "deployments", self.deployments, self._dirty),
+            self._work("deployment", self._dirty, self._reconcile),
+            self._watch("batch/v1", "jobs", self.jobs, self._dirty_jobs),
+            self._work("job", self._dirty_jobs, self._reconcile_job),
+            self._bind_claims(),
         ]
 
     def pod_changed(self, pod: Obj, deleted: bool) -> None:
@@ -68,26 +69,30 @@ class Controllers:
         if job:
             self._dirty_jobs.put_nowait(job)
 
-    async def _watch_deployments(self) -> None:
-        async for kind, obj in self.kube.watch("apps/v1", "deployments"):
+    async def _watch(self, api: str, plural: str, cache: dict[Key, Obj], dirty: asyncio.Queue[Key]) -> None:
+        """Keep `cache` to the API's objects of a kind; each change makes its key dirty."""
+        async for kind, obj in self.kube.watch(api, plural):
             key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if kind == "DELETED":
-                self.deployments.pop(key, None)
+                cache.pop(key, None)
             else:
-                self.deployments[key] = obj
-            self._dirty.put_nowait(key)
+                cache[key] = obj
+            dirty.put_nowait(key)
 
-    async def _reconcile_loop(self) -> None:
+    async def _work(
+        self, what: str, dirty: asyncio.Queue[Key], reconcile: Callable[[Key], Awaitable[None]]
+    ) -> None:
+        """Reconcile dirty keys one at a time (under the one lock all controllers share)."""
         while True:
-            key = await self._dirty.get()
+            key = await dirty.get()
             try:
                 async with self._lock:
-                    await self._reconcile(key)
+                    await reconcile(key)
             except (ApiError, httpx.HTTPError) as exc:
-                # Requeued, as a controller does: nothing else would bring the Deployment back
+                # Requeued, as a controller does: nothing else would bring the object back
                 # (after an API server outage, the resumed watch replays no change for it).
-                log.warning("reconciling deployment %s/%s failed: %s; retrying in 1 s", *key, exc)
-                asyncio.get_running_loop().call_later(1.0, self._dirty.put_nowait, key)
+                log.warning("reconciling %s %s/%s failed: %s; retrying in 1 s", what, *key, exc)
+                asyncio.get_running_loop().call_later(1.0, dirty.put_nowait, key)
 
     async def _reconcile(self, key: tuple[str, str]) -> None:
         deployment = self.deployments.get(key)
@@ -171,25 +176,6 @@ class Controllers:
                 )
 
     # --- the Job controller (decisions in jobs.py) ---------------------------------------------
-
-    async def _watch_jobs(self) -> None:
-        async for kind, obj in self.kube.watch("batch/v1", "jobs"):
-            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-            if kind == "DELETED":
-                self.jobs.pop(key, None)
-            else:
-                self.jobs[key] = obj
-            self._dirty_jobs.put_nowait(key)
-
-    async def _jobs_loop(self) -> None:
-        while True:
-            key = await self._dirty_jobs.get()
-            try:
-                async with self._lock:
-                    await self._reconcile_job(key)
-            except (ApiError, httpx.HTTPError) as exc:
-                log.warning("reconciling job %s/%s failed: %s; retrying in 1 s", *key, exc)
-                asyncio.get_running_loop().call_later(1.0, self._dirty_jobs.put_nowait, key)
 
     async def _reconcile_job(self, key: tuple[str, str]) -> None:
         job = self.jobs.get(key)

@@ -128,8 +128,7 @@ class Kubelet:
                 if exc.code != 409:
                     raise
         self.registered.set()
-        loops = [self._watch_pods, *self.controllers.loops()]
-        tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
+        tasks = [asyncio.create_task(loop) for loop in [self._watch_pods(), *self.controllers.loops()]]
         try:
             await asyncio.gather(*tasks)
         finally:
