@@ -20,6 +20,7 @@ from hearth_sim.pod_files import PodFiles
 from hearth_sim.pod_spec import CannotRun, localize, network_env, sidecars, volume_paths
 from hearth_sim.pod_status import crash_loop, pod_status
 from hearth_sim.probes import Prober
+from hearth_sim.runtimes import ContainerRun, ProcessRun, Runtime
 
 Obj = dict[str, Any]
 TERMINATION_LOG = "/dev/termination-log"  # a container's terminationMessagePath by default
@@ -40,9 +41,7 @@ class PodRunner:
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self.ready = False
-        self.runtime_env: dict[str, str] = {}
-        self.env: dict[str, str] = {}  # the running process's environment, for exec probes
-        self.contained: podman.Runtime | None = None  # set when the container runs in podman
+        self.runtime: Runtime | None = None  # how the main container runs, once its command is known
         self.pod_dir = kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}"
         config = kubelet.config
         self.files = PodFiles(kubelet.kube, pod, ip, self.pod_dir, config.volumes_dir, config.api)
@@ -84,19 +83,17 @@ class PodRunner:
                 await self._start_sidecar(sidecar)
             await k.event(self.pod, "Normal", "Pulling", f'Pulling image "{self.container.get("image")}"')
             command = await command_for(k, self.container, self.ip, self.mounts, main=True)
-            argv, self.runtime_env, self.contained = command.argv, command.env, command.contained
-            if self.contained is not None:
+            argv = command.argv
+            if command.contained is not None:
                 k.contained[self.pod["metadata"]["uid"]] = f"{self.ns}/{self.name}"
+                where = (self.files, self.ip, self.termination_log, k.kube)
                 argv = await processes.container_argv(
-                    self.contained,
-                    self.pod,
-                    self.container_name,
-                    argv,
-                    self.files,
-                    self.ip,
-                    self.termination_log,
-                    k.kube,
+                    command.contained, self.pod, self.container_name, argv, *where
                 )
+                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+                self.runtime = ContainerRun(command.contained, self.container_name, grace)
+            else:
+                self.runtime = self._process_run(self.container, command.env, self.mounts)
         except CannotRun as exc:
             msg = f"image cannot run in the simulated homelab: {exc}"
             await k.event(self.pod, "Warning", "Failed", msg)
@@ -169,7 +166,7 @@ class PodRunner:
         mounts = self._volume_paths(sidecar)
         command = await command_for(self.kubelet, sidecar, self.ip, mounts, main=False)
         logfile = self.kubelet.config.log_dir / f"{self.ns}_{self.name}.{sidecar.get('name')}.log"
-        proc, _ = await self._spawn(sidecar, command.argv, command.env, mounts, logfile)
+        proc, _ = await self._process_run(sidecar, command.env, mounts).start(command.argv, logfile)
         self.sidecar_procs.append(proc)
         await self.kubelet.event(self.pod, "Normal", "Started", f"Started container {sidecar.get('name')}")
 
@@ -178,57 +175,37 @@ class PodRunner:
             await processes.kill(proc, self.kubelet.config.grace_seconds)
 
     async def _start(self, argv: list[str]) -> None:
-        uid = self.pod["metadata"]["uid"]
-        if self.contained is not None:
-            if self.restarts:  # the last run's container may not be removed yet: its name is reused
-                await self.contained.remove(self.container_name)
-            self._logfile.parent.mkdir(parents=True, exist_ok=True)
-            with self._logfile.open("ab") as out:
-                self.proc = await asyncio.create_subprocess_exec(
-                    *argv, stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True
-                )
-            # The container's own process, as a node's pid namespace shows it.
-            proc = self.proc
-            running = await self.contained.pid(self.container_name, lambda: proc.returncode is None)
-            self.kubelet.pids[uid] = running or proc.pid
-            return
-        self.proc, self.env = await self._spawn(
-            self.container, argv, self.runtime_env, self.mounts, self._logfile
+        assert self.runtime is not None
+        self.proc, self.kubelet.pids[self.pod["metadata"]["uid"]] = await self.runtime.start(
+            argv, self._logfile
         )
-        self.kubelet.pids[uid] = self.proc.pid
 
     @property
     def container_name(self) -> str:
         """Unique on the machine: a demo and a test run may both run a pod of this name."""
         return f"hearth-sim-{os.getpid()}-{self.ns}-{self.name}"[:120]
 
-    async def _spawn(
-        self,
-        container: Obj,
-        argv: list[str],
-        runtime_env: dict[str, str],
-        mounts: dict[str, str],
-        logfile: Path,
-    ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-        port = next((p.get("containerPort") for p in container.get("ports") or []), 8000)
-        env = {
-            **os.environ,
-            **runtime_env,
-            **self.kubelet.config.extra_env,
-            "HEARTH_SIM_TIME_SCALE": str(self.kubelet.config.time_scale),
-        }
-        env.update(await self.files.env(container, lambda v: localize(v, self.ip, mounts)))
-        if argv[0].endswith(("hearth-operator", "hearth-router")):
-            env.update(
-                await processes.control_plane_env(
-                    self.kubelet.kube, self.files, self.pod, self.pod_dir, self.ip
-                )
-            )
-        # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
-        env.update(network_env(self.pod, self.ip, port))
-        limit = await processes.volume_limit(self.kubelet.kube, self.pod, container)
-        proc = await processes.spawn(argv, env, logfile, limit)
-        return proc, env
+    def _process_run(self, container: Obj, runtime_env: dict[str, str], mounts: dict[str, str]) -> ProcessRun:
+        """A container as a local process, with its environment as a kubelet gives it."""
+
+        async def prepare(argv: list[str]) -> tuple[dict[str, str], int | None]:
+            port = next((p.get("containerPort") for p in container.get("ports") or []), 8000)
+            config = self.kubelet.config
+            env = {
+                **os.environ,
+                **runtime_env,
+                **config.extra_env,
+                "HEARTH_SIM_TIME_SCALE": str(config.time_scale),
+            }
+            env.update(await self.files.env(container, lambda v: localize(v, self.ip, mounts)))
+            if argv[0].endswith(("hearth-operator", "hearth-router")):
+                kube, files = self.kubelet.kube, self.files
+                env.update(await processes.control_plane_env(kube, files, self.pod, self.pod_dir, self.ip))
+            # Network facts come last: every pod binds its own loopback IP, whatever it asks for.
+            env.update(network_env(self.pod, self.ip, port))
+            return env, await processes.volume_limit(self.kubelet.kube, self.pod, container)
+
+        return ProcessRun(prepare, self.kubelet.config.grace_seconds)
 
     def _prober(self) -> Prober:
         async def warn(message: str) -> None:
@@ -238,15 +215,16 @@ class PodRunner:
             self.ready = ready
             await self._status({"running": {"startedAt": now_rfc3339()}}, ready)
 
-        async def kill() -> None:
-            if self.contained is not None:
-                await self.contained.kill(self.container_name, "KILL")
-            else:
-                processes.kill_now(self.proc)
+        runtime = self.runtime
+        assert runtime is not None
 
-        exec_prefix = [*self.contained.podman, "exec", self.container_name] if self.contained else None
+        async def kill() -> None:
+            await runtime.kill(self.proc)
+
         interval = self.kubelet.config.probe_interval
-        return Prober(self.container, self.ip, interval, warn, set_ready, kill, exec_prefix, self.env)
+        return Prober(
+            self.container, self.ip, interval, warn, set_ready, kill, runtime.exec_prefix, runtime.env
+        )
 
     async def stop(self) -> None:
         """Stop the container: SIGTERM, SIGKILL after the grace period — and SIGKILL at once if
@@ -255,11 +233,8 @@ class PodRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         try:
-            if self.proc is not None and self.contained is not None:
-                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
-                await processes.stop_container(self.proc, self.contained, self.container_name, grace)
-            elif self.proc is not None:
-                await processes.kill(self.proc, self.kubelet.config.grace_seconds)
+            if self.proc is not None and self.runtime is not None:
+                await self.runtime.stop(self.proc)
         finally:
             for proc in self.sidecar_procs:  # after the container, as a kubelet stops sidecars
                 await processes.kill(proc, self.kubelet.config.grace_seconds)

@@ -136,6 +136,9 @@ async def container_argv(
     """`podman run` of a pod's main container: its env, volumes and securityContext as a
     kubelet gives them (see podman.py)."""
     container = (pod["spec"].get("containers") or [{}])[0]
+    # First, as a kubelet does: a security context the image cannot honour is refused before
+    # any volume, token or Secret is set up for it.
+    sec = podman.security(pod["spec"], container, runtime.image_user)
     labels = {
         **runtime.labels,
         "io.kubernetes.pod.namespace": pod["metadata"]["namespace"],
@@ -153,7 +156,7 @@ async def container_argv(
             **listen_env(ip),
         },
         mounts=await files.mounts(container, termination_log),
-        sec=podman.security(pod["spec"], container, runtime.image_user),
+        sec=sec,
         labels=labels,
         file_size=await volume_limit(kube, pod, container),
     )
