@@ -43,6 +43,7 @@ class Annotator:
         # key → the newest phase seen: a request that waited for the lock behind a store step
         # holds an older one, and must not start a cold period that is already over
         self._phase: dict[str, Phase | None] = {}
+        self._answered: set[str] = set()  # keys whose wake was answered, guard still held (observe)
         self._lock = asyncio.Lock()
 
     async def _patch(self, key: str, annotations: dict[str, str]) -> None:
@@ -60,9 +61,16 @@ class Annotator:
         )
 
     def observe(self, key: str, phase: Phase | None) -> None:
-        """A phase the watch saw: once the model is loading or up, its cold period is over."""
+        """A phase the watch saw: once the model is loading or up, this replica's wake is answered;
+        the shared wake guard goes only once the load is over (Warm, Failed, or Cold again). Not
+        at Loading: another replica's watch may not have seen the wake's effect yet, and a guard
+        gone then let it send a second wake for the same cold period (two replicas under load
+        did; `make test`'s bench smoke caught it with both cores busy)."""
         self._phase[key] = phase
-        if phase in (Phase.LOADING, Phase.WARM, Phase.FAILED) and self._woken.pop(key, None) is not None:
+        if phase in (*AWAKE, Phase.FAILED) and self._woken.pop(key, None) is not None:
+            self._answered.add(key)
+        if phase in (Phase.WARM, Phase.FAILED, Phase.COLD) and key in self._answered:
+            self._answered.discard(key)
             self.line.wake_over(key)
 
     async def ensure_awake(self, key: str, phase: Phase | None) -> None:

@@ -91,3 +91,38 @@ async def test_requests_that_waited_behind_the_wake_guard_send_no_second_wake_on
     annotator.observe(key, Phase.COLD)  # scaled to zero later: the next cold period wakes again
     await annotator.ensure_awake(key, Phase.COLD)
     assert line.claims == 2
+
+
+class GuardLine(LocalLine):
+    """Replicas' lines sharing one wake guard, as the store's set-if-absent keeps it."""
+
+    def __init__(self, guards: dict[str, bool], wakes: list[str]) -> None:
+        super().__init__()
+        self.guards, self.wakes = guards, wakes
+
+    async def claim_wake(self, key: str, seconds: float) -> bool:
+        if self.guards.get(key):
+            return False
+        self.guards[key] = True
+        self.wakes.append(key)
+        return True
+
+    def wake_over(self, key: str) -> None:
+        self.guards.pop(key, None)
+
+
+async def test_a_replica_whose_watch_lags_sends_no_second_wake_while_the_model_loads() -> None:
+    guards: dict[str, bool] = {}
+    wakes: list[str] = []
+    key = "default/medium"
+    first, second = (Annotator(None, line=GuardLine(guards, wakes)) for _ in range(2))
+    await first.ensure_awake(key, Phase.COLD)
+    first.observe(key, Phase.LOADING)  # the first replica's watch sees the load begin …
+    await second.ensure_awake(key, Phase.COLD)  # … the second's still says Cold
+    assert wakes == [key]
+    first.observe(key, Phase.WARM)  # the cold period is over: the next one wakes again
+    second.observe(key, Phase.WARM)
+    first.observe(key, Phase.COLD)
+    second.observe(key, Phase.COLD)
+    await second.ensure_awake(key, Phase.COLD)
+    assert wakes == [key, key]
