@@ -86,8 +86,9 @@ def _job(i: Inputs, verdict: Outcome) -> tuple[dict[str, Any] | None, str | None
     fetched = downloads.fetched_source(i.md, i.cache)
     job, action = i.job, verdict.fetch
     if job is None:
-        wanted = action is FetchAction.ENSURE and fetched is not None and i.cache is not None
-        return (downloads.job(i.md, fetched, i.cache) if wanted and fetched and i.cache else None), None
+        if action is FetchAction.ENSURE and fetched is not None and i.cache is not None:
+            return downloads.job(i.md, fetched, i.cache), None
+        return None, None
     if job["metadata"].get("deletionTimestamp"):
         return None, None
     done = i.fetch is not None and i.fetch.state == "done"
