@@ -44,7 +44,9 @@ class PodRunner:
         self.runtime: Runtime | None = None  # how the main container runs, once its command is known
         self.pod_dir = kubelet.config.log_dir.parent / "pods" / f"{self.ns}_{self.name}"
         config = kubelet.config
-        self.files = PodFiles(kubelet.kube, pod, ip, self.pod_dir, config.volumes_dir, config.api)
+        self.files = PodFiles(
+            kubelet.kube, pod, ip, self.pod_dir, config.volumes_dir, config.api, kubelet.services
+        )
         self.mounts = self._volume_paths(self.container)
         for container in [self.container, *self.sidecars]:  # a volume exists once it is mounted
             for folder in self._volume_paths(container).values():
@@ -90,8 +92,7 @@ class PodRunner:
                 argv = await processes.container_argv(
                     command.contained, self.pod, self.container_name, argv, *where
                 )
-                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
-                self.runtime = ContainerRun(command.contained, self.container_name, grace)
+                self.runtime = ContainerRun(command.contained, self.container_name, self._grace())
             else:
                 self.runtime = self._process_run(self.container, command.env, self.mounts)
         except CannotRun as exc:
@@ -205,7 +206,13 @@ class PodRunner:
             env.update(network_env(self.pod, self.ip, port))
             return env, await processes.volume_limit(self.kubelet.kube, self.pod, container)
 
-        return ProcessRun(prepare, self.kubelet.config.grace_seconds)
+        return ProcessRun(prepare, self._grace())
+
+    def _grace(self) -> float:
+        """The pod's terminationGracePeriodSeconds (a router drains its streams in it), or the
+        kubelet's own, short default where the pod does not say."""
+        given = self.pod["spec"].get("terminationGracePeriodSeconds")
+        return float(given) if given is not None else self.kubelet.config.grace_seconds
 
     def _prober(self) -> Prober:
         async def warn(message: str) -> None:

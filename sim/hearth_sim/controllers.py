@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from hearth_sim import jobs, scheduling
+from hearth_sim import jobs, rollout, scheduling
 from hearth_sim.apiserver.resources import now_rfc3339
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.node import KubeletConfig
@@ -109,14 +109,12 @@ class Controllers:
         current = scheduling.template_hash(deployment)
         stale = [p for p in owned if (p["metadata"].get("labels") or {}).get("pod-template-hash") != current]
         fresh = [p for p in owned if p not in stale]
-        desired = int((deployment.get("spec") or {}).get("replicas", 1))
-        # Recreate strategy: a GPU cannot hold the old and the new replica at once.
-        doomed = stale + sorted(fresh, key=lambda p: p["metadata"]["creationTimestamp"])[desired:]
-        for pod in doomed:
+        todo = rollout.step(deployment, fresh, stale)
+        for pod in todo.delete:
             with contextlib.suppress(ApiError):
                 await self.kube.delete("v1", "pods", ns, pod["metadata"]["name"])
                 self.pods.pop(pod["metadata"]["uid"], None)
-        for _ in range(desired - len(fresh)):
+        for _ in range(todo.create):
             await self._create_pod(deployment, current)
         await self._schedule_pending()
         pods = [

@@ -1,5 +1,5 @@
 """A small ingress controller for the simulated homelab: one local port, routed by the cluster's
-Ingress objects (host, path, pathType) to a Ready pod behind the backend Service, streamed
+Ingress objects (host, path, pathType) to the Ready pods behind the backend Service in turn, streamed
 through without buffering (server-sent events arrive as they are sent), as ingress-nginx with
 `proxy-buffering: off` does. It reads Ingresses, Services and Pods through the API, like any
 controller. Paths are passed on unchanged (no rewrite), as ingress-nginx does by default."""
@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 
-from hearth_sim.kube import ApiError, Kube
-from hearth_sim.pod_spec import container_port
+from hearth_sim.kube import Kube
+from hearth_sim.services import Rotation, endpoints
 
 log = logging.getLogger("hearth.sim.ingress")
 HOP_BY_HOP = {
@@ -55,41 +55,16 @@ class IngressController:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        self.rotation = Rotation()
 
     async def close(self) -> None:
         await self.http.close()
 
     async def _endpoint(self, namespace: str, backend: Obj) -> str | None:
-        """host:port of a Ready pod behind the backend Service."""
-        service_ref = backend.get("service") or {}
-        try:
-            service = await self.kube.get("v1", "services", namespace, service_ref.get("name", ""))
-        except ApiError:
-            return None
-        spec = service.get("spec") or {}
-        wanted = service_ref.get("port") or {}
-        port = next(
-            (
-                p
-                for p in spec.get("ports") or []
-                if p.get("name") == wanted.get("name") or p.get("port") == wanted.get("number")
-            ),
-            None,
-        )
-        selector = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items())
-        if port is None or not selector:
-            return None
-        for pod in (await self.kube.list("v1", "pods", namespace, selector))["items"]:
-            status = pod.get("status") or {}
-            ready = any(
-                c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
-            )
-            if ready and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
-                containers = pod["spec"].get("containers") or []
-                target = container_port(containers, port.get("targetPort", port.get("port")))
-                if target:
-                    return f"{status['podIP']}:{target}"
-        return None
+        """host:port of a Ready pod behind the backend Service, in turn (round robin)."""
+        service = backend.get("service") or {}
+        ready = await endpoints(self.kube, namespace, service.get("name", ""), service.get("port") or {})
+        return self.rotation.pick(ready)
 
     async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         host = request.host.split(":")[0]

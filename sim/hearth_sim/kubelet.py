@@ -24,6 +24,7 @@ from hearth_sim.kube import ApiError, Kube
 from hearth_sim.llamacpp import Runtime, find_runtime
 from hearth_sim.node import KubeletConfig
 from hearth_sim.recorder import Recorder
+from hearth_sim.services import ServiceProxy
 
 log = logging.getLogger("hearth.sim.kubelet")
 Obj = dict[str, Any]
@@ -83,6 +84,7 @@ class Kubelet:
         self._next_ip = 2
         self._no_address: set[str] = set()  # pods that found no address, to look again later
         self.recorder = Recorder(kube)
+        self.services = ServiceProxy(kube, config.ip_prefix)
         self.controllers = Controllers(kube, config, self.pods, self.recorder, self._start_pod)
         self._stopping: set[asyncio.Task[None]] = set()  # runners of deleted pods being stopped
         self.registered = asyncio.Event()  # every node is in the API: the homelab is up
@@ -140,6 +142,7 @@ class Kubelet:
         await asyncio.gather(*(r.stop() for r in list(self.runners.values())), return_exceptions=True)
         await asyncio.gather(*self._stopping, return_exceptions=True)
         self.runners.clear()
+        await self.services.close()
 
     # --- watches -----------------------------------------------------------------------------
 

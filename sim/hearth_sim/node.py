@@ -12,6 +12,7 @@ from hearth_sim import llamacpp, podman
 from hearth_sim.kube import Kube
 from hearth_sim.nodes import NodeSpec
 from hearth_sim.pod_files import ApiEndpoint
+from hearth_sim.services import ServiceProxy
 
 Obj = dict[str, Any]
 
@@ -40,6 +41,7 @@ class Node(Protocol):
     config: KubeletConfig
     pids: dict[str, int]  # pod uid → the pid of its running container's process
     contained: dict[str, str]  # pod uid → "ns/name" of the pods run as containers of the image
+    services: ServiceProxy  # the Services pods name in their env, as they reach them
 
     async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None: ...
 

@@ -1,12 +1,15 @@
 """Which command an image's container runs here, as the pod's runtime: Hearth's image as its
 console scripts (or as a real container of the image, through podman), llama.cpp's server
-image as the real llama.cpp server from PyPI, vLLM's and Ollama's images as simulations with
+image as the real llama.cpp server from PyPI, Valkey's and Redis's images as the machine's
+redis-server, vLLM's and Ollama's images as simulations with
 their own command line; anything else cannot run, and says what can."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,10 @@ CONTAINED_COMMANDS = ("hearth-operator", "hearth-router", "hearth-fetch")
 # Engines that cannot run here, simulated with their own command line and behaviour while loading.
 SIMULATED_IMAGES = {"vllm/vllm-openai": "hearth_sim.vllm", "ollama/ollama": "hearth_sim.ollama"}
 SIMULATED_DEFAULT_ARGS = {"ollama/ollama": ["serve"]}  # the image's CMD
+# The routers' shared store (the chart's Valkey, or a Redis): the machine's own server, which
+# takes the same command line (Valkey is Redis's fork) — Debian's redis-server.
+STORE_IMAGES = {"valkey/valkey": "valkey-server", "redis": "redis-server"}
+STORE_SERVERS = ("valkey-server", "redis-server")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,19 @@ def tool_shims(folder: Path) -> Path:
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hearth_sim.ollama "$@"\n')
     shim.chmod(0o755)
     return folder
+
+
+def store_argv(container: Obj, ip: str, local: Callable[[str], str]) -> list[str]:
+    """The store's command line with the machine's server: the container's own arguments, then
+    `--bind` to the pod's address (in its own network namespace a server listens on all of them;
+    here that would be every pod's, and the host's)."""
+    given = [*(container.get("command") or []), *(container.get("args") or [])]
+    if given and Path(given[0]).name in STORE_SERVERS:
+        given = given[1:]
+    server = next((found for name in STORE_SERVERS if (found := shutil.which(name))), None)
+    if server is None:
+        raise CannotRun("neither valkey-server nor redis-server is installed on this machine")
+    return [server, *(local(a) for a in given), "--bind", ip]
 
 
 async def command_for(node: Node, container: Obj, ip: str, mounts: dict[str, str], main: bool) -> Command:
@@ -64,6 +84,8 @@ async def command_for(node: Node, container: Obj, ip: str, mounts: dict[str, str
             if runtime is None:
                 raise CannotRun(note)
             return Command(runtime.argv([local(a) for a in container.get("args") or []]), runtime.env)
+        if image_repo(image) in STORE_IMAGES:
+            return Command(store_argv(container, ip, local))
         module = SIMULATED_IMAGES.get(image_repo(image))
         if module is not None and not container.get("command"):
             given = container.get("args") or SIMULATED_DEFAULT_ARGS.get(image_repo(image), [])
@@ -72,7 +94,8 @@ async def command_for(node: Node, container: Obj, ip: str, mounts: dict[str, str
             return Command([sys.executable, "-m", module, *(local(a) for a in given)], {"PATH": path})
         raise CannotRun(
             f"only {HEARTH_IMAGE_REPO} (hearth-sim, hearth-operator, hearth-router), "
-            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI) and, simulated, "
+            f"{LLAMACPP_REPO}:server* (llama.cpp's server, from PyPI), "
+            f"{' and '.join(STORE_IMAGES)} (this machine's redis-server) and, simulated, "
             f"{' and '.join(SIMULATED_IMAGES)} run here"
         )
     except CannotRun as exc:

@@ -1,6 +1,7 @@
 """What a kubelet hands a container beyond its image: env values resolved from Secrets,
-ConfigMaps and the pod's own fields, and its volumes as folders on the node — claims, host
-paths, emptyDirs, Secrets and ConfigMaps as files, the ServiceAccount's token and CA."""
+ConfigMaps and the pod's own fields (a Service's DNS name as the address that reaches it), and
+its volumes as folders on the node — claims, host paths, emptyDirs, Secrets and ConfigMaps as
+files, the ServiceAccount's token and CA."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from hearth_sim import podman
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.pod_spec import volume_folder
+from hearth_sim.services import ServiceProxy
 
 Obj = dict[str, Any]
 
@@ -67,8 +69,10 @@ class PodFiles:
         pod_dir: Path,
         volumes_dir: Path | None,
         api: ApiEndpoint | None = None,
+        services: ServiceProxy | None = None,
     ) -> None:
         self.kube, self.pod, self.ip = kube, pod, ip
+        self.services = services  # where a Service an env value names is reached (no cluster DNS here)
         self.ns = pod["metadata"]["namespace"]
         self.pod_dir, self.volumes_dir, self.api = pod_dir, volumes_dir, api
 
@@ -92,7 +96,8 @@ class PodFiles:
 
     async def env_value(self, item: Obj, localize: Callable[[str], str]) -> str | None:
         if "value" in item:
-            return localize(str(item["value"]))
+            value = localize(str(item["value"]))
+            return await self.services.resolve(value) if self.services is not None else value
         source = item.get("valueFrom") or {}
         if "secretKeyRef" in source:
             return await self._key("secrets", source["secretKeyRef"])

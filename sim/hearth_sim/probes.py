@@ -1,5 +1,5 @@
-"""A container's startup and readiness probes, as a kubelet runs them: HTTP GETs or exec
-commands (in a container, through `podman exec`, with the container's own environment)."""
+"""A container's startup and readiness probes, as a kubelet runs them: HTTP GETs, TCP connects
+or exec commands (in a container, through `podman exec`, with the container's own environment)."""
 
 from __future__ import annotations
 
@@ -32,26 +32,31 @@ class Prober:
         startup = self.container.get("startupProbe")
         if startup is not None and not await self._started(startup):
             return
-        probe = (self.container.get("readinessProbe") or {}).get("httpGet")
-        if probe is None:
+        probe = self.container.get("readinessProbe") or {}
+        if not any(kind in probe for kind in ("httpGet", "tcpSocket", "exec")):
             await self.set_ready(True)
             return
-        url = self._url(probe)
         failures, ready = 0, False
-        async with httpx.AsyncClient(timeout=1.0) as http:
+        async with httpx.AsyncClient(timeout=1.0) as http:  # one client for an HTTP probe's GETs
             while True:
-                try:
-                    ok = (await http.get(url)).status_code < 400
-                except httpx.HTTPError:
-                    ok = False
+                ok, output = await self._readiness(probe, http)
                 if ok != ready:
                     ready = ok
                     await self.set_ready(ok)
                 if not ok:
                     failures += 1
                     if failures == int(5 / self.interval):  # once, after ~5 s
-                        await self.warn(f"Readiness probe failed: {url} not ready yet")
+                        await self.warn(f"Readiness probe failed: {output}")
                 await asyncio.sleep(self.interval)
+
+    async def _readiness(self, probe: Obj, http: httpx.AsyncClient) -> tuple[bool, str]:
+        if "httpGet" not in probe:
+            return await self.check(probe)
+        url = self._url(probe["httpGet"])
+        try:
+            return (await http.get(url)).status_code < 400, f"{url} not ready yet"
+        except httpx.HTTPError:
+            return False, f"{url} not ready yet"
 
     def _url(self, probe: Obj) -> str:
         port = container_port([self.container], probe.get("port", 8000))
@@ -86,6 +91,14 @@ class Prober:
             env = None if self.exec_prefix is not None else self.env
             code, out = await podman.run_command(command, timeout, env)
             return code == 0, out
+        if "tcpSocket" in probe:
+            port = container_port([self.container], probe["tcpSocket"].get("port", 0))
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(self.ip, port), timeout)
+            except (OSError, TimeoutError) as exc:
+                return False, f"dial tcp {self.ip}:{port}: {exc or 'timeout'}"
+            writer.close()
+            return True, ""
         url = self._url(probe.get("httpGet") or {})
         try:
             async with httpx.AsyncClient(timeout=timeout) as http:
