@@ -11,7 +11,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,52 +22,27 @@ from hearth_sim.hub import Hosted
 from hearth_sim.kube import Kube
 
 from .conftest import TIME_SCALE, eventually, off_the_loop, pod_ip_prefix
+from .install_helpers import (
+    HELM_DEADLINE,
+    HELM_WAIT,
+    KUBECTL,
+    kubectl,
+    pods_not_ready,
+    ready_pod,
+    start_ingress_homelab,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBECTL = shutil.which("kubectl")
 # Where podman is, Hearth's pods must run as containers of its image (`make test` builds it).
 PODMAN = shutil.which("podman") is not None
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
-HELM_WAIT = 60  # each Helm call's own --timeout (--wait for the release's pods to be Ready)
-HELM_DEADLINE = 90.0  # and past that, the call itself is given up
 
 
 @pytest.fixture(scope="module")
 def homelab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomelabThread]:
-    """This module's homelab also runs an ingress controller, as a user's cluster does."""
-    lab = Homelab(
-        state_dir=tmp_path_factory.mktemp("homelab"),
-        time_scale=TIME_SCALE,
-        backoff_base=0.2,
-        ip_prefix=pod_ip_prefix(),
-        ingress_port=0,
-    )
-    thread = HomelabThread(lab)
-    thread.start()
+    thread = start_ingress_homelab(tmp_path_factory.mktemp("homelab"))
     yield thread
     thread.stop()
-
-
-def kubectl(homelab: HomelabThread, *args: str) -> str:
-    assert KUBECTL is not None
-    cmd = [KUBECTL, "--kubeconfig", str(homelab.homelab.kubeconfig_path), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
-
-
-async def ready_pod(kube: Kube, component: str, namespace: str = "hearth") -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        selector = f"app.kubernetes.io/component={component}"
-        for pod in (await kube.list("v1", "pods", namespace, selector))["items"]:
-            if pod["metadata"].get("deletionTimestamp"):
-                continue
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                return dict(pod)
-        return None
-
-    return await eventually(check, deadline=60, what=f"the {component} pod to be Ready")
 
 
 def kubelet_note(homelab: HomelabThread) -> str:
@@ -225,18 +199,6 @@ async def gone_with_its_pods(kube: Kube, model: str) -> None:
         return not (await kube.list("v1", "pods", "default", f"app.kubernetes.io/instance={model}"))["items"]
 
     await eventually(gone, deadline=30, what=f"the pods of {model} to go")
-
-
-async def pods_not_ready(kube: Kube, namespace: str) -> list[str]:
-    """Each pod of the namespace that is not Ready, with what its container is waiting on."""
-    described = []
-    for pod in (await kube.list("v1", "pods", namespace))["items"]:
-        status = pod.get("status") or {}
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []):
-            continue
-        states = [c.get("state") or {} for c in status.get("containerStatuses") or []]
-        described.append(f"{pod['metadata']['name']}: {states or status.get('phase')}")
-    return described
 
 
 async def router_env(kube: Kube, namespace: str) -> dict[str, str]:

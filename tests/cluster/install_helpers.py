@@ -1,0 +1,66 @@
+"""What the install tests and the drills that install Hearth share: the machine's kubectl against
+a homelab, real Helm's time bounds, and waits on the pods a release runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hearth_sim.homelab import Homelab, HomelabThread
+from hearth_sim.kube import Kube
+
+from .conftest import TIME_SCALE, eventually, pod_ip_prefix
+
+KUBECTL = shutil.which("kubectl")
+HELM_WAIT = 60  # each Helm call's own --timeout (--wait for the release's pods to be Ready)
+HELM_DEADLINE = 90.0  # and past that, the call itself is given up
+
+
+def start_ingress_homelab(state_dir: Path) -> HomelabThread:
+    """A homelab that also runs an ingress controller, as a user's cluster does."""
+    lab = Homelab(
+        state_dir=state_dir,
+        time_scale=TIME_SCALE,
+        backoff_base=0.2,
+        ip_prefix=pod_ip_prefix(),
+        ingress_port=0,
+    )
+    thread = HomelabThread(lab)
+    thread.start()
+    return thread
+
+
+def kubectl(homelab: HomelabThread, *args: str) -> str:
+    assert KUBECTL is not None
+    cmd = [KUBECTL, "--kubeconfig", str(homelab.homelab.kubeconfig_path), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+async def ready_pod(kube: Kube, component: str, namespace: str = "hearth") -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        selector = f"app.kubernetes.io/component={component}"
+        for pod in (await kube.list("v1", "pods", namespace, selector))["items"]:
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return dict(pod)
+        return None
+
+    return await eventually(check, deadline=60, what=f"the {component} pod to be Ready")
+
+
+async def pods_not_ready(kube: Kube, namespace: str) -> list[str]:
+    """Each pod of the namespace that is not Ready, with what its container is waiting on."""
+    described = []
+    for pod in (await kube.list("v1", "pods", namespace))["items"]:
+        status = pod.get("status") or {}
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []):
+            continue
+        states = [c.get("state") or {} for c in status.get("containerStatuses") or []]
+        described.append(f"{pod['metadata']['name']}: {states or status.get('phase')}")
+    return described
