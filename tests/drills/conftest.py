@@ -3,4 +3,4 @@ operator and router processes; each counts what a user would have noticed (see r
 
 from __future__ import annotations
 
-from ..cluster.conftest import homelab, kube, operator, router  # noqa: F401  (fixtures, shared)
+from ..cluster.conftest import homelab, kube, operator, router, store  # noqa: F401  (fixtures, shared)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,6 +31,7 @@ from ..cluster.install_helpers import (
 from ..cluster.operator_helpers import MD_API, sim_md, wait_phase
 from ..cluster.router_helpers import CHAT, chat
 from .record import Drill
+from .streams import Followed, follow
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 NAMESPACE = "drill"
@@ -69,36 +68,6 @@ async def kube(homelab: HomelabThread) -> AsyncIterator[Kube]:
     client = Kube(homelab.homelab.url)
     yield client
     await client.close()
-
-
-@dataclass
-class Followed:
-    """One stream, read as it comes (the drill looks at where each one is while it runs)."""
-
-    statuses: list[str] = field(default_factory=list)
-    last: str = ""  # the last data line: "[DONE]" when the stream ended as it should
-    http_status: int = 0
-    ended: bool = False
-
-    @property
-    def whole(self) -> bool:
-        return self.http_status == 200 and self.statuses[-1:] == ["done"] and self.last == "[DONE]"
-
-
-async def follow(http: httpx.AsyncClient, body: dict[str, Any], into: Followed) -> None:
-    try:
-        async with http.stream("POST", CHAT, json=body, headers=HOST) as response:
-            into.http_status = response.status_code
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                into.last = line[6:]
-                if into.last != "[DONE]" and (status := json.loads(into.last).get("status")):
-                    into.statuses.append(status)
-    except httpx.TransportError:
-        pass  # cut: `whole` says so
-    finally:
-        into.ended = True
 
 
 async def router_pods(kube: Kube) -> list[dict[str, Any]]:
@@ -153,11 +122,11 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
 
             await eventually(listed, deadline=30, what="both models listed through the ingress")
             warmed = Followed()
-            await follow(http, chat("busy", max_tokens=1), warmed)
+            await follow(http, CHAT, chat("busy", max_tokens=1), warmed, HOST)
             assert warmed.whole, warmed
             streams = [Followed() for _ in range(50)]
             tasks = [
-                asyncio.create_task(follow(http, chat("sleepy" if i % 5 == 0 else "busy"), s))
+                asyncio.create_task(follow(http, CHAT, chat("sleepy" if i % 5 == 0 else "busy"), s, HOST))
                 for i, s in enumerate(streams)
             ]
 
@@ -183,8 +152,8 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
             # New chats while the routers roll: each reaches a replica that is still Ready.
             during = []
             while not rolling.done():
-                during.append(Followed())
-                tasks.append(asyncio.create_task(follow(http, chat("busy", max_tokens=2), during[-1])))
+                during.append(late := Followed())
+                tasks.append(asyncio.create_task(follow(http, CHAT, chat("busy", max_tokens=2), late, HOST)))
                 await asyncio.wait({rolling}, timeout=0.5)
             await rolling
             # Gone from the API at once (the homelab deletes pods without a grace period), an old
