@@ -81,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             access_log=False,
             http="auto",  # httptools where installed
             # Limits set on purpose (the drills try them): an idle kept-alive connection is closed
-            # after 5 s; a burst of a thousand connects is queued by the kernel, not refused.
-            # Header and body sizes are capped by limits.BodyLimit (431, 413), in OpenAI's shape.
-            timeout_keep_alive=5,
+            # after idle_connection_seconds — after the Ingress's proxy closes its own, never
+            # before (uvicorn's 5 s raced ingress-nginx's 60 s: a chat sent on a connection being
+            # closed is a 502); a burst of a thousand connects is queued by the kernel, not
+            # refused. Header and body sizes are capped by limits.BodyLimit (431, 413).
+            timeout_keep_alive=settings.idle_connection_seconds,
             backlog=4096,
         )
         await DrainingServer(config, app.state.services, settings.drain_seconds).serve()

@@ -45,6 +45,13 @@ class RouterSettings(BaseSettings):
         description="an engine that refused a connection is tried again after this (3 tries in all)",
     )
     keepalive_interval: float = Field(default=15.0, gt=0)
+    idle_connection_seconds: int = Field(
+        default=100,
+        ge=1,
+        description="a kept-alive client connection with no request is closed after this: longer "
+        "than the proxies' own idle timeouts (ingress-nginx 60 s, Traefik 90 s), so a proxy never "
+        "sends a chat on a connection the router is just closing (a 502 for a POST)",
+    )
     drain_seconds: float = Field(
         default=570.0,
         ge=0,

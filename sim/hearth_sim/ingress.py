@@ -54,7 +54,14 @@ def match(ingresses: list[Obj], host: str, path: str) -> tuple[Obj, Obj] | None:
 class IngressController:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        # As ingress-nginx: no cap on connections to the pods (aiohttp's default is 100 would
+        # hold the 101st stream back in the proxy, unseen by the router's limits), and idle ones
+        # kept 60 s (its upstream-keepalive-timeout) — a pod that closes its side sooner sees
+        # requests sent on a connection it is closing, as it would behind the real one.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5), connector=connector
+        )
         self.rotation = Rotation()
 
     async def close(self) -> None:

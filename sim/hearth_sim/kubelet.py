@@ -164,6 +164,7 @@ class Kubelet:
                 if pod["spec"].get("nodeName"):
                     await self._start_pod(pod)
             self.controllers.pod_changed(pod, kind == "DELETED")
+            self.services.pods_changed()
 
     async def _stop_runner(self, uid: str, runner: PodRunner, pod: Obj) -> None:
         # Stopped before it leaves `runners`, so a kubelet shutting down meanwhile still finds

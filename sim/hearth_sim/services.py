@@ -4,10 +4,11 @@ A real cluster gives a Service a stable address (cluster DNS names it `name.name
 kube-proxy forwards its port to a Ready pod behind it). The homelab has neither, so:
 - `endpoints` lists the Ready pods behind a Service's port (the ingress sends requests to them);
 - `ServiceProxy` gives each Service a pod names in its env (`redis://hearth-store.lab.svc:6379`)
-  a loopback address of its own, for as long as the homelab runs, and forwards every connection
-  made to it to one of those pods, chosen at connect time — so a pod that restarts on a new
-  address is found again, as through kube-proxy. The kubelet writes that address into the env
-  in place of the name (`resolve`).
+  a loopback address of its own, for as long as the homelab runs, where a forwarder process
+  (forwarder.py) sends every connection to one of those pods, chosen at connect time — so a pod
+  that restarts on a new address is found again, as through kube-proxy. The kubelet writes
+  that address into the env in place of the name (`resolve`) and tells the proxy when pods
+  change (`pods_changed`), which tells each forwarder its Ready pods.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import contextlib
 import itertools
 import logging
 import re
-import socket
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from hearth_sim.kube import ApiError, Kube
@@ -87,15 +89,24 @@ class Rotation:
         return targets[next(self._turn) % len(targets)] if targets else None
 
 
+@dataclass
+class Forwarding:
+    """A Service address and the forwarder process behind it (forwarder.py)."""
+
+    address: str
+    proc: asyncio.subprocess.Process
+    targets: list[str] | None = None  # as last written to it
+
+
 class ServiceProxy:
     def __init__(self, kube: Kube, ip_prefix: str) -> None:
         self.kube = kube
         self.ip_prefix = ip_prefix
-        self._servers: dict[tuple[str, str, int], tuple[asyncio.Server, str]] = {}
+        self._forwardings: dict[tuple[str, str, int], Forwarding] = {}
         self._lock = asyncio.Lock()
         self._next = 0
-        self._rotation = Rotation()
-        self._pipes: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
 
     async def resolve(self, value: str) -> str:
         """`value` with every Service it names replaced by that Service's address here."""
@@ -106,64 +117,75 @@ class ServiceProxy:
         """host:port that forwards to the Service's port (made on first use, kept)."""
         key = (ns, name, port)
         async with self._lock:
-            if key not in self._servers:
-                self._servers[key] = await self._listen(key)
-            return self._servers[key][1]
+            if key not in self._forwardings:
+                self._forwardings[key] = await self._spawn(key)
+                await self._tell(key)
+                if self._refresher is None:
+                    self._refresher = asyncio.create_task(self._refresh(), name="service endpoints")
+            return self._forwardings[key].address
 
-    async def _listen(self, key: tuple[str, str, int]) -> tuple[asyncio.Server, str]:
+    def pods_changed(self) -> None:
+        """A pod came, went or changed readiness: the forwarders' targets are looked at again."""
+        self._changed.set()
+
+    async def _spawn(self, key: tuple[str, str, int]) -> Forwarding:
         for _ in range(SERVICE_HOSTS):
             host = f"{self.ip_prefix}.{self._next % SERVICE_HOSTS}.253"
             self._next += 1
-            try:
-                server = await asyncio.start_server(
-                    lambda r, w: self._accept(key, r, w), host, key[2], family=socket.AF_INET
-                )
-            except OSError:  # another homelab or test session holds it: the next one
-                continue
-            log.info("service %s/%s:%d is at %s:%d", key[0], key[1], key[2], host, key[2])
-            return server, f"{host}:{key[2]}"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hearth_sim.forwarder",
+                host,
+                str(key[2]),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            if (await proc.stdout.readline()).startswith(b"listening"):
+                log.info("service %s/%s:%d is at %s:%d", key[0], key[1], key[2], host, key[2])
+                return Forwarding(f"{host}:{key[2]}", proc)
+            await proc.wait()  # another homelab or test session holds it: the next one
         raise OSError(f"no service address in {self.ip_prefix}.0.0/16 has port {key[2]} free")
 
-    def _accept(
-        self, key: tuple[str, str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.create_task(self._forward(key, reader, writer))
-        self._pipes.add(task)
-        task.add_done_callback(self._pipes.discard)
-
-    async def _forward(
-        self, key: tuple[str, str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _tell(self, key: tuple[str, str, int]) -> None:
+        """Write the Service's Ready pods to its forwarder, when they changed."""
         ns, name, port = key
-        target = self._rotation.pick(await endpoints(self.kube, ns, name, {"number": port}))
-        try:
-            if target is None:  # no Ready pod: the connection is refused, as by kube-proxy's reject rule
-                return
-            host, target_port = target.rsplit(":", 1)
-            try:
-                up_reader, up_writer = await asyncio.open_connection(host, int(target_port))
-            except OSError:
-                return
-            try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-            finally:
-                up_writer.close()
-        finally:
-            writer.close()
+        forwarding = self._forwardings[key]
+        targets = await endpoints(self.kube, ns, name, {"number": port})
+        if targets != forwarding.targets and forwarding.proc.stdin is not None:
+            forwarding.targets = targets
+            forwarding.proc.stdin.write((" ".join(targets) + "\n").encode())
+            with contextlib.suppress(ConnectionError):
+                await forwarding.proc.stdin.drain()
+
+    async def _refresh(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            for key in list(self._forwardings):
+                with contextlib.suppress(ApiError, OSError):
+                    await self._tell(key)
 
     async def close(self) -> None:
-        for server, _ in self._servers.values():
-            server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        for server, _ in self._servers.values():
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-        self._servers.clear()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        for forwarding in self._forwardings.values():
+            if forwarding.proc.stdin is not None:
+                forwarding.proc.stdin.close()  # its cue to exit
+        for forwarding in self._forwardings.values():
+            try:
+                await asyncio.wait_for(forwarding.proc.wait(), 5)
+            except TimeoutError:
+                forwarding.proc.kill()
+                await forwarding.proc.wait()
+        self._forwardings.clear()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Bytes from one side to the other until either closes (then the other is closed too)."""
     try:
         while chunk := await reader.read(65536):

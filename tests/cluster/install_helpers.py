@@ -5,17 +5,43 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.kube import Kube
 
 from .conftest import TIME_SCALE, eventually, pod_ip_prefix
 
+ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
+T = TypeVar("T")
 HELM_WAIT = 60  # each Helm call's own --timeout (--wait for the release's pods to be Ready)
 HELM_DEADLINE = 90.0  # and past that, the call itself is given up
+
+
+def bounded(call: Callable[[], T], deadline: float, what: str) -> T:
+    """A call that may block in native code (real Helm, in-process), from a synchronous
+    fixture: run on a daemon thread, given up after `deadline` seconds naming the call."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name=what, daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise AssertionError(f"{what} did not return within {deadline:g} s")
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def start_ingress_homelab(state_dir: Path) -> HomelabThread:

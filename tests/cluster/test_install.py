@@ -26,13 +26,13 @@ from .install_helpers import (
     HELM_DEADLINE,
     HELM_WAIT,
     KUBECTL,
+    ROOT,
     kubectl,
     pods_not_ready,
     ready_pod,
     start_ingress_homelab,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 # Where podman is, Hearth's pods must run as containers of its image (`make test` builds it).
 PODMAN = shutil.which("podman") is not None
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")

@@ -30,7 +30,7 @@ def deployment(replicas: int, strategy: Obj | None = None) -> Obj:
 ROLLING = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
 
 
-def test_a_rolling_update_without_unavailability_surges_first_and_stops_an_old_pod_per_new_ready_one() -> None:
+def test_a_rolling_update_without_unavailability_surges_then_stops_an_old_pod_per_new_ready_one() -> None:
     d = deployment(2, ROLLING)
     old = [pod("old-a", True, 1), pod("old-b", True, 2)]
     first = step(d, [], old)
