@@ -70,7 +70,13 @@ $(LITELLM_VENV)/.installed:
 	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==1.108.7'
 	touch $@
 
-bench: $(STAMP) $(LITELLM_VENV)/.installed
+# granian, the front door measured against uvicorn (tests/bench/frontdoor.py): in the project's
+# venv, for the bench only (Hearth itself runs uvicorn: see docs/performance.md).
+GRANIAN := $(BIN)/granian
+$(GRANIAN): $(STAMP)
+	$(BIN)/python -m pip install --quiet 'granian==2.8.9'
+
+bench: $(STAMP) $(LITELLM_VENV)/.installed $(GRANIAN)
 	$(BIN)/python -m tests.bench $(if $(BENCH_ARGS),$(BENCH_ARGS),--write)
 	$(BIN)/python -m tests.bench.vram --write
 

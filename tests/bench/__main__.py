@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one table each, printed and saved under `.hearth/bench/`.
 
-    python -m tests.bench [--only overhead,herd,eta,propagation,operator,replicas] [--smoke] [--write]
+    python -m tests.bench [--only overhead,herd,...,frontdoor] [--smoke] [--write]
 
 `--write` (what `make bench` passes) keeps a whole run in docs/bench.json and fills the docs'
 generated tables from it (tests/bench/pages.py).
@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from . import eta, herd, operator_scale, overhead, pages, propagation, replicas
+from . import eta, frontdoor, herd, operator_scale, overhead, pages, propagation, replicas
 from .harness import Stack, Table, machine, save, stack
 
 Bench = Callable[[Stack, bool], Coroutine[Any, Any, list[Table]]]
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[Bench, bool, dict[str, object]]] = {
     "propagation": (propagation.run, True, {}),
     "operator": (operator_scale.run, True, {}),
     "replicas": (replicas.run, True, {"max_waiters": 2000}),
+    "frontdoor": (frontdoor.run, True, frontdoor.SETTINGS),
 }
 
 
