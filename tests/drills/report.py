@@ -1,15 +1,18 @@
-"""Refresh docs/reliability.md's table from the drills' saved results (`make reliability`
-runs the drills, then this). The table sits between two markers; everything else in the page
-is left as it is."""
+"""Refresh docs/reliability.md's table, and the README's summary of it, from the drills' saved
+results (`make reliability` runs the drills, then this). Each table sits between two markers;
+everything else in the pages is left as it is."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .record import Drill, load_all
 
-README = Path(__file__).parents[2] / "docs" / "reliability.md"
+ROOT = Path(__file__).parents[2]
+README = ROOT / "docs" / "reliability.md"  # the drills' page: the whole table
+FRONT = ROOT / "README.md"  # the front door: one line per drill
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -24,12 +27,18 @@ def table(drills: list[Drill]) -> str:
     return "\n".join(rows)
 
 
-def refresh(readme: str, drills: list[Drill]) -> str:
+def summary(drills: list[Drill]) -> str:
+    rows = ["| drill | times | streams lost | hung | 5xx |", "|---|---|---|---|---|"]
+    rows += [f"| {d.title} | {d.times} | {d.streams_lost} | {d.hung} | {d.server_errors} |" for d in drills]
+    return "\n".join(rows)
+
+
+def refresh(readme: str, drills: list[Drill], render: Callable[[list[Drill]], str] = table) -> str:
     head, found, rest = readme.partition(START)
     if not found or END not in rest:
-        raise SystemExit(f"{README} has no {START} … {END} section")
+        raise SystemExit(f"a page has no {START} … {END} section")
     _, _, tail = rest.partition(END)
-    return f"{head}{START}\n{table(drills)}\n{END}{tail}"
+    return f"{head}{START}\n{render(drills)}\n{END}{tail}"
 
 
 def main() -> int:
@@ -38,7 +47,8 @@ def main() -> int:
         print("no drill results under .hearth/reliability/: run `make reliability`", file=sys.stderr)
         return 1
     README.write_text(refresh(README.read_text(), drills))
-    print(f"{README.name}: {len(drills)} drills")
+    FRONT.write_text(refresh(FRONT.read_text(), drills, summary))
+    print(f"{README.name} and {FRONT.name}: {len(drills)} drills")
     return 0
 
 
