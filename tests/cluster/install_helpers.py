@@ -20,6 +20,13 @@ KUBECTL = shutil.which("kubectl")
 T = TypeVar("T")
 HELM_WAIT = 60  # each Helm call's own --timeout (--wait for the release's pods to be Ready)
 HELM_DEADLINE = 90.0  # and past that, the call itself is given up
+# The chart's Ingress as the tests install it: one host, everything to the router.
+HOST = "hearth.lan"
+INGRESS_VALUES: dict[str, Any] = {
+    "enabled": True,
+    "className": "nginx",
+    "hosts": [{"host": HOST, "paths": [{"path": "/", "pathType": "Prefix"}]}],
+}
 
 
 def bounded(call: Callable[[], T], deadline: float, what: str) -> T:

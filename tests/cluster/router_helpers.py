@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,19 @@ class RouterProcess:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"router-{self.port}.log"))
+
+
+@contextlib.contextmanager
+def replica_pair(
+    homelab: HomelabThread, log_dir: Path, **settings: Any
+) -> Iterator[tuple[RouterProcess, RouterProcess]]:
+    """Two router processes with the same settings (a `store_url` to share a line), stopped after."""
+    routers = [RouterProcess(homelab, log_dir, **settings).start() for _ in range(2)]
+    try:
+        yield routers[0], routers[1]
+    finally:
+        for router in routers:
+            router.stop()
 
 
 @dataclass

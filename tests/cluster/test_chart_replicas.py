@@ -24,6 +24,8 @@ from .conftest import eventually
 from .install_helpers import (
     HELM_DEADLINE,
     HELM_WAIT,
+    HOST,
+    INGRESS_VALUES,
     KUBECTL,
     ROOT,
     bounded,
@@ -40,11 +42,7 @@ MAX_WAITERS = 250  # for both replicas together: 50 of the 300 are turned away
 CONCURRENCY = 4
 VALUES: dict[str, Any] = {
     "router": {"replicas": 2, "settings": {"maxWaiters": MAX_WAITERS}},
-    "ingress": {
-        "enabled": True,
-        "className": "nginx",
-        "hosts": [{"host": "hearth.lan", "paths": [{"path": "/", "pathType": "Prefix"}]}],
-    },
+    "ingress": INGRESS_VALUES,
 }
 
 
@@ -136,7 +134,7 @@ def sdk(homelab: HomelabThread, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
         base_url=f"{homelab.homelab.ingress_url}/v1",
         api_key="unused",
         max_retries=0,
-        default_headers={"Host": "hearth.lan"},
+        default_headers={"Host": HOST},
         http_client=http,
     )
 

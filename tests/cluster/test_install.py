@@ -25,6 +25,8 @@ from .conftest import TIME_SCALE, eventually, off_the_loop, pod_ip_prefix
 from .install_helpers import (
     HELM_DEADLINE,
     HELM_WAIT,
+    HOST,
+    INGRESS_VALUES,
     KUBECTL,
     ROOT,
     kubectl,
@@ -232,7 +234,7 @@ async def streams_through_the_ingress(homelab: HomelabThread, kube: Kube, tmp: P
     (tmp / "slowpoke.yaml").write_text(yaml.safe_dump(slow))
     kubectl(homelab, "apply", "-n", "default", "-f", str(tmp / "slowpoke.yaml"))
     body = {"model": "slowpoke", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"Host": "hearth.lan"}
+    headers = {"Host": HOST}
     url = f"{homelab.homelab.ingress_url}/v1/chat/completions"
 
     async def listed() -> bool:
@@ -273,11 +275,7 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
     helm = Config(kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace="lab")
     kube = Kube(homelab.homelab.url)
     chart = str(ROOT / "charts" / "hearth")
-    ingress = {
-        "enabled": True,
-        "className": "nginx",
-        "hosts": [{"host": "hearth.lan", "paths": [{"path": "/", "pathType": "Prefix"}]}],
-    }
+    ingress = INGRESS_VALUES
     try:
         try:
             await off_the_loop(
@@ -297,7 +295,7 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
         await streams_through_the_ingress(homelab, kube, tmp_path)
         await streams_a_downloaded_model(
-            homelab, kube, homelab.homelab.ingress_url, headers={"Host": "hearth.lan"}, name="pulled"
+            homelab, kube, homelab.homelab.ingress_url, headers={"Host": HOST}, name="pulled"
         )
         first_router = (await ready_pod(kube, "router", "lab"))["metadata"]["name"]
         assert ran_in_a_container(homelab, f"lab/{first_router}"), kubelet_note(homelab)

@@ -19,7 +19,7 @@ from hearth_sim.store import StoreServer
 
 from .conftest import eventually, start_homelab
 from .operator_helpers import MD_API, WAKE, OperatorProcess, delete_all_models
-from .router_helpers import CHAT, RouterProcess, Stream, chat, cold_model, sse
+from .router_helpers import CHAT, RouterProcess, Stream, chat, cold_model, replica_pair, sse
 
 LEASE = 1.0  # seconds: short, so a lost replica's slots come back quickly in these tests
 
@@ -38,10 +38,8 @@ def pair(
 ) -> Iterator[tuple[RouterProcess, RouterProcess]]:
     settings = {"store_url": store.url, "store_lease_seconds": LEASE, "store_timeout": 0.5}
     settings.update(getattr(request, "param", {}))
-    routers = [RouterProcess(homelab, tmp_path, **settings).start() for _ in range(2)]
-    yield routers[0], routers[1]
-    for router in routers:
-        router.stop()
+    with replica_pair(homelab, tmp_path, **settings) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from hearth_sim.store import StoreServer
 
 from ..cluster.conftest import eventually
 from ..cluster.operator_helpers import OperatorProcess, delete_all_models, status
-from ..cluster.router_helpers import CHAT, RouterProcess, chat, cold_model
+from ..cluster.router_helpers import CHAT, RouterProcess, chat, cold_model, replica_pair
 from .record import Drill
 from .streams import Followed, follow
 
@@ -58,10 +58,8 @@ def pair(
         "store_timeout": 0.5,
         "max_waiters": 200,
     }
-    routers = [RouterProcess(homelab, tmp_path, **settings).start() for _ in range(2)]
-    yield routers[0], routers[1]
-    for router in routers:
-        router.stop()
+    with replica_pair(homelab, tmp_path, **settings) as pair:
+        yield pair
 
 
 @pytest.fixture

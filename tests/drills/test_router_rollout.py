@@ -22,6 +22,8 @@ from ..cluster.conftest import eventually, off_the_loop
 from ..cluster.install_helpers import (
     HELM_DEADLINE,
     HELM_WAIT,
+    HOST,
+    INGRESS_VALUES,
     KUBECTL,
     ROOT,
     pods_not_ready,
@@ -36,14 +38,10 @@ from .streams import Followed, follow
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 NAMESPACE = "drill"
 DRAIN = 90  # seconds each old replica may drain: far more than the work below needs
-HOST = {"Host": "hearth.lan"}
+HEADERS = {"Host": HOST}
 VALUES: dict[str, Any] = {
     "router": {"replicas": 2, "drainSeconds": DRAIN, "settings": {"maxWaiters": 200}},
-    "ingress": {
-        "enabled": True,
-        "className": "nginx",
-        "hosts": [{"host": "hearth.lan", "paths": [{"path": "/", "pathType": "Prefix"}]}],
-    },
+    "ingress": INGRESS_VALUES,
 }
 STREAM_DEADLINE = 150.0  # a stream not ended by then hung
 rolled = Drill(
@@ -117,16 +115,16 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
         async with httpx.AsyncClient(base_url=base, timeout=STREAM_DEADLINE, limits=limits) as http:
 
             async def listed() -> bool:
-                r = await http.get("/v1/models", headers=HOST)
+                r = await http.get("/v1/models", headers=HEADERS)
                 return r.status_code == 200 and {"busy", "sleepy"} <= {m["id"] for m in r.json()["data"]}
 
             await eventually(listed, deadline=30, what="both models listed through the ingress")
             warmed = Followed()
-            await follow(http, CHAT, chat("busy", max_tokens=1), warmed, HOST)
+            await follow(http, CHAT, chat("busy", max_tokens=1), warmed, HEADERS)
             assert warmed.whole, warmed
             streams = [Followed() for _ in range(50)]
             tasks = [
-                asyncio.create_task(follow(http, CHAT, chat("sleepy" if i % 5 == 0 else "busy"), s, HOST))
+                asyncio.create_task(follow(http, CHAT, chat("sleepy" if i % 5 == 0 else "busy"), s, HEADERS))
                 for i, s in enumerate(streams)
             ]
 
@@ -153,7 +151,9 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
             during = []
             while not rolling.done():
                 during.append(late := Followed())
-                tasks.append(asyncio.create_task(follow(http, CHAT, chat("busy", max_tokens=2), late, HOST)))
+                tasks.append(
+                    asyncio.create_task(follow(http, CHAT, chat("busy", max_tokens=2), late, HEADERS))
+                )
                 await asyncio.wait({rolling}, timeout=0.5)
             await rolling
             # Gone from the API at once (the homelab deletes pods without a grace period), an old
