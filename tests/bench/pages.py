@@ -1,6 +1,7 @@
 """The documentation's benchmark tables, generated: `make bench` keeps its run in
-docs/bench.json and fills every `<!-- bench:KEY -->` … `<!-- /bench -->` block of the docs
-with that table as measured (KEY: the benchmark's name, `-2`, `-3` … for its later tables).
+docs/bench.json and fills every `<!-- bench:KEY -->` … `<!-- /bench -->` block of the docs and
+the README with that table as measured (KEY: the benchmark's name, `-2`, `-3` … for its later
+tables; `goals` is derived from them, goals.py).
 tests/unit/test_bench_pages.py fails when a block differs from what docs/bench.json renders
 (a table typed by hand, or a renderer changed without a rerun), or when the run is missing a
 benchmark `make bench` has."""
@@ -12,6 +13,8 @@ import math
 import re
 from pathlib import Path
 from typing import Any
+
+from . import goals
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -52,9 +55,14 @@ def tables_by_key(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["key"]: t for t in results["tables"]}
 
 
+def derived(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tables made from the run's own (not measured themselves): the README's goals."""
+    return {"goals": goals.table(tables_by_key(results))}
+
+
 def fill(text: str, results: dict[str, Any]) -> str:
     """`text` with every bench block rendered from `results` (blocks of unknown keys kept)."""
-    tables = tables_by_key(results)
+    tables = tables_by_key(results) | derived(results)
 
     def render(m: re.Match[str]) -> str:
         table = tables.get(m["key"])
@@ -65,7 +73,8 @@ def fill(text: str, results: dict[str, Any]) -> str:
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+    found = [*DOCS.glob("*.md"), ROOT / "README.md"]
+    return sorted(p for p in found if BLOCK.search(p.read_text()))
 
 
 def write(results: dict[str, Any]) -> list[Path]:

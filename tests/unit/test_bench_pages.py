@@ -23,7 +23,7 @@ def test_every_block_shows_the_last_run_as_it_renders() -> None:
 
 def test_every_table_of_the_run_is_shown_and_every_block_has_its_table() -> None:
     shown = {m["key"] for page in pages.pages() for m in pages.BLOCK.finditer(page.read_text())}
-    measured = set(pages.tables_by_key(results()))
+    measured = set(pages.tables_by_key(results())) | set(pages.derived(results()))
     assert shown == measured, f"shown only: {shown - measured}; measured only: {measured - shown}"
 
 
