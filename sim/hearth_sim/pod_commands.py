@@ -29,8 +29,8 @@ SIMULATED_IMAGES = {"vllm/vllm-openai": "hearth_sim.vllm", "ollama/ollama": "hea
 SIMULATED_DEFAULT_ARGS = {"ollama/ollama": ["serve"]}  # the image's CMD
 # The routers' shared store (the chart's Valkey, or a Redis): the machine's own server, which
 # takes the same command line (Valkey is Redis's fork) — Debian's redis-server.
-STORE_IMAGES = {"valkey/valkey": "valkey-server", "redis": "redis-server"}
-STORE_SERVERS = ("valkey-server", "redis-server")
+STORE_IMAGES = ("valkey/valkey", "redis")
+STORE_SERVERS = ("valkey-server", "redis-server")  # whichever the machine has, Valkey's first
 
 
 @dataclass(frozen=True)

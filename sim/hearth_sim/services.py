@@ -24,6 +24,7 @@ from typing import Any
 
 from hearth_sim.kube import ApiError, Kube
 from hearth_sim.pod_spec import container_port
+from hearth_sim.scheduling import is_ready
 
 log = logging.getLogger("hearth.sim.services")
 Obj = dict[str, Any]
@@ -46,8 +47,7 @@ def ready_targets(pods: list[Obj], port: Obj) -> list[str]:
     targets = []
     for pod in pods:
         status = pod.get("status") or {}
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
-        if ready and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
+        if is_ready(pod) and status.get("podIP") and not pod["metadata"].get("deletionTimestamp"):
             containers = pod["spec"].get("containers") or []
             target = container_port(containers, port.get("targetPort") or port["port"])
             if target:
