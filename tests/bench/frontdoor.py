@@ -10,22 +10,17 @@ table says so and has only uvicorn's column."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from hearth_sim.homelab import HomelabThread
-from hearth_sim.ports import free_port
-
 from ..cluster.operator_helpers import MD_API, sim_md, wait_phase
-from ..conftest import descendants, stop_process
-from .harness import ROOT, Stack, Table, Timed, kernel_timed_burst, pct, proc_status, until
+from ..cluster.router_helpers import RouterProcess
+from ..conftest import descendants
+from .harness import Stack, Table, Timed, kernel_timed_burst, pct, proc_status, until
 from .herd import _chat, _first_event, cold_model
 from .overhead import TOKENS, _round
 
@@ -33,46 +28,16 @@ GRANIAN = Path(sys.executable).parent / "granian"
 SETTINGS = {"max_waiters": 2000}
 
 
-class GranianRouter:
+class GranianRouter(RouterProcess):
     """The router's app (tests/bench/granian_app.py) served by granian: one worker, one runtime
-    thread and uvloop — like `hearth-router`, one process on one event loop."""
+    thread and uvloop — like `hearth-router`, one process on one event loop. Started, settings
+    and all, as RouterProcess starts `hearth-router`; the bench runs from the repository's root,
+    where granian imports the app from."""
 
-    def __init__(self, lab: HomelabThread, workdir: Path) -> None:
-        self.lab, self.workdir = lab, workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GranianRouter:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.lab.homelab.kubeconfig_path),
-            "HEARTH_LOG_LEVEL": "WARNING",
-            **{f"HEARTH_ROUTER_{k.upper()}": str(v) for k, v in SETTINGS.items()},
-        }
+    def command(self) -> list[str]:
         args = ["--interface", "asgi", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
         args += ["--runtime-threads", "1", "--loop", "uvloop", "--backlog", "4096", "--log-level", "warning"]
-        log = (self.workdir / f"granian-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [str(GRANIAN), *args, "tests.bench.granian_app:app"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.workdir / f"granian-{self.port}.log").read_text()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("granian's router did not become ready")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        return [str(GRANIAN), *args, "tests.bench.granian_app:app"]
 
 
 def tree_cpu(pid: int) -> float:
@@ -89,7 +54,9 @@ def tree_cpu(pid: int) -> float:
 async def run(st: Stack, smoke: bool = False) -> list[Table]:
     assert st.router.proc is not None
     doors: dict[str, tuple[str, int]] = {"uvicorn + httptools": (st.router.url, st.router.proc.pid)}
-    granian = GranianRouter(st.lab, st.workdir).start() if GRANIAN.exists() else None
+    granian = None
+    if GRANIAN.exists():
+        granian = GranianRouter(st.lab, st.workdir, log_level="WARNING", **SETTINGS).start()
     try:
         if granian is not None and granian.proc is not None:
             doors["granian"] = (granian.url, granian.proc.pid)

@@ -4,7 +4,6 @@ and router. What each waiting user was told, and how fast the queue drained once
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from typing import Any
 
@@ -13,17 +12,13 @@ import aiohttp
 from hearth_sim.kube import Kube
 
 from ..cluster.operator_helpers import MD_API, WAKE, sim_md, wait_phase
+from ..cluster.router_helpers import eta_rose_unexplained
 from .harness import Stack, Table, Timed, kernel_timed_burst, median, pct, proc_status, until
 
 SLOTS = 16  # concurrency of the one replica
 TOKENS_PER_SECOND = 40.0  # sim engine: 32 tokens take 0.8 s
 LOAD_SECONDS = 3.0
 PACED = (1.0, 0.5, 0.25)  # seconds over which the paced herds arrive
-
-
-def _rises(etas: list[tuple[int, str]]) -> bool:
-    """Whether a shown ETA went up without the message saying why."""
-    return any(b > a and "longer" not in msg for (a, _), (b, msg) in itertools.pairwise(etas))
 
 
 def _queued_error(s: Timed) -> float | None:
@@ -125,9 +120,7 @@ def _table(n: int, streams: list[Timed], wakes: int, lags: list[float], router: 
     complete = [s for s in streams if s.done and s.tokens > 0]
     after_sent = _first_event(streams)
     errors = [e for e in (_queued_error(s) for s in streams) if e is not None]
-    rises = sum(
-        1 for s in streams if _rises([(e["estimated_time"], e.get("message", "")) for _, e in s.of("queued")])
-    )
+    rises = sum(1 for s in streams if eta_rose_unexplained([e for _, e in s.of("queued")]))
     rates = []
     for s in streams:
         waiting = [t for t, e in s.events if e.get("status") in ("loading", "queued")]

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from hearth_sim.homelab import Homelab, HomelabThread
 from hearth_sim.kube import Kube
 
-from .conftest import TIME_SCALE, eventually, pod_ip_prefix
+from .conftest import TIME_SCALE, eventually, off_the_loop, pod_ip_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
@@ -97,3 +97,23 @@ async def pods_not_ready(kube: Kube, namespace: str) -> list[str]:
         states = [c.get("state") or {} for c in status.get("containerStatuses") or []]
         described.append(f"{pod['metadata']['name']}: {states or status.get('phase')}")
     return described
+
+
+async def install_chart(helm: Any, kube: Kube, namespace: str, values: dict[str, Any]) -> None:
+    """`helm install hearth charts/hearth` (real Helm, helm-python-sdk's `Config` for `namespace`),
+    waiting for its pods to be Ready; a chart the pods cannot live with fails saying what they say."""
+    try:
+        await off_the_loop(
+            lambda: helm.install(
+                str(ROOT / "charts" / "hearth"),
+                "hearth",
+                values,
+                create_namespace=True,
+                wait="watcher",
+                timeout=HELM_WAIT,
+            ),
+            HELM_DEADLINE,
+            "helm install",
+        )
+    except Exception as exc:
+        raise AssertionError(f"helm install: {exc}; pods: {await pods_not_ready(kube, namespace)}") from exc

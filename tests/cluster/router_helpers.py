@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -34,6 +35,10 @@ class RouterProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """What runs: `hearth-router` on this process's port (the bench runs the app otherwise)."""
+        return [sys.executable, "-m", "hearth_router.cli", "--host", "127.0.0.1", "--port", str(self.port)]
+
     def start(self) -> RouterProcess:
         env = {
             **os.environ,
@@ -43,12 +48,7 @@ class RouterProcess:
         for name, value in self.settings.items():
             env[f"HEARTH_ROUTER_{name.upper()}"] = str(value)
         log = (self.log_dir / f"router-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hearth_router.cli", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.logs()
@@ -66,6 +66,15 @@ class RouterProcess:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"router-{self.port}.log"))
+
+
+def eta_rose_unexplained(queued: list[dict[str, Any]]) -> bool:
+    """Whether, over a stream's `queued` events, a shown ETA went up without the message saying
+    why (it may rise only with "taking longer" / "answers are taking longer")."""
+    return any(
+        b["estimated_time"] > a["estimated_time"] and "longer" not in b.get("message", "")
+        for a, b in itertools.pairwise(queued)
+    )
 
 
 @contextlib.contextmanager

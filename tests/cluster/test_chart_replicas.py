@@ -8,7 +8,6 @@ get 429 with Retry-After)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ from .install_helpers import (
     start_ingress_homelab,
 )
 from .operator_helpers import MD_API, WAKE, delete_all_models, sim_md, wait_phase
+from .router_helpers import eta_rose_unexplained
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 NAMESPACE = "replicas"
@@ -120,14 +120,6 @@ async def one_stream(client: openai.AsyncOpenAI, model: str) -> Seen:
     return seen
 
 
-def rises_unexplained(queued: list[dict[str, Any]]) -> bool:
-    """Whether a shown queue ETA went up without its message saying why."""
-    return any(
-        b["estimated_time"] > a["estimated_time"] and "longer" not in b["message"]
-        for a, b in itertools.pairwise(queued)
-    )
-
-
 def sdk(homelab: HomelabThread, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
     """The stock SDK, reaching Hearth as a user does: the ingress, by its host name."""
     return openai.AsyncOpenAI(
@@ -187,7 +179,7 @@ async def test_three_hundred_sdk_streams_through_the_ingress_see_two_replicas_as
     assert len(set(places)) > len(served) / 2, "places are told once each as the line fills"
     alone = [q["message"] for s in served for q in s.of("queued") if "at this router replica" in q["message"]]
     assert not alone, f"a replica lost the store under the burst: {alone[:3]}"
-    assert not [s for s in served if rises_unexplained(s.of("queued"))], "an ETA rose unexplained"
+    assert not [s for s in served if eta_rose_unexplained(s.of("queued"))], "an ETA rose unexplained"
     # One engine, four slots: never more at once, whichever replica sent them.
     assert stats["peak_streams"] <= CONCURRENCY and stats["streams_closed"] >= len(served), stats
     wakes = [r for r in api.requests[before:] if r.method == "PATCH" and r.name == "crowd" and WAKE in r.text]

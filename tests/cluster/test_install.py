@@ -29,8 +29,8 @@ from .install_helpers import (
     INGRESS_VALUES,
     KUBECTL,
     ROOT,
+    install_chart,
     kubectl,
-    pods_not_ready,
     ready_pod,
     start_ingress_homelab,
 )
@@ -275,23 +275,9 @@ async def test_helm_installs_upgrades_rolls_back_and_uninstalls_the_chart(
     helm = Config(kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace="lab")
     kube = Kube(homelab.homelab.url)
     chart = str(ROOT / "charts" / "hearth")
-    ingress = INGRESS_VALUES
     try:
-        try:
-            await off_the_loop(
-                lambda: helm.install(
-                    chart,
-                    "hearth",
-                    {"router": {"settings": {"maxWaiters": 8}}, "ingress": ingress},
-                    create_namespace=True,
-                    wait="watcher",
-                    timeout=HELM_WAIT,
-                ),
-                HELM_DEADLINE,
-                "helm install",
-            )
-        except Exception as exc:  # a chart the image cannot live with: say what its pods say
-            raise AssertionError(f"helm install: {exc}; pods: {await pods_not_ready(kube, 'lab')}") from exc
+        values = {"router": {"settings": {"maxWaiters": 8}}, "ingress": INGRESS_VALUES}
+        await install_chart(helm, kube, "lab", values)
         assert (await router_env(kube, "lab"))["HEARTH_ROUTER_MAX_WAITERS"] == "8"
         await streams_through_the_ingress(homelab, kube, tmp_path)
         await streams_a_downloaded_model(

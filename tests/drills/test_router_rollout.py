@@ -26,7 +26,7 @@ from ..cluster.install_helpers import (
     INGRESS_VALUES,
     KUBECTL,
     ROOT,
-    pods_not_ready,
+    install_chart,
     ready_pod,
     start_ingress_homelab,
 )
@@ -82,17 +82,7 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
     helm = Config(kubeconfig_path=str(homelab.homelab.kubeconfig_path), namespace=NAMESPACE)
     chart = str(ROOT / "charts" / "hearth")
     try:
-        try:
-            await off_the_loop(
-                lambda: helm.install(
-                    chart, "hearth", VALUES, create_namespace=True, wait="watcher", timeout=HELM_WAIT
-                ),
-                HELM_DEADLINE,
-                "helm install",
-            )
-        except Exception as exc:
-            pods = await pods_not_ready(kube, NAMESPACE)
-            raise AssertionError(f"helm install: {exc}; pods: {pods}") from exc
+        await install_chart(helm, kube, NAMESPACE, VALUES)
         await ready_pod(kube, "store", NAMESPACE)
         before = {p["metadata"]["uid"] for p in await router_pods(kube)}
         assert len(before) == 2, before
@@ -129,8 +119,7 @@ async def test_helm_upgrade_rolls_the_router_and_no_stream_is_lost(
             ]
 
             async def all_three_stages() -> bool:
-                now = {s.statuses[-1] for s in streams if s.statuses}
-                return {"loading", "queued", "generating"} <= now
+                return {"loading", "queued", "generating"} <= {s.now for s in streams}
 
             await eventually(all_three_stages, deadline=30, interval=0.05, what="all three stages at once")
             open_at_roll = sum(not s.ended for s in streams)
