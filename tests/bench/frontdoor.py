@@ -20,9 +20,9 @@ import httpx
 from ..cluster.operator_helpers import MD_API, sim_md, wait_phase
 from ..cluster.router_helpers import RouterProcess
 from ..conftest import descendants
-from .harness import Stack, Table, Timed, kernel_timed_burst, pct, proc_status, until
+from .harness import Stack, Table, kernel_timed_burst, pct, proc_status, until
 from .herd import _chat, _first_event, cold_model
-from .overhead import TOKENS, _round
+from .overhead import TOKENS, Paths, interleaved
 
 GRANIAN = Path(sys.executable).parent / "granian"
 SETTINGS = {"max_waiters": 2000}
@@ -133,24 +133,18 @@ async def _overhead(st: Stack, doors: dict[str, tuple[str, int]], smoke: bool) -
         "max_tokens": TOKENS,
         "messages": [{"role": "user", "content": "hi"}],
     }
-    paths = {"direct": (f"{engine}/v1/chat/completions", body, 0)}
-    paths |= {door: (f"{url}/v1/chat/completions", body, pid) for door, (url, pid) in doors.items()}
+    paths: Paths = {"direct": (f"{engine}/v1/chat/completions", body, {})}
+    paths |= {door: (f"{url}/v1/chat/completions", body, {}) for door, (url, _) in doors.items()}
+    pids = {door: pid for door, (_, pid) in doors.items()}
+
+    def cpu_of(path: str) -> float:
+        return tree_cpu(pids[path]) if path in pids else 0.0
+
     plans = [(1, 2, 10), (50, 1, 100)] if smoke else [(1, 5, 100), (50, 3, 200), (200, 2, 400)]
     rng = random.Random(11)
     for concurrency, rounds, per_round in plans:
-        results: dict[str, list[Timed]] = {p: [] for p in paths}
-        walls = dict.fromkeys(paths, 0.0)
-        cpu = dict.fromkeys(paths, 0.0)
-        for _ in range(rounds):
-            order = list(paths)
-            rng.shuffle(order)
-            for name in order:
-                url, payload, pid = paths[name]
-                began = tree_cpu(pid) if pid else 0.0
-                got, wall = await _round(url, payload, {}, per_round, concurrency)
-                cpu[name] += (tree_cpu(pid) - began) if pid else 0.0
-                results[name] += got
-                walls[name] += wall
+        done = await interleaved(paths, cpu_of, rounds, per_round, concurrency, rng)
+        results, walls, cpu = done.results, done.walls, done.cpu
         d_rate = sum(t.tokens for t in results["direct"]) / walls["direct"]
         d_ttft = pct([(t.first_token or t.ended or 0) - t.began for t in results["direct"]], 50)
         for door in doors:

@@ -10,8 +10,9 @@ import random
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,41 @@ async def _round(
         return list(results), time.perf_counter() - began
 
 
+Paths = dict[str, tuple[str, dict[str, Any], dict[str, str]]]  # name → (url, body, headers)
+
+
+@dataclass
+class Rounds:
+    results: dict[str, list[Timed]]  # each path's streams
+    walls: dict[str, float]  # seconds each path's rounds took
+    cpu: dict[str, float]  # CPU seconds each path's server used in them (0: not measured)
+
+
+async def interleaved(
+    paths: Paths,
+    cpu_of: Callable[[str], float],
+    rounds: int,
+    per_round: int,
+    concurrency: int,
+    rng: random.Random,
+) -> Rounds:
+    """`rounds` rounds of `per_round` streams at `concurrency` to every path, the paths in a new
+    random order each round (so no path always runs on a warmer or a busier machine);
+    `cpu_of(path)`: the CPU seconds its server has used so far (0 where not measured)."""
+    done = Rounds({p: [] for p in paths}, dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0))
+    for _ in range(rounds):
+        order = list(paths)
+        rng.shuffle(order)
+        for name in order:
+            url, body, headers = paths[name]
+            before = cpu_of(name)
+            got, wall = await _round(url, body, headers, per_round, concurrency)
+            done.cpu[name] += cpu_of(name) - before
+            done.results[name] += got
+            done.walls[name] += wall
+    return done
+
+
 async def run(st: Stack, smoke: bool = False) -> list[Table]:
     engine = spawn_engine("--load-seconds", "0", "--tokens-per-second", "4000")
     try:
@@ -139,9 +175,7 @@ async def run(st: Stack, smoke: bool = False) -> list[Table]:
         stop_process(engine.proc, grace=5)
 
 
-async def _measure(
-    st: Stack, paths: dict[str, tuple[str, dict[str, Any], dict[str, str]]], smoke: bool, litellm_found: bool
-) -> Table:
+async def _measure(st: Stack, paths: Paths, smoke: bool, litellm_found: bool) -> Table:
     table = Table(
         f"Router overhead: {TOKENS}-token streams from a sim engine at 4000 tokens/s, interleaved rounds",
         [
@@ -162,21 +196,13 @@ async def _measure(
     plans = [(1, 4, 10), (50, 2, 100)] if smoke else [(1, 5, 100), (50, 3, 200), (200, 2, 400)]
     rng = random.Random(7)
     router_pid = st.router.proc.pid if st.router.proc else 0
+
+    def router_cpu(name: str) -> float:
+        return proc_status(router_pid)["cpu_s"] if name == "hearth" else 0.0
+
     for concurrency, rounds, per_round in plans:
-        results: dict[str, list[Timed]] = {p: [] for p in paths}
-        walls: dict[str, float] = dict.fromkeys(paths, 0.0)
-        router_cpu = 0.0
-        for _ in range(rounds):
-            order = list(paths)
-            rng.shuffle(order)
-            for name in order:
-                url, body, headers = paths[name]
-                before = proc_status(router_pid)["cpu_s"] if name == "hearth" else 0.0
-                got, wall = await _round(url, body, headers, per_round, concurrency)
-                if name == "hearth":
-                    router_cpu += proc_status(router_pid)["cpu_s"] - before
-                results[name] += got
-                walls[name] += wall
+        done = await interleaved(paths, router_cpu, rounds, per_round, concurrency, rng)
+        results, walls = done.results, done.walls
         direct = results["direct"]
         d_ttft = [(t.first_token or t.ended or 0) - t.began for t in direct]
         d_total = [(t.ended or 0) - t.began for t in direct]
@@ -186,7 +212,7 @@ async def _measure(
             total = [1000 * ((t.ended or 0) - t.began) for t in got]
             rate = sum(t.tokens for t in got) / walls[name]
             complete = sum(1 for t in got if t.tokens == TOKENS)
-            cpu = 1000 * router_cpu / len(got) if name == "hearth" else float("nan")
+            cpu = 1000 * done.cpu[name] / len(got) if name == "hearth" else float("nan")
             table.add(
                 concurrency,
                 name,
